@@ -1,0 +1,1 @@
+"""Implementations of the ports declared in ``hub`` (brokers, stores, upstream axis)."""

@@ -1,0 +1,123 @@
+"""One error tree for the whole hub.
+
+Every error carries a stable snake_case ``code`` (part of the API: clients and
+auditors key on it), a message a clerk's IT contact can act on, and optional
+structured ``details``. HTTP status and the VXP ``ErrorCode`` are properties of
+the class, read only by the HTTP faces.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any, ClassVar
+
+
+class HubError(Exception):
+    """Root of every error the hub raises on purpose."""
+
+    code: ClassVar[str] = "hub_error"
+    http_status: ClassVar[int] = 500
+    vxp_code: ClassVar[str] = "20"  # platform error
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        code: str | None = None,
+        details: Mapping[str, Any] | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        # Instance code narrows the class code (e.g. which signature check failed);
+        # the class code stays the family.
+        self.error_code: str = code or self.code
+        self.details: dict[str, Any] = dict(details or {})
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"code": self.error_code, "message": self.message}
+        if self.details:
+            out["details"] = self.details
+        return out
+
+    def __str__(self) -> str:
+        return f"{self.error_code}: {self.message}"
+
+
+class InputError(HubError):
+    """The bytes we were given are not an acceptable package."""
+
+    code = "invalid_input"
+    http_status = 400
+    vxp_code = "22"  # package not in the edXML standard format
+
+
+class PackageTooLarge(InputError):
+    code = "package_too_large"
+    http_status = 413
+    vxp_code = "10"
+
+
+class MalformedXml(InputError):
+    """Not well-formed, hostile (DTD, entities) or over a structural limit."""
+
+    code = "malformed_xml"
+
+
+class ValidationFailed(InputError):
+    """Well-formed XML that breaks edXML rules; ``problems`` lists every one."""
+
+    code = "validation_failed"
+    http_status = 422
+
+    def __init__(self, problems: list[Mapping[str, str]]) -> None:
+        first = problems[0] if problems else {"code": "unknown", "path": "", "message": ""}
+        more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
+        super().__init__(
+            f"{first['message']} at {first['path']}{more}",
+            details={"problems": [dict(p) for p in problems]},
+        )
+        self.problems = problems
+
+
+class SignatureRefused(InputError):
+    """The signature policy refused the package; ``code`` says which check failed."""
+
+    code = "signature_refused"
+    http_status = 422
+
+
+class AuthenticationFailed(HubError):
+    code = "authentication_failed"
+    http_status = 401
+    vxp_code = "15"
+
+
+class Forbidden(HubError):
+    code = "forbidden"
+    http_status = 403
+    vxp_code = "19"
+
+
+class NotFound(HubError):
+    code = "not_found"
+    http_status = 404
+    vxp_code = "404"
+
+
+class Conflict(HubError):
+    code = "conflict"
+    http_status = 409
+    vxp_code = "20"
+
+
+class Unavailable(HubError):
+    """A dependency (store, broker, upstream) cannot take the work right now."""
+
+    code = "unavailable"
+    http_status = 503
+    vxp_code = "20"
+
+
+class ConfigError(HubError):
+    code = "config_error"
+    http_status = 500
