@@ -1,0 +1,43 @@
+"""``lienthong`` command line.
+
+Exit codes (stable, for scripts): 0 success; 1 the package breaks edXML rules;
+2 usage error; 3 the signature was refused; 4 the input is not readable edXML
+(malformed, hostile, too large); 5 configuration error (trust store, keys).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+from hub.cli import edxml_cmd, pki_cmd
+
+EXIT_OK = 0
+EXIT_INVALID = 1
+EXIT_USAGE = 2
+EXIT_REFUSED = 3
+EXIT_MALFORMED = 4
+EXIT_CONFIG = 5
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="lienthong",
+        description="Document-exchange hub for signed edXML packages (QCVN 102:2016).",
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    pki_cmd.register(sub)
+    edxml_cmd.register(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    code: int = args.func(args)
+    return code
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

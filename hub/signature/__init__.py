@@ -1,0 +1,1 @@
+"""XML-DSig signatures on edXML packages: policy, verification, signing, trust."""

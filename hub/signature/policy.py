@@ -1,0 +1,155 @@
+"""Signature policy: what a package's signature must be for it to be accepted.
+
+* ``required``: only a valid W3C signature whose certificate chains to a trusted
+  CA, is within its validity period, is not revoked, has a signing key usage and
+  is bound to the sending organ.
+* ``if-present``: a real signature must pass all of that; a placeholder or no
+  signature is accepted and recorded as such.
+* ``off``: not checked; recorded as unchecked.
+
+The result is always a ``SignatureRecord`` (refusals too), so the ledger can keep
+which case applied and why; ``enforce`` turns a refusal into ``SignatureRefused``.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import enum
+from collections.abc import Iterable, Mapping
+from dataclasses import asdict, dataclass, field, replace
+from typing import Any
+
+from hub.edxml.parser import ParsedPackage
+from hub.errors import SignatureRefused
+from hub.signature.trust import TrustStore
+from hub.signature.verify import verify_xmldsig
+
+
+class SignaturePolicy(enum.StrEnum):
+    REQUIRED = "required"
+    IF_PRESENT = "if-present"
+    OFF = "off"
+
+
+class Outcome(enum.StrEnum):
+    VALID = "valid"  # real signature, verified, trusted, bound
+    INVALID = "invalid"  # real signature that failed a check (see reason_code)
+    PLACEHOLDER = "placeholder"  # the SDK's dummy Signature / DigitalSignature
+    ABSENT = "absent"
+    UNCHECKED = "unchecked"  # policy off
+
+
+@dataclass(frozen=True, slots=True)
+class SignatureRecord:
+    outcome: Outcome
+    policy: SignaturePolicy
+    accepted: bool
+    reason_code: str | None = None
+    reason: str | None = None
+    signer_subject: str | None = None
+    cert_fingerprint: str | None = None
+    chain: tuple[str, ...] = ()
+    chain_fingerprints: tuple[str, ...] = ()
+    signature_method: str | None = None
+    digest_method: str | None = None
+    revocation: str | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["outcome"] = str(self.outcome)
+        d["policy"] = str(self.policy)
+        d["chain"] = list(self.chain)
+        d["chain_fingerprints"] = list(self.chain_fingerprints)
+        return d
+
+
+@dataclass(frozen=True, slots=True)
+class CertBindings:
+    """Which organs a signer certificate may sign for: by SHA-256 fingerprint or subject."""
+
+    by_fingerprint: Mapping[str, frozenset[str]] = field(default_factory=dict)
+    by_subject: Mapping[str, frozenset[str]] = field(default_factory=dict)
+
+    @classmethod
+    def of(
+        cls,
+        fingerprints: Mapping[str, Iterable[str]] | None = None,
+        subjects: Mapping[str, Iterable[str]] | None = None,
+    ) -> CertBindings:
+        return cls(
+            {k.lower(): frozenset(v) for k, v in (fingerprints or {}).items()},
+            {k: frozenset(v) for k, v in (subjects or {}).items()},
+        )
+
+    def allows(self, fingerprint: str, subject: str, organ: str) -> bool:
+        return organ in self.by_fingerprint.get(fingerprint, frozenset()) or organ in (
+            self.by_subject.get(subject, frozenset())
+        )
+
+
+@dataclass(slots=True)
+class SignatureChecker:
+    trust: TrustStore
+    bindings: CertBindings = field(default_factory=CertBindings)
+    allow_sha1: bool = False
+
+    def check(
+        self,
+        parsed: ParsedPackage,
+        policy: SignaturePolicy,
+        sender_organ: str | None,
+        *,
+        at: dt.datetime | None = None,
+    ) -> SignatureRecord:
+        if policy is SignaturePolicy.OFF:
+            return SignatureRecord(Outcome.UNCHECKED, policy, accepted=True)
+        form = parsed.signature_form
+        if form != "xmldsig":
+            outcome = Outcome.PLACEHOLDER if form == "placeholder" else Outcome.ABSENT
+            if policy is SignaturePolicy.IF_PRESENT:
+                return SignatureRecord(outcome, policy, accepted=True)
+            code = "signature_placeholder" if form == "placeholder" else "signature_missing"
+            reason = (
+                "the package carries only a placeholder signature, which nobody can verify"
+                if form == "placeholder"
+                else "the package carries no signature"
+            ) + "; this system's policy requires a valid XML signature"
+            return SignatureRecord(outcome, policy, False, code, reason)
+        try:
+            v = verify_xmldsig(parsed, self.trust, allow_sha1=self.allow_sha1, at=at)
+        except SignatureRefused as exc:
+            return SignatureRecord(Outcome.INVALID, policy, False, exc.error_code, exc.message)
+        c = v.chain
+        record = SignatureRecord(
+            Outcome.VALID,
+            policy,
+            True,
+            signer_subject=c.subject,
+            cert_fingerprint=c.fingerprint,
+            chain=c.chain,
+            chain_fingerprints=c.chain_fingerprints,
+            signature_method=v.signature_method,
+            digest_method=v.digest_method,
+            revocation=c.revocation,
+        )
+        if sender_organ is None or not self.bindings.allows(c.fingerprint, c.subject, sender_organ):
+            return replace(
+                record,
+                outcome=Outcome.INVALID,
+                accepted=False,
+                reason_code="cert_not_bound",
+                reason=f"the signer ({c.subject}) is not registered to sign for organ "
+                f"{sender_organ}",
+            )
+        return record
+
+
+def enforce(record: SignatureRecord) -> SignatureRecord:
+    """Raise ``SignatureRefused`` for a refused record; return it otherwise."""
+    if not record.accepted:
+        raise SignatureRefused(
+            record.reason or "signature refused",
+            code=record.reason_code or "signature_refused",
+            details={"signature": record.as_dict()},
+        )
+    return record

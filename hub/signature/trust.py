@@ -1,0 +1,241 @@
+"""Trust store: CA certificates and CRLs from a directory, and signer-chain validation.
+
+Path building and signature checks on the chain are cryptography's X.509
+verification API; this module adds what document signing needs on top: a key
+usage fit for signing, revocation by CRL (signature and freshness of the CRL
+checked), and specific reason codes for each refusal.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import threading
+from collections import OrderedDict
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+from cryptography.x509.oid import ExtendedKeyUsageOID, ObjectIdentifier
+from cryptography.x509.verification import (
+    ExtensionPolicy,
+    PolicyBuilder,
+    Store,
+    VerificationError,
+)
+
+from hub.errors import ConfigError, SignatureRefused
+
+Revocation = Literal["checked", "no_crl"]
+
+# A signer's extended key usage, when present, must name one of these purposes.
+_SIGNING_EKUS = frozenset(
+    {
+        ExtendedKeyUsageOID.EMAIL_PROTECTION,
+        ExtendedKeyUsageOID.CLIENT_AUTH,  # common on Vietnamese CA signing tokens
+        ExtendedKeyUsageOID.ANY_EXTENDED_KEY_USAGE,
+        ObjectIdentifier("1.3.6.1.5.5.7.3.36"),  # id-kp-documentSigning (RFC 9336)
+        ObjectIdentifier("1.3.6.1.4.1.311.10.3.12"),  # Microsoft document signing
+    }
+)
+
+
+def fingerprint(cert: x509.Certificate) -> str:
+    """SHA-256 of the DER encoding, lower-case hex: how the ledger names a certificate."""
+    return hashlib.sha256(cert.public_bytes(serialization.Encoding.DER)).hexdigest()
+
+
+@dataclass(frozen=True, slots=True)
+class ChainResult:
+    subject: str
+    fingerprint: str
+    chain: tuple[str, ...]  # subjects, leaf first
+    chain_fingerprints: tuple[str, ...]
+    revocation: Revocation
+    not_after: dt.datetime
+
+
+def _refuse(code: str, message: str, **details: object) -> SignatureRefused:
+    return SignatureRefused(message, code=code, details=dict(details))
+
+
+def check_signing_usage(cert: x509.Certificate) -> None:
+    """The leaf must be a signing certificate: digitalSignature or nonRepudiation."""
+    try:
+        ku = cert.extensions.get_extension_for_class(x509.KeyUsage).value
+    except x509.ExtensionNotFound:
+        raise _refuse(
+            "cert_key_usage", "the signer certificate has no key usage extension"
+        ) from None
+    if not (ku.digital_signature or ku.content_commitment):
+        raise _refuse(
+            "cert_key_usage",
+            "the signer certificate is not allowed to sign documents "
+            "(key usage lacks digitalSignature and nonRepudiation)",
+        )
+    try:
+        eku = cert.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value
+    except x509.ExtensionNotFound:
+        return
+    if not any(oid in _SIGNING_EKUS for oid in eku):
+        raise _refuse(
+            "cert_key_usage",
+            "the signer certificate's extended key usage does not allow document signing",
+        )
+
+
+@dataclass(slots=True)
+class TrustStore:
+    """Trusted CA certificates and the CRLs of their issuers."""
+
+    anchors: list[x509.Certificate]
+    crls: list[x509.CertificateRevocationList] = field(default_factory=list)
+    require_crl: bool = False
+    cache_seconds: float = 300.0
+    _cache: OrderedDict[tuple[str, ...], tuple[float, ChainResult]] = field(
+        default_factory=OrderedDict, repr=False
+    )
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    @classmethod
+    def from_directory(cls, path: Path, *, require_crl: bool = False) -> TrustStore:
+        """Load ``*.pem``/``*.crt``/``*.cer`` CA certificates and ``*.crl`` files."""
+        if not path.is_dir():
+            raise ConfigError(f"trust store directory {path} does not exist")
+        anchors: list[x509.Certificate] = []
+        crls: list[x509.CertificateRevocationList] = []
+        for f in sorted(path.iterdir()):
+            data = f.read_bytes()
+            suffix = f.suffix.lower()
+            try:
+                if suffix in (".pem", ".crt", ".cer"):
+                    if b"-----BEGIN" in data:
+                        anchors.extend(x509.load_pem_x509_certificates(data))
+                    else:
+                        anchors.append(x509.load_der_x509_certificate(data))
+                elif suffix == ".crl":
+                    crls.append(
+                        x509.load_pem_x509_crl(data)
+                        if b"-----BEGIN" in data
+                        else x509.load_der_x509_crl(data)
+                    )
+            except ValueError as exc:
+                raise ConfigError(f"cannot read trust store file {f}: {exc}") from exc
+        if not anchors:
+            raise ConfigError(f"trust store {path} holds no CA certificate")
+        return cls(anchors, crls, require_crl=require_crl)
+
+    def validate(
+        self,
+        leaf: x509.Certificate,
+        intermediates: Sequence[x509.Certificate] = (),
+        *,
+        at: dt.datetime | None = None,
+    ) -> ChainResult:
+        """Validate a signer certificate; raise ``SignatureRefused`` with the reason."""
+        now = at or dt.datetime.now(dt.UTC)
+        key = (fingerprint(leaf), *sorted(fingerprint(c) for c in intermediates))
+        if at is None:
+            with self._lock:
+                hit = self._cache.get(key)
+            if hit is not None and hit[0] > now.timestamp() and hit[1].not_after > now:
+                return hit[1]
+        result = self._validate(leaf, intermediates, now)
+        if at is None:
+            with self._lock:
+                self._cache[key] = (now.timestamp() + self.cache_seconds, result)
+                while len(self._cache) > 4096:
+                    self._cache.popitem(last=False)
+        return result
+
+    def _validate(
+        self, leaf: x509.Certificate, intermediates: Sequence[x509.Certificate], now: dt.datetime
+    ) -> ChainResult:
+        subject = leaf.subject.rfc4514_string()
+        if now < leaf.not_valid_before_utc:
+            raise _refuse(
+                "cert_not_yet_valid",
+                f"the signer certificate ({subject}) is valid only from "
+                f"{leaf.not_valid_before_utc.isoformat()}",
+            )
+        if now > leaf.not_valid_after_utc:
+            raise _refuse(
+                "cert_expired",
+                f"the signer certificate ({subject}) expired on "
+                f"{leaf.not_valid_after_utc.isoformat()}",
+            )
+        check_signing_usage(leaf)
+        verifier = (
+            PolicyBuilder()
+            .store(Store(self.anchors))
+            .time(now)
+            .max_chain_depth(6)
+            .extension_policies(
+                ca_policy=ExtensionPolicy.webpki_defaults_ca(),
+                # Document signing certificates are not TLS certificates: no SAN or
+                # EKU requirements here; key usage is checked above with a precise code.
+                ee_policy=ExtensionPolicy.permit_all(),
+            )
+            .build_client_verifier()
+        )
+        try:
+            verified = verifier.verify(leaf, list(intermediates))
+        except VerificationError as exc:
+            raise _refuse(
+                "cert_untrusted",
+                f"the signer certificate ({subject}) does not chain to a trusted CA: {exc}",
+            ) from exc
+        chain = list(verified.chain)
+        revocation = self._check_revocation(chain, now)
+        return ChainResult(
+            subject=subject,
+            fingerprint=fingerprint(leaf),
+            chain=tuple(c.subject.rfc4514_string() for c in chain),
+            chain_fingerprints=tuple(fingerprint(c) for c in chain),
+            revocation=revocation,
+            not_after=min(c.not_valid_after_utc for c in chain),
+        )
+
+    def _crl_for(self, issuer: x509.Certificate) -> x509.CertificateRevocationList | None:
+        for crl in self.crls:
+            if crl.issuer == issuer.subject and crl.is_signature_valid(
+                issuer.public_key()  # type: ignore[arg-type]
+            ):
+                return crl
+        return None
+
+    def _check_revocation(self, chain: list[x509.Certificate], now: dt.datetime) -> Revocation:
+        state: Revocation = "checked"
+        for cert, issuer in zip(chain, chain[1:], strict=False):
+            crl = self._crl_for(issuer)
+            if crl is None:
+                if self.require_crl:
+                    raise _refuse(
+                        "revocation_unknown",
+                        f"no valid CRL from {issuer.subject.rfc4514_string()} in the trust store",
+                    )
+                state = "no_crl"
+                continue
+            next_update = crl.next_update_utc
+            if next_update is not None and now > next_update:
+                raise _refuse(
+                    "revocation_unknown",
+                    f"the CRL of {issuer.subject.rfc4514_string()} expired on "
+                    f"{next_update.isoformat()}; refresh the trust store",
+                )
+            revoked = crl.get_revoked_certificate_by_serial_number(cert.serial_number)
+            if revoked is not None:
+                raise _refuse(
+                    "cert_revoked",
+                    f"the certificate {cert.subject.rfc4514_string()} was revoked on "
+                    f"{revoked.revocation_date_utc.isoformat()}",
+                )
+        return state
+
+    def add_crls(self, crls: Iterable[x509.CertificateRevocationList]) -> None:
+        self.crls.extend(crls)
+        with self._lock:
+            self._cache.clear()
