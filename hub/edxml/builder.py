@@ -91,14 +91,24 @@ def _staff(w: _Writer, depth: int, s: StaffInfo | None) -> None:
     w.close(depth, "StaffInfo")
 
 
-def _code_text(code: Code | None) -> str | None:
-    return code.text or None if code else None
+def _code(w: _Writer, depth: int, code: Code | None, *, as_text: bool) -> None:
+    if code is None or not code.text:
+        return
+    if as_text and code.number and code.notation:
+        # The SDK writes ResponseFor/Code as one text "number/notation"; a lone part
+        # would be ambiguous, so those use the structured form, which readers also accept.
+        w.leaf(depth, "Code", code.text)
+        return
+    w.open(depth, "Code")
+    w.leaf(depth + 1, "CodeNumber", code.number)
+    w.leaf(depth + 1, "CodeNotation", code.notation)
+    w.close(depth, "Code")
 
 
 def _response_for(w: _Writer, depth: int, rf: ResponseFor) -> None:
     w.open(depth, "ResponseFor")
     w.leaf(depth + 1, "OrganId", rf.organ_id)
-    w.leaf(depth + 1, "Code", _code_text(rf.code))  # the SDK writes "number/notation"
+    _code(w, depth + 1, rf.code, as_text=True)
     w.leaf(depth + 1, "DocumentId", rf.document_id)
     w.leaf(depth + 1, "PromulgationDate", _date(rf.promulgation_date))
     w.close(depth, "ResponseFor")
@@ -174,11 +184,7 @@ def _document_header(w: _Writer, p: DocumentPackage) -> None:
     for to in p.to:
         _org(w, d, "To", to)
     w.leaf(d, "DocumentId", p.document_id)
-    if p.code is not None:
-        w.open(d, "Code")
-        w.leaf(d + 1, "CodeNumber", p.code.number)
-        w.leaf(d + 1, "CodeNotation", p.code.notation)
-        w.close(d, "Code")
+    _code(w, d, p.code, as_text=False)
     if p.promulgation is not None:
         w.open(d, "PromulgationInfo")
         w.leaf(d + 1, "Place", p.promulgation.place)

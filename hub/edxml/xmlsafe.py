@@ -71,6 +71,23 @@ def _deeper_than(root: etree._Element, depth: int) -> bool:
     return bool(probe(root))
 
 
+def _prolog_has_doctype(data: bytes, start: int) -> bool:
+    """Walk the prolog (declaration, comments, PIs, whitespace) up to the root element."""
+    i, n = start, len(data)
+    while i < n:
+        if data[i] in b" \t\r\n":
+            i += 1
+        elif data.startswith(b"<?", i):
+            end = data.find(b"?>", i + 2)
+            i = n if end < 0 else end + 2
+        elif data.startswith(b"<!--", i):
+            end = data.find(b"-->", i + 4)
+            i = n if end < 0 else end + 3
+        else:
+            return data.startswith(b"<!", i)  # <!DOCTYPE (or another declaration)
+    return False
+
+
 def read_xml(data: bytes, limits: XmlLimits = DEFAULT_LIMITS) -> etree._ElementTree:
     """Parse untrusted bytes into a tree, or raise a ``MalformedXml`` with a code."""
     size = len(data)
@@ -89,6 +106,11 @@ def read_xml(data: bytes, limits: XmlLimits = DEFAULT_LIMITS) -> etree._ElementT
             f"(found {head!r}); the sending software must not prepend anything",
             code="content_before_declaration",
             details={"first_bytes": head.hex()},
+        )
+    if _prolog_has_doctype(data, start):
+        raise MalformedXml(
+            "document type declarations (DTD) are not allowed in edXML packages",
+            code="dtd_forbidden",
         )
     # Every element costs at least one '<'; counting them is a memchr-speed scan that
     # bounds the tree size before libxml2 allocates anything.
