@@ -209,18 +209,17 @@ def parse_package(
         tree=tree,
         kind=kind,
         package=package,
-        signature_form=_signature_form(header),
+        signature_form=_signature_form(root, header),
         problems=tuple(r.problems),
     )
 
 
-def _signature_form(header: _Node | None) -> SignatureForm:
-    if header is None:
-        return "absent"
-    for child in header.el.iterchildren(tag=etree.Element):
-        if child.tag == f"{{{ns.DSIG}}}Signature":
-            return "xmldsig"
-    if "Signature" in header.groups or "DigitalSignature" in header.groups:
+def _signature_form(root: etree._Element, header: _Node | None) -> SignatureForm:
+    # Any XML-DSig signature anywhere counts as a real one: one moved out of the
+    # header must be refused as misplaced, never taken for "unsigned".
+    for _ in root.iter(f"{{{ns.DSIG}}}Signature"):
+        return "xmldsig"
+    if header is not None and ("Signature" in header.groups or "DigitalSignature" in header.groups):
         return "placeholder"
     return "absent"
 
