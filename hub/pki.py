@@ -189,7 +189,9 @@ def _write(path: Path, data: bytes, *, secret: bool = False) -> None:
         path.write_bytes(data)
 
 
-def init_pki(directory: Path, agencies: Iterable[tuple[str, str]], hub_name: str = "lienthong hub") -> dict[str, str]:
+def init_pki(
+    directory: Path, agencies: Iterable[tuple[str, str]], hub_name: str = "lienthong hub"
+) -> dict[str, str]:
     """Write a development PKI under ``directory``; return {organ id: certificate fingerprint}.
 
     Layout: ``trust/`` (CA certificate + CRL: the hub's trust store), ``ca/`` (CA key),

@@ -71,9 +71,7 @@ def register(sub: Any) -> None:
     v = acts.add_parser("verify", help="verify a package's signature under a policy")
     v.add_argument("input", type=Path)
     v.add_argument("--trust", type=Path, required=True, help="trust store directory")
-    v.add_argument(
-        "--policy", choices=[p.value for p in SignaturePolicy], default="required"
-    )
+    v.add_argument("--policy", choices=[p.value for p in SignaturePolicy], default="required")
     v.add_argument("--bindings", type=Path, default=None, help="bindings.json")
     v.add_argument("--sender", default=None, help="sending organ (default: From/OrganId)")
     v.add_argument("--allow-sha1", action="store_true", help="legacy policy: accept SHA-1")
@@ -108,8 +106,13 @@ def _attachment(i: int, path: Path) -> tuple[ManifestReference, Attachment]:
     cid = str(i)
     return (
         ManifestReference(cid, ctype, path.name, path.name),
-        Attachment.of(cid, path.read_bytes(), attachment_name=path.name,
-                      description=path.name, content_type=ctype),
+        Attachment.of(
+            cid,
+            path.read_bytes(),
+            attachment_name=path.name,
+            description=path.name,
+            content_type=ctype,
+        ),
     )
 
 
@@ -122,13 +125,16 @@ def _build(args: argparse.Namespace) -> int:
     package: Package
     if args.kind == "status":
         if not (args.response_organ and args.response_document_id):
-            print("error: status packages need --response-organ and --response-document-id",
-                  file=sys.stderr)
+            print(
+                "error: status packages need --response-organ and --response-document-id",
+                file=sys.stderr,
+            )
             return 2
         package = StatusPackage(
             from_=sender,
-            response_for=ResponseFor(args.response_organ, code, EdDate.of(today),
-                                     args.response_document_id),
+            response_for=ResponseFor(
+                args.response_organ, code, EdDate.of(today), args.response_document_id
+            ),
             status_code=args.status_code.zfill(2),
             timestamp=now,
             description=args.description,

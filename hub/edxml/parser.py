@@ -410,10 +410,17 @@ def _attachments(r: _Reader, top: _Node) -> tuple[Attachment, ...]:
                 description=r.text(att, "Description"),
                 content_type=r.text(att, "ContentType"),
                 # Bound to the element: the base64 text is read only when asked for.
-                loader=(lambda e=el: e.text if e is not None else None),
+                loader=_text_loader(el),
             )
         )
     return tuple(out)
+
+
+def _text_loader(el: etree._Element | None) -> Callable[[], str | None]:
+    def load() -> str | None:
+        return el.text if el is not None else None
+
+    return load
 
 
 def _status_code(value: str) -> str:

@@ -79,7 +79,9 @@ def _document(pkg: DocumentPackage) -> Iterator[Problem]:
     counts = Counter(pkg.recipients)
     for organ, n in counts.items():
         if n > 1:
-            yield Problem("duplicate_recipient", f"{MH}/To", f"recipient {organ} is listed {n} times")
+            yield Problem(
+                "duplicate_recipient", f"{MH}/To", f"recipient {organ} is listed {n} times"
+            )
     if pkg.code is not None:
         if pkg.code.number is None and pkg.code.notation is None:
             yield Problem("missing_element", f"{MH}/Code", "Code needs CodeNumber or CodeNotation")
@@ -101,14 +103,14 @@ def _document(pkg: DocumentPackage) -> Iterator[Problem]:
     yield from _length(pkg.content, 500, f"{MH}/Content")
     for i, place in enumerate(pkg.to_places, 1):
         yield from _length(place, 150, f"{MH}/ToPlaces/Place[{i}]")
-    if pkg.other_info is not None and pkg.other_info.priority is not None:
-        if pkg.other_info.priority not in {"0", "1", "2", "3", "4"}:
-            yield Problem(
-                "unknown_priority",
-                f"{MH}/OtherInfo/Priority",
-                f"Priority {pkg.other_info.priority!r} is not 0-4",
-                "warning",
-            )
+    priority = pkg.other_info.priority if pkg.other_info else None
+    if priority is not None and priority not in {"0", "1", "2", "3", "4"}:
+        yield Problem(
+            "unknown_priority",
+            f"{MH}/OtherInfo/Priority",
+            f"Priority {priority!r} is not 0-4",
+            "warning",
+        )
     yield from _business(pkg)
     yield from _attachments(pkg)
 
@@ -118,11 +120,15 @@ def _business(pkg: DocumentPackage) -> Iterator[Problem]:
     if b is None:
         return
     path = f"{TRACE}/Bussiness"
-    if b.doc_type in (
-        BusinessDocType.REVOCATION,
-        BusinessDocType.UPDATE,
-        BusinessDocType.REPLACEMENT,
-    ) and not b.document_id:
+    if (
+        b.doc_type
+        in (
+            BusinessDocType.REVOCATION,
+            BusinessDocType.UPDATE,
+            BusinessDocType.REPLACEMENT,
+        )
+        and not b.document_id
+    ):
         yield Problem(
             "missing_element",
             f"{path}/DocumentId",
@@ -146,7 +152,9 @@ def _attachments(pkg: DocumentPackage) -> Iterator[Problem]:
     payload = Counter(a.content_id for a in pkg.attachments)
     for cid, n in manifest.items():
         if n > 1:
-            yield Problem("duplicate_content_id", MANIFEST, f"ContentId {cid!r} is listed {n} times")
+            yield Problem(
+                "duplicate_content_id", MANIFEST, f"ContentId {cid!r} is listed {n} times"
+            )
         if cid not in payload:
             yield Problem(
                 "attachment_missing",

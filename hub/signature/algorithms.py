@@ -37,13 +37,28 @@ DIGEST_STRONG: Final = frozenset(
 
 T = xmlsec.constants
 # Defence in depth: libxmlsec1 itself is told to run only these transforms.
-XMLSEC_REFERENCE: Final = (T.TransformEnveloped, T.TransformExclC14N, T.TransformInclC14N,
-                           T.TransformInclC14N11, T.TransformSha256, T.TransformSha384,
-                           T.TransformSha512, T.TransformSha1)
-XMLSEC_SIGNATURE: Final = (T.TransformExclC14N, T.TransformInclC14N, T.TransformInclC14N11,
-                           T.TransformRsaSha256, T.TransformRsaSha384, T.TransformRsaSha512,
-                           T.TransformEcdsaSha256, T.TransformEcdsaSha384,
-                           T.TransformEcdsaSha512, T.TransformRsaSha1)
+XMLSEC_REFERENCE: Final = (
+    T.TransformEnveloped,
+    T.TransformExclC14N,
+    T.TransformInclC14N,
+    T.TransformInclC14N11,
+    T.TransformSha256,
+    T.TransformSha384,
+    T.TransformSha512,
+    T.TransformSha1,
+)
+XMLSEC_SIGNATURE: Final = (
+    T.TransformExclC14N,
+    T.TransformInclC14N,
+    T.TransformInclC14N11,
+    T.TransformRsaSha256,
+    T.TransformRsaSha384,
+    T.TransformRsaSha512,
+    T.TransformEcdsaSha256,
+    T.TransformEcdsaSha384,
+    T.TransformEcdsaSha512,
+    T.TransformRsaSha1,
+)
 
 
 def signature_allowed(uri: str, *, allow_sha1: bool) -> bool:

@@ -40,9 +40,7 @@ def sign_package(
         raise InputError("no edXMLEnvelope/edXMLHeader to sign", code="not_edxml")
     if root.find(f".//{{{ns.DSIG}}}Signature") is not None:
         raise InputError("the package is already signed", code="already_signed")
-    for placeholder in header.findall(ns.q("Signature")) + header.findall(
-        ns.q("DigitalSignature")
-    ):
+    for placeholder in header.findall(ns.q("Signature")) + header.findall(ns.q("DigitalSignature")):
         header.remove(placeholder)
 
     sign_t, digest_t = {

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import itertools
 import threading
 from collections import OrderedDict
 from collections.abc import Iterable, Sequence
@@ -209,7 +210,7 @@ class TrustStore:
 
     def _check_revocation(self, chain: list[x509.Certificate], now: dt.datetime) -> Revocation:
         state: Revocation = "checked"
-        for cert, issuer in zip(chain, chain[1:], strict=False):
+        for cert, issuer in itertools.pairwise(chain):
             crl = self._crl_for(issuer)
             if crl is None:
                 if self.require_crl:

@@ -57,7 +57,9 @@ def _algorithm(el: etree._Element) -> str:
     return el.get("Algorithm") or ""
 
 
-def check_structure(parsed: ParsedPackage, *, allow_sha1: bool) -> tuple[etree._Element, str, str, str, str | None]:
+def check_structure(
+    parsed: ParsedPackage, *, allow_sha1: bool
+) -> tuple[etree._Element, str, str, str, str | None]:
     """Pin the signature's shape; return (signature, sig method, digest, c14n, root id attr)."""
     root = parsed.tree.getroot()
     sigs = list(root.iter(SIGNATURE))
@@ -107,15 +109,15 @@ def check_structure(parsed: ParsedPackage, *, allow_sha1: bool) -> tuple[etree._
     id_attr = _check_uri(root, ref.get("URI"))
     transforms = ref.find(f"{{{DS}}}Transforms")
     uris = []
-    for t in transforms if transforms is not None else []:
-        if not isinstance(t.tag, str):
-            continue
+    for t in transforms.iterchildren(tag=etree.Element) if transforms is not None else []:
         uri = _algorithm(t)
         if t.tag != f"{{{DS}}}Transform" or uri not in alg.REFERENCE_TRANSFORMS or len(t):
             raise _refuse("transform_forbidden", f"reference transform {uri!r} is not allowed")
         uris.append(uri)
     if alg.ENVELOPED not in uris:
-        raise _refuse("transform_forbidden", "the reference lacks the enveloped-signature transform")
+        raise _refuse(
+            "transform_forbidden", "the reference lacks the enveloped-signature transform"
+        )
     digest = _algorithm(_one(ref, "DigestMethod", "Reference"))
     if not alg.digest_allowed(digest, allow_sha1=allow_sha1):
         raise _refuse("algorithm_forbidden", f"digest algorithm {digest!r} is not allowed")
@@ -131,9 +133,7 @@ def _check_uri(root: etree._Element, uri: str | None) -> str | None:
         raise _refuse("reference_external", f"reference {uri!r} points outside the document")
     target = uri[1:]
     holders = [
-        el
-        for el in root.iter(tag=etree.Element)
-        if any(el.get(a) == target for a in ID_ATTRS)
+        el for el in root.iter(tag=etree.Element) if any(el.get(a) == target for a in ID_ATTRS)
     ]
     if len(holders) > 1:
         raise _refuse("duplicate_id", f"id {target!r} appears on {len(holders)} elements")
@@ -157,7 +157,9 @@ def _certificates(sig: etree._Element) -> tuple[x509.Certificate, list[x509.Cert
             der = base64.b64decode("".join((n.text or "").split()), validate=True)
             certs.append(x509.load_der_x509_certificate(der))
         except (binascii.Error, ValueError) as exc:
-            raise _refuse("certificate_invalid", f"an X509Certificate cannot be read: {exc}") from exc
+            raise _refuse(
+                "certificate_invalid", f"an X509Certificate cannot be read: {exc}"
+            ) from exc
     issuers = {c.issuer for c in certs}
     leaves = [c for c in certs if c.subject not in issuers or c.subject == c.issuer]
     leaf = leaves[0] if leaves else certs[0]

@@ -33,18 +33,74 @@ def test_build_sign_verify_inspect(pki_dir, tmp_path, capsys):
     attachment = tmp_path / "cong van.pdf"
     attachment.write_bytes(b"%PDF-1.7 test")
     built, signed = tmp_path / "b.edxml", tmp_path / "s.edxml"
-    assert main(["edxml", "build", "--from", "000.00.00.H53", "--to", "000.00.00.G22",
-                 "--attach", str(attachment), "-o", str(built)]) == 0
-    assert main(["edxml", "sign", str(built), "--key", str(pki_dir / "agencies/000.00.00.H53.key"),
-                 "--cert", str(pki_dir / "agencies/000.00.00.H53.pem"), "-o", str(signed)]) == 0
+    assert (
+        main(
+            [
+                "edxml",
+                "build",
+                "--from",
+                "000.00.00.H53",
+                "--to",
+                "000.00.00.G22",
+                "--attach",
+                str(attachment),
+                "-o",
+                str(built),
+            ]
+        )
+        == 0
+    )
+    assert (
+        main(
+            [
+                "edxml",
+                "sign",
+                str(built),
+                "--key",
+                str(pki_dir / "agencies/000.00.00.H53.key"),
+                "--cert",
+                str(pki_dir / "agencies/000.00.00.H53.pem"),
+                "-o",
+                str(signed),
+            ]
+        )
+        == 0
+    )
     capsys.readouterr()
-    assert main(["edxml", "verify", str(signed), "--trust", str(pki_dir / "trust"),
-                 "--bindings", str(pki_dir / "bindings.json"), "--json"]) == 0
+    assert (
+        main(
+            [
+                "edxml",
+                "verify",
+                str(signed),
+                "--trust",
+                str(pki_dir / "trust"),
+                "--bindings",
+                str(pki_dir / "bindings.json"),
+                "--json",
+            ]
+        )
+        == 0
+    )
     record = json.loads(capsys.readouterr().out)
     assert record["outcome"] == "valid" and record["revocation"] == "checked"
     # Signed by H53's key but claimed by G22: not bound.
-    assert main(["edxml", "verify", str(signed), "--trust", str(pki_dir / "trust"),
-                 "--bindings", str(pki_dir / "bindings.json"), "--sender", "000.00.00.G22"]) == 3
+    assert (
+        main(
+            [
+                "edxml",
+                "verify",
+                str(signed),
+                "--trust",
+                str(pki_dir / "trust"),
+                "--bindings",
+                str(pki_dir / "bindings.json"),
+                "--sender",
+                "000.00.00.G22",
+            ]
+        )
+        == 3
+    )
     assert "cert_not_bound" in capsys.readouterr().out
     assert main(["edxml", "inspect", str(signed), "--json"]) == 0
     info = json.loads(capsys.readouterr().out)
@@ -55,12 +111,34 @@ def test_build_sign_verify_inspect(pki_dir, tmp_path, capsys):
 
 def test_build_status_package(tmp_path, capsys):
     out = tmp_path / "st.edxml"
-    assert main(["edxml", "build", "--kind", "status", "--from", "000.00.00.G22",
-                 "--response-organ", "000.00.00.H53", "--response-document-id", "D1",
-                 "--status-code", "3", "-o", str(out)]) == 0
+    assert (
+        main(
+            [
+                "edxml",
+                "build",
+                "--kind",
+                "status",
+                "--from",
+                "000.00.00.G22",
+                "--response-organ",
+                "000.00.00.H53",
+                "--response-document-id",
+                "D1",
+                "--status-code",
+                "3",
+                "-o",
+                str(out),
+            ]
+        )
+        == 0
+    )
     assert main(["edxml", "inspect", str(out), "--json"]) == 0
     info = json.loads(capsys.readouterr().out)
-    assert (info["kind"], info["status_code"], info["addressee"]) == ("status", "03", "000.00.00.H53")
+    assert (info["kind"], info["status_code"], info["addressee"]) == (
+        "status",
+        "03",
+        "000.00.00.H53",
+    )
 
 
 @pytest.mark.skipif(not FIXTURES.is_dir(), reason="../shared fixtures absent")
@@ -74,8 +152,20 @@ def test_inspect_every_sdk_sample(capsys):
 def test_sdk_placeholder_under_both_policies(pki_dir, capsys):
     path = FIXTURES / "edoc_new.edxml"
     fixture_bytes("edoc_new.edxml")  # skips when absent
-    assert main(["edxml", "verify", str(path), "--trust", str(pki_dir / "trust"),
-                 "--policy", "if-present"]) == 0
+    assert (
+        main(
+            [
+                "edxml",
+                "verify",
+                str(path),
+                "--trust",
+                str(pki_dir / "trust"),
+                "--policy",
+                "if-present",
+            ]
+        )
+        == 0
+    )
     assert "placeholder" in capsys.readouterr().out
     assert main(["edxml", "verify", str(path), "--trust", str(pki_dir / "trust")]) == 3
     assert "signature_placeholder" in capsys.readouterr().out
@@ -87,12 +177,29 @@ def test_exit_codes_for_malformed_and_invalid_input(tmp_path, capsys):
     assert main(["edxml", "inspect", str(junk)]) == 4
     assert "content_before_declaration" in capsys.readouterr().err
     bad = tmp_path / "bad.edxml"
-    assert main(["edxml", "build", "--from", "000.00.00.H53", "--to", "000.00.00.G22",
-                 "--to", "000.00.00.G22", "-o", str(bad)]) == 0
+    assert (
+        main(
+            [
+                "edxml",
+                "build",
+                "--from",
+                "000.00.00.H53",
+                "--to",
+                "000.00.00.G22",
+                "--to",
+                "000.00.00.G22",
+                "-o",
+                str(bad),
+            ]
+        )
+        == 0
+    )
     assert main(["edxml", "inspect", str(bad)]) == 1
     assert "duplicate_recipient" in capsys.readouterr().out
 
 
 def test_console_script_usage_error_exits_2():
-    res = subprocess.run([sys.executable, "-m", "hub.cli.main", "edxml"], capture_output=True)
+    res = subprocess.run(
+        [sys.executable, "-m", "hub.cli.main", "edxml"], check=False, capture_output=True
+    )
     assert res.returncode == 2

@@ -45,8 +45,13 @@ def document(
         business=business or Business(BusinessDocType.NEW, paper="0"),
         manifest=(ManifestReference("1", "application/pdf", "cong van", "congvan.pdf"),),
         attachments=(
-            Attachment.of("1", payload, attachment_name="congvan.pdf",
-                          description="cong van", content_type="application/pdf"),
+            Attachment.of(
+                "1",
+                payload,
+                attachment_name="congvan.pdf",
+                description="cong van",
+                content_type="application/pdf",
+            ),
         ),
     )
 
@@ -54,9 +59,12 @@ def document(
 def status(code: str = "01", addressee: str = "000.00.00.G22") -> StatusPackage:
     return StatusPackage(
         from_=Organization("000.00.00.H53", "UBND tinh Tay Ninh"),
-        response_for=ResponseFor(addressee, Code("7816", "VPCP-TTĐT"),
-                                 EdDate.of(dt.date(2026, 11, 23)),
-                                 f"{addressee},2026/11/23,7816/VPCP-TTĐT"),
+        response_for=ResponseFor(
+            addressee,
+            Code("7816", "VPCP-TTĐT"),
+            EdDate.of(dt.date(2026, 11, 23)),
+            f"{addressee},2026/11/23,7816/VPCP-TTĐT",
+        ),
         status_code=code,
         timestamp=TS,
         description="Đã đến",

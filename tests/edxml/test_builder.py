@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+from dataclasses import replace
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -37,24 +38,35 @@ from tests.conftest import SCHEMAS, fixture_bytes, fixture_files
 from tests.edxml.samples import document, status
 
 # Text as the parser returns it: stripped, non-empty, XML-safe (Vietnamese included).
-text = st.text(
-    alphabet=st.characters(
-        codec="utf-8", exclude_categories=("Cs", "Cc", "Zl", "Zp"), exclude_characters="\ufffe\uffff"
-    ),
-    min_size=1,
-    max_size=30,
-).map(str.strip).filter(bool)
+text = (
+    st.text(
+        alphabet=st.characters(
+            codec="utf-8",
+            exclude_categories=("Cs", "Cc", "Zl", "Zp"),
+            exclude_characters="\ufffe\uffff",
+        ),
+        min_size=1,
+        max_size=30,
+    )
+    .map(str.strip)
+    .filter(bool)
+)
 opt = st.none() | text
 organ = st.from_regex(r"\A[0-9]{3}\.[0-9]{2}\.[0-9]{2}\.[A-Z][0-9]{2}\Z") | st.from_regex(
     r"\A[A-Z][0-9]{2}(\.[A-Z0-9]{1,4}){0,3}\Z"
 )
 dates = st.dates(dt.date(1990, 1, 1), dt.date(2100, 1, 1)).map(EdDate.of)
 stamps = st.datetimes(dt.datetime(1990, 1, 1), dt.datetime(2100, 1, 1)).map(EdTimestamp.of)
-codes = st.builds(Code, st.from_regex(r"\A[0-9]{1,6}\Z") | st.none(),
-                  st.from_regex(r"\A[A-Z\u0110]{2,6}(-[A-Z]{2,4})?\Z") | st.none())
+codes = st.builds(
+    Code,
+    st.from_regex(r"\A[0-9]{1,6}\Z") | st.none(),
+    st.from_regex(r"\A[A-Z\u0110]{2,6}(-[A-Z]{2,4})?\Z") | st.none(),
+)
 orgs = st.builds(Organization, organ, opt, opt, opt, opt, opt, opt, opt)
 staff = st.builds(StaffInfo, opt, opt, opt, opt)
-response = st.builds(ResponseFor, organ, codes.filter(lambda c: bool(c.text)), st.none() | dates, text)
+response = st.builds(
+    ResponseFor, organ, codes.filter(lambda c: bool(c.text)), st.none() | dates, text
+)
 ints = st.sampled_from(["0", "1", "2", "3", "4"])
 cids = st.from_regex(r"\A[A-Za-z0-9]{1,8}\Z")
 
@@ -66,8 +78,15 @@ def attachments(draw: st.DrawFn) -> tuple[tuple[ManifestReference, ...], tuple[A
     for cid in ids:
         name, ctype = draw(opt), draw(opt)
         refs.append(ManifestReference(cid, ctype, draw(opt), name))
-        atts.append(Attachment.of(cid, draw(st.binary(max_size=64)), attachment_name=name,
-                                  description=draw(opt), content_type=ctype))
+        atts.append(
+            Attachment.of(
+                cid,
+                draw(st.binary(max_size=64)),
+                attachment_name=name,
+                description=draw(opt),
+                content_type=ctype,
+            )
+        )
     return tuple(refs), tuple(atts)
 
 
@@ -75,14 +94,21 @@ business = st.builds(
     Business,
     st.sampled_from(list(BusinessDocType)),
     opt,
-    st.none() | st.builds(BusinessDocumentInfo, st.none() | ints, st.none() | ints,
-                          st.lists(st.builds(ReceiverChange, organ, st.sampled_from(["0", "1"])),
-                                   max_size=2).map(tuple)),
+    st.none()
+    | st.builds(
+        BusinessDocumentInfo,
+        st.none() | ints,
+        st.none() | ints,
+        st.lists(st.builds(ReceiverChange, organ, st.sampled_from(["0", "1"])), max_size=2).map(
+            tuple
+        ),
+    ),
     opt,
     st.none() | staff,
     st.none() | st.sampled_from(["0", "1"]),
-    st.lists(st.builds(ReplacementInfo, text, st.lists(organ, max_size=2).map(tuple)),
-             max_size=2).map(tuple),
+    st.lists(
+        st.builds(ReplacementInfo, text, st.lists(organ, max_size=2).map(tuple)), max_size=2
+    ).map(tuple),
 )
 
 
@@ -101,8 +127,19 @@ def documents(draw: st.DrawFn) -> DocumentPackage:
         content=draw(opt),
         due_date=draw(st.none() | dates),
         to_places=tuple(draw(st.lists(text, max_size=2))),
-        other_info=draw(st.none() | st.builds(OtherInfo, st.none() | ints, opt, opt, opt, opt,
-                                              opt, st.lists(text, max_size=2).map(tuple))),
+        other_info=draw(
+            st.none()
+            | st.builds(
+                OtherInfo,
+                st.none() | ints,
+                opt,
+                opt,
+                opt,
+                opt,
+                opt,
+                st.lists(text, max_size=2).map(tuple),
+            )
+        ),
         response_for=tuple(draw(st.lists(response, max_size=2))),
         steering_type=draw(st.none() | ints),
         traces=tuple(draw(st.lists(st.builds(TraceHeader, organ, stamps), max_size=2))),
@@ -173,7 +210,5 @@ def test_builder_reproduces_the_sdk_layout_line_for_line():
 
 
 def test_builder_refuses_characters_xml_cannot_carry():
-    from dataclasses import replace
-
     with pytest.raises(ValueError):
         build(replace(document(), subject="bad \x01 char"))

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import hashlib
+
 import pytest
 
+from hub.edxml.builder import build
 from hub.edxml.model import BusinessDocType, DocumentPackage, StatusPackage
 from hub.edxml.parser import parse_package
 from hub.errors import MalformedXml
 from tests.conftest import fixture_bytes, fixture_files
 from tests.edxml.samples import document_bytes, status
-from hub.edxml.builder import build
 
 
 @pytest.mark.parametrize("path", fixture_files(), ids=lambda p: p.name)
@@ -78,8 +80,9 @@ def test_element_order_and_prefix_do_not_matter():
 
 
 def test_both_date_forms_are_accepted_and_the_received_form_is_kept():
-    data = document_bytes().replace(b"2026/11/23</edXML:PromulgationDate>",
-                                    b"23/11/2026</edXML:PromulgationDate>")
+    data = document_bytes().replace(
+        b"2026/11/23</edXML:PromulgationDate>", b"23/11/2026</edXML:PromulgationDate>"
+    )
     doc = parse_package(data).package
     assert isinstance(doc, DocumentPackage) and doc.promulgation is not None
     assert doc.promulgation.date is not None
@@ -114,8 +117,6 @@ def test_non_edxml_root_is_refused():
 
 
 def test_sha256_and_size_of_the_exact_bytes():
-    import hashlib
-
     data = document_bytes()
     parsed = parse_package(data)
     assert parsed.sha256 == hashlib.sha256(data).hexdigest()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 
 from hub.edxml.builder import build
@@ -82,7 +84,8 @@ def test_status_needs_an_addressee_and_a_document():
 
 def test_status_must_not_carry_to():
     data = build(status()).replace(
-        b"<edXML:StatusCode>", b"<edXML:To><edXML:OrganId>A.B</edXML:OrganId></edXML:To><edXML:StatusCode>"
+        b"<edXML:StatusCode>",
+        b"<edXML:To><edXML:OrganId>A.B</edXML:OrganId></edXML:To><edXML:StatusCode>",
     )
     assert "unexpected_element" in codes(data)
 
@@ -97,7 +100,5 @@ def test_length_limits_are_warnings_only():
 
 def test_refusal_description_is_a_warning_for_status_02():
     st = status("02")
-    from dataclasses import replace
-
     data = build(replace(st, description=None))
     assert [p.code for p in check(parse_package(data))] == ["missing_description"]

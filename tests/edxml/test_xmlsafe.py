@@ -23,8 +23,7 @@ def test_xxe_external_entity_is_refused_and_never_read(tmp_path):
     secret = tmp_path / "secret.txt"
     secret.write_text("TOP-SECRET")
     data = (
-        f'<?xml version="1.0"?><!DOCTYPE r [<!ENTITY x SYSTEM "file://{secret}">]>'
-        "<r>&x;</r>"
+        f'<?xml version="1.0"?><!DOCTYPE r [<!ENTITY x SYSTEM "file://{secret}">]><r>&x;</r>'
     ).encode()
     with pytest.raises(MalformedXml) as exc:
         read_xml(data)
@@ -61,9 +60,7 @@ def test_depth_beyond_libxml2_limit_is_refused_as_too_deep():
 
 
 def test_oversized_input_is_refused_before_parsing():
-    assert _code(b"<r>" + b"x" * 2000 + b"</r>", XmlLimits(max_bytes=1000)) == (
-        "package_too_large"
-    )
+    assert _code(b"<r>" + b"x" * 2000 + b"</r>", XmlLimits(max_bytes=1000)) == ("package_too_large")
 
 
 def test_too_many_elements_is_refused_before_parsing():

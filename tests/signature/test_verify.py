@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
+import base64
 import copy
 import datetime as dt
+import json
 
 import pytest
-from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+from cryptography.x509.oid import ExtendedKeyUsageOID
 from lxml import etree
 
 from hub import pki
 from hub.edxml import ns
 from hub.edxml.parser import parse_package
+from hub.errors import SignatureRefused
 from hub.signature.policy import (
     CertBindings,
     Outcome,
@@ -21,7 +25,6 @@ from hub.signature.policy import (
 )
 from hub.signature.sign import sign_package
 from hub.signature.trust import TrustStore
-from hub.errors import SignatureRefused
 from tests.conftest import SENDER, fixture_bytes
 from tests.edxml.samples import document_bytes
 
@@ -173,16 +176,24 @@ def test_algorithm_swapped_in_signed_info_is_refused(dev_pki):
 
 def test_expired_certificate_is_refused(dev_pki):
     now = dt.datetime.now(dt.UTC)
-    old = pki.issue(dev_pki.ca, "expired", not_before=now - dt.timedelta(days=30),
-                    not_after=now - dt.timedelta(days=1))
+    old = pki.issue(
+        dev_pki.ca,
+        "expired",
+        not_before=now - dt.timedelta(days=30),
+        not_after=now - dt.timedelta(days=1),
+    )
     b = CertBindings.of({old.fingerprint: [SENDER]})
     assert refused_with(dev_pki, signed(dev_pki, old), bindings=b) == "cert_expired"
 
 
 def test_not_yet_valid_certificate_is_refused(dev_pki):
     now = dt.datetime.now(dt.UTC)
-    future = pki.issue(dev_pki.ca, "future", not_before=now + dt.timedelta(days=1),
-                       not_after=now + dt.timedelta(days=30))
+    future = pki.issue(
+        dev_pki.ca,
+        "future",
+        not_before=now + dt.timedelta(days=1),
+        not_after=now + dt.timedelta(days=30),
+    )
     b = CertBindings.of({future.fingerprint: [SENDER]})
     assert refused_with(dev_pki, signed(dev_pki, future), bindings=b) == "cert_not_yet_valid"
 
@@ -214,8 +225,9 @@ def test_revoked_certificate_is_refused(dev_pki):
 
 def test_stale_crl_makes_revocation_unknown(dev_pki):
     now = dt.datetime.now(dt.UTC)
-    stale = pki.make_crl(dev_pki.ca, last_update=now - dt.timedelta(days=10),
-                         next_update=now - dt.timedelta(days=1))
+    stale = pki.make_crl(
+        dev_pki.ca, last_update=now - dt.timedelta(days=10), next_update=now - dt.timedelta(days=1)
+    )
     assert refused_with(dev_pki, signed(dev_pki), crls=[stale]) == "revocation_unknown"
 
 
@@ -237,8 +249,6 @@ def test_wrong_key_usage_is_refused(dev_pki):
 
 
 def test_wrong_extended_key_usage_is_refused(dev_pki):
-    from cryptography.x509.oid import ExtendedKeyUsageOID
-
     tls = pki.issue(dev_pki.ca, "tls server", eku=[ExtendedKeyUsageOID.SERVER_AUTH])
     b = CertBindings.of({tls.fingerprint: [SENDER]})
     assert refused_with(dev_pki, signed(dev_pki, tls), bindings=b) == "cert_key_usage"
@@ -246,15 +256,18 @@ def test_wrong_extended_key_usage_is_refused(dev_pki):
 
 def test_certificate_bound_to_another_organ_is_refused(dev_pki):
     data = signed(dev_pki, dev_pki.other)  # valid, trusted, but bound to another organ
-    b = CertBindings.of({dev_pki.other.fingerprint: ["000.00.00.H53"],
-                         dev_pki.agency.fingerprint: [SENDER]})
+    b = CertBindings.of(
+        {dev_pki.other.fingerprint: ["000.00.00.H53"], dev_pki.agency.fingerprint: [SENDER]}
+    )
     rec = outcome(dev_pki, data, bindings=b)
     assert rec.reason_code == "cert_not_bound" and rec.cert_fingerprint == dev_pki.other.fingerprint
 
 
 def test_binding_by_subject(dev_pki):
     subject = dev_pki.agency.cert.subject.rfc4514_string()
-    assert outcome(dev_pki, signed(dev_pki), bindings=CertBindings.of(subjects={subject: [SENDER]})).accepted
+    assert outcome(
+        dev_pki, signed(dev_pki), bindings=CertBindings.of(subjects={subject: [SENDER]})
+    ).accepted
 
 
 def test_certificate_missing_or_garbage(dev_pki):
@@ -268,9 +281,7 @@ def test_certificate_missing_or_garbage(dev_pki):
 
 def test_certificate_swapped_for_another_trusted_one_is_refused(dev_pki):
     root = _tree(signed(dev_pki))
-    import base64
 
-    from cryptography.hazmat.primitives import serialization
 
     der = dev_pki.other.cert.public_bytes(serialization.Encoding.DER)
     root.find(f".//{{{DS}}}X509Certificate").text = base64.b64encode(der).decode()
@@ -321,7 +332,6 @@ def test_off_accepts_even_a_broken_signature(dev_pki):
 
 
 def test_record_is_json_ready(dev_pki):
-    import json
 
     rec = outcome(dev_pki, signed(dev_pki))
     assert json.loads(json.dumps(rec.as_dict()))["outcome"] == "valid"
