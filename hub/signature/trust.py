@@ -9,7 +9,6 @@ checked), and specific reason codes for each refusal.
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
 import itertools
 import threading
 from collections import OrderedDict
@@ -19,7 +18,7 @@ from pathlib import Path
 from typing import Literal
 
 from cryptography import x509
-from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives import hashes
 from cryptography.x509.oid import ExtendedKeyUsageOID, ObjectIdentifier
 from cryptography.x509.verification import (
     ExtensionPolicy,
@@ -46,7 +45,7 @@ _SIGNING_EKUS = frozenset(
 
 def fingerprint(cert: x509.Certificate) -> str:
     """SHA-256 of the DER encoding, lower-case hex: how the ledger names a certificate."""
-    return hashlib.sha256(cert.public_bytes(serialization.Encoding.DER)).hexdigest()
+    return cert.fingerprint(hashes.SHA256()).hex()
 
 
 @dataclass(frozen=True, slots=True)

@@ -26,7 +26,7 @@ from hub.edxml import ns
 from hub.edxml.parser import ParsedPackage
 from hub.errors import SignatureRefused
 from hub.signature import algorithms as alg
-from hub.signature.trust import ChainResult, TrustStore, fingerprint
+from hub.signature.trust import ChainResult, TrustStore
 
 DS: Final = ns.DSIG
 SIGNATURE: Final = f"{{{DS}}}Signature"
@@ -145,16 +145,18 @@ def _check_uri(root: etree._Element, uri: str | None) -> str | None:
     return next(a for a in ID_ATTRS if root.get(a) == target)
 
 
-def _certificates(sig: etree._Element) -> tuple[x509.Certificate, list[x509.Certificate]]:
-    nodes = sig.findall(f"{{{DS}}}KeyInfo/{{{DS}}}X509Data/{{{DS}}}X509Certificate")
-    if not nodes:
-        raise _refuse("certificate_missing", "the signature carries no X509Certificate")
-    if len(nodes) > MAX_CERTS:
-        raise _refuse("certificate_invalid", f"more than {MAX_CERTS} certificates in KeyInfo")
+@dataclass(frozen=True, slots=True)
+class _Signer:
+    leaf: x509.Certificate
+    intermediates: tuple[x509.Certificate, ...]
+    key: xmlsec.Key  # built from the leaf certificate
+
+
+def _load_signer(texts: tuple[str, ...]) -> _Signer:
     certs = []
-    for n in nodes:
+    for text in texts:
         try:
-            der = base64.b64decode("".join((n.text or "").split()), validate=True)
+            der = base64.b64decode("".join(text.split()), validate=True)
             certs.append(x509.load_der_x509_certificate(der))
         except (binascii.Error, ValueError) as exc:
             raise _refuse(
@@ -163,33 +165,43 @@ def _certificates(sig: etree._Element) -> tuple[x509.Certificate, list[x509.Cert
     issuers = {c.issuer for c in certs}
     leaves = [c for c in certs if c.subject not in issuers or c.subject == c.issuer]
     leaf = leaves[0] if leaves else certs[0]
-    return leaf, [c for c in certs if c is not leaf]
+    key = xmlsec.Key.from_memory(
+        leaf.public_bytes(serialization.Encoding.DER), xmlsec.constants.KeyDataFormatCertDer
+    )
+    return _Signer(leaf, tuple(c for c in certs if c is not leaf), key)
 
 
-class _KeyCache:
-    """xmlsec keys built from certificates, by fingerprint (signers reuse certificates)."""
+class _SignerCache:
+    """Signers reuse their certificates: decode each KeyInfo certificate set once.
+
+    Keyed by the exact certificate text, so a changed byte is a different entry.
+    Only parsing is cached; trust decisions are made (and cached) by the TrustStore.
+    """
 
     def __init__(self, size: int = 1024) -> None:
-        self._keys: dict[str, xmlsec.Key] = {}
+        self._items: dict[tuple[str, ...], _Signer] = {}
         self._size = size
         self._lock = threading.Lock()
 
-    def get(self, cert: x509.Certificate) -> xmlsec.Key:
-        fp = fingerprint(cert)
+    def get(self, sig: etree._Element) -> _Signer:
+        nodes = sig.findall(f"{{{DS}}}KeyInfo/{{{DS}}}X509Data/{{{DS}}}X509Certificate")
+        if not nodes:
+            raise _refuse("certificate_missing", "the signature carries no X509Certificate")
+        if len(nodes) > MAX_CERTS:
+            raise _refuse("certificate_invalid", f"more than {MAX_CERTS} certificates in KeyInfo")
+        texts = tuple(n.text or "" for n in nodes)
         with self._lock:
-            key = self._keys.get(fp)
-        if key is None:
-            key = xmlsec.Key.from_memory(
-                cert.public_bytes(serialization.Encoding.DER), xmlsec.constants.KeyDataFormatCertDer
-            )
+            signer = self._items.get(texts)
+        if signer is None:
+            signer = _load_signer(texts)
             with self._lock:
-                if len(self._keys) >= self._size:
-                    self._keys.pop(next(iter(self._keys)))
-                self._keys[fp] = key
-        return key
+                if len(self._items) >= self._size:
+                    self._items.pop(next(iter(self._items)))
+                self._items[texts] = signer
+        return signer
 
 
-_keys = _KeyCache()
+_signers = _SignerCache()
 
 
 def verify_xmldsig(
@@ -201,7 +213,7 @@ def verify_xmldsig(
 ) -> VerifiedSignature:
     """Verify the signature and the signer's chain; raise ``SignatureRefused`` with a code."""
     sig, sig_method, digest, c14n, id_attr = check_structure(parsed, allow_sha1=allow_sha1)
-    leaf, intermediates = _certificates(sig)
+    signer = _signers.get(sig)
     ctx = xmlsec.SignatureContext()
     for t in alg.XMLSEC_REFERENCE:
         ctx.enable_reference_transform(t)
@@ -210,7 +222,7 @@ def verify_xmldsig(
     if id_attr is not None:
         ctx.register_id(parsed.tree.getroot(), id_attr)
     try:
-        ctx.key = _keys.get(leaf)
+        ctx.key = signer.key
         ctx.verify(sig)
     except xmlsec.Error as exc:
         raise _refuse(
@@ -218,5 +230,5 @@ def verify_xmldsig(
             "the signature does not match the package: its content or attachments were "
             "changed after signing, or it was signed with another key",
         ) from exc
-    chain = trust.validate(leaf, intermediates, at=at)
+    chain = trust.validate(signer.leaf, signer.intermediates, at=at)
     return VerifiedSignature(chain, sig_method, digest, c14n)

@@ -282,7 +282,6 @@ def test_certificate_missing_or_garbage(dev_pki):
 def test_certificate_swapped_for_another_trusted_one_is_refused(dev_pki):
     root = _tree(signed(dev_pki))
 
-
     der = dev_pki.other.cert.public_bytes(serialization.Encoding.DER)
     root.find(f".//{{{DS}}}X509Certificate").text = base64.b64encode(der).decode()
     assert refused_with(dev_pki, _bytes(root)) == "signature_invalid"

@@ -1,0 +1,24 @@
+"""``python -m bench [TARGET ...]``: run benchmark targets (default: all)."""
+
+from __future__ import annotations
+
+import sys
+
+from bench import edxml_bench
+
+TARGETS = {"edxml": edxml_bench.main}
+
+
+def main(argv: list[str]) -> int:
+    names = argv or list(TARGETS)
+    unknown = [n for n in names if n not in TARGETS]
+    if unknown:
+        print(f"unknown target(s): {', '.join(unknown)}; known: {', '.join(TARGETS)}")
+        return 2
+    for name in names:
+        TARGETS[name]()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
