@@ -31,9 +31,12 @@ def _dev(args: argparse.Namespace) -> int:
         print(f"development PKI present in {pki_dir}")
     print(
         "\nTry the edXML tools on it:\n"
-        f"  .venv/bin/lienthong edxml build --from 000.00.00.H53 --to 000.00.00.G22 -o {args.dir}/a.edxml\n"
-        f"  .venv/bin/lienthong edxml sign {args.dir}/a.edxml --key {pki_dir}/agencies/000.00.00.H53.key "
-        f"--cert {pki_dir}/agencies/000.00.00.H53.pem -o {args.dir}/a.signed.edxml\n"
+        "  .venv/bin/lienthong edxml build --from 000.00.00.H53 --to 000.00.00.G22 "
+        f"-o {args.dir}/a.edxml\n"
+        f"  .venv/bin/lienthong edxml sign {args.dir}/a.edxml "
+        f"--key {pki_dir}/agencies/000.00.00.H53.key "
+        f"--cert {pki_dir}/agencies/000.00.00.H53.pem "
+        f"-o {args.dir}/a.signed.edxml\n"
         f"  .venv/bin/lienthong edxml verify {args.dir}/a.signed.edxml --trust {pki_dir}/trust "
         f"--bindings {pki_dir}/bindings.json\n"
         f"  .venv/bin/lienthong edxml inspect {args.dir}/a.signed.edxml\n"
