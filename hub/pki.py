@@ -20,39 +20,30 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from hub.signature.trust import fingerprint
 
-SIGNING = x509.KeyUsage(
-    digital_signature=True,
-    content_commitment=True,
-    key_encipherment=False,
-    data_encipherment=False,
-    key_agreement=False,
-    key_cert_sign=False,
-    crl_sign=False,
-    encipher_only=False,
-    decipher_only=False,
+_USAGE_FLAGS = (
+    "digital_signature",
+    "content_commitment",
+    "key_encipherment",
+    "data_encipherment",
+    "key_agreement",
+    "key_cert_sign",
+    "crl_sign",
+    "encipher_only",
+    "decipher_only",
 )
-ENCIPHERMENT_ONLY = x509.KeyUsage(
-    digital_signature=False,
-    content_commitment=False,
-    key_encipherment=True,
-    data_encipherment=True,
-    key_agreement=False,
-    key_cert_sign=False,
-    crl_sign=False,
-    encipher_only=False,
-    decipher_only=False,
-)
-_CA_USAGE = x509.KeyUsage(
-    digital_signature=False,
-    content_commitment=False,
-    key_encipherment=False,
-    data_encipherment=False,
-    key_agreement=False,
-    key_cert_sign=True,
-    crl_sign=True,
-    encipher_only=False,
-    decipher_only=False,
-)
+
+
+def key_usage(*flags: str) -> x509.KeyUsage:
+    """A KeyUsage with exactly the named flags set."""
+    unknown = set(flags) - set(_USAGE_FLAGS)
+    if unknown:
+        raise ValueError(f"unknown key usage flags: {sorted(unknown)}")
+    return x509.KeyUsage(**{f: f in flags for f in _USAGE_FLAGS})
+
+
+SIGNING = key_usage("digital_signature", "content_commitment")
+ENCIPHERMENT_ONLY = key_usage("key_encipherment", "data_encipherment")
+_CA_USAGE = key_usage("key_cert_sign", "crl_sign")
 
 
 @dataclass(frozen=True, slots=True)
