@@ -153,6 +153,7 @@ class ParsedPackage:
     package: Package
     signature_form: SignatureForm
     problems: tuple[Problem, ...]
+    signatures: tuple[etree._Element, ...] = ()  # every ds:Signature, wherever it stands
 
     @property
     def size(self) -> int:
@@ -197,6 +198,7 @@ def parse_package(
             "(status packages carry StatusCode and ResponseFor, documents carry To)",
             code="kind_mismatch",
         )
+    signatures = tuple(root.iter(f"{{{ns.DSIG}}}Signature"))
     package: Package
     if is_status:
         package = _status(r, mh)
@@ -209,15 +211,16 @@ def parse_package(
         tree=tree,
         kind=kind,
         package=package,
-        signature_form=_signature_form(root, header),
+        signature_form=_signature_form(signatures, header),
+        signatures=signatures,
         problems=tuple(r.problems),
     )
 
 
-def _signature_form(root: etree._Element, header: _Node | None) -> SignatureForm:
+def _signature_form(signatures: tuple[etree._Element, ...], header: _Node | None) -> SignatureForm:
     # Any XML-DSig signature anywhere counts as a real one: one moved out of the
     # header must be refused as misplaced, never taken for "unsigned".
-    for _ in root.iter(f"{{{ns.DSIG}}}Signature"):
+    if signatures:
         return "xmldsig"
     if header is not None and ("Signature" in header.groups or "DigitalSignature" in header.groups):
         return "placeholder"

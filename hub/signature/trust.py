@@ -12,7 +12,7 @@ import datetime as dt
 import itertools
 import threading
 from collections import OrderedDict
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
@@ -234,8 +234,3 @@ class TrustStore:
                     f"{revoked.revocation_date_utc.isoformat()}",
                 )
         return state
-
-    def add_crls(self, crls: Iterable[x509.CertificateRevocationList]) -> None:
-        self.crls.extend(crls)
-        with self._lock:
-            self._cache.clear()

@@ -62,7 +62,7 @@ def check_structure(
 ) -> tuple[etree._Element, str, str, str, str | None]:
     """Pin the signature's shape; return (signature, sig method, digest, c14n, root id attr)."""
     root = parsed.tree.getroot()
-    sigs = list(root.iter(SIGNATURE))
+    sigs = parsed.signatures
     if not sigs:
         raise _refuse("signature_missing", "the package carries no XML signature")
     if len(sigs) > 1:
