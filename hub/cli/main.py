@@ -11,7 +11,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from hub.cli import dev_cmd, edxml_cmd, pki_cmd
+from hub.cli import client_cmd, directory_cmd, edxml_cmd, pki_cmd, serve_cmd
 
 EXIT_OK = 0
 EXIT_INVALID = 1
@@ -29,7 +29,9 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     pki_cmd.register(sub)
     edxml_cmd.register(sub)
-    dev_cmd.register(sub)
+    serve_cmd.register(sub)
+    directory_cmd.register(sub)
+    client_cmd.register(sub)
     return parser
 
 

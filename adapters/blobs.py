@@ -1,0 +1,63 @@
+"""Content-addressed blob store on disk: ``<root>/ab/cd/<sha256>``.
+
+Writes go to a temporary file in the same directory, are fsynced and renamed, so
+a blob is either absent or complete; the directory is fsynced too so the name
+survives a crash. Identical packages share one file.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+from pathlib import Path
+
+from hub.errors import NotFound
+
+_SHA = re.compile(r"^[0-9a-f]{64}$")
+
+
+class FileBlobStore:
+    def __init__(self, root: Path) -> None:
+        self.root = root
+
+    def _path(self, sha256: str) -> Path:
+        if not _SHA.match(sha256):
+            raise ValueError("not a SHA-256 hex digest")
+        return self.root / sha256[:2] / sha256[2:4] / sha256
+
+    async def put(self, sha256: str, data: bytes) -> str:
+        return await asyncio.to_thread(self._put, sha256, data)
+
+    def _put(self, sha256: str, data: bytes) -> str:
+        path = self._path(sha256)
+        if path.exists():
+            return sha256
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{sha256}.{os.getpid()}.{id(data)}.tmp")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o640)
+        try:
+            view = memoryview(data)
+            while view:
+                written = os.write(fd, view)
+                view = view[written:]
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.replace(tmp, path)
+        dir_fd = os.open(path.parent, os.O_RDONLY)
+        try:
+            os.fsync(dir_fd)
+        finally:
+            os.close(dir_fd)
+        return sha256
+
+    async def get(self, sha256: str) -> bytes:
+        path = self._path(sha256)
+        try:
+            return await asyncio.to_thread(path.read_bytes)
+        except FileNotFoundError as exc:
+            raise NotFound("package bytes not found", code="blob_missing") from exc
+
+    async def exists(self, sha256: str) -> bool:
+        return self._path(sha256).exists()

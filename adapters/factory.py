@@ -1,0 +1,40 @@
+"""Build the adapters a configuration asks for (the only place that picks them)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from adapters.blobs import FileBlobStore
+from adapters.embedded_broker import EmbeddedBroker
+from adapters.postgres_store import PostgresStore
+from adapters.push import HttpPusher
+from adapters.rabbitmq import RabbitBroker
+from adapters.sqlite_store import SqliteStore
+from adapters.upstream_double import InProcessAxis
+from hub.config import Config
+from hub.ports import Broker, Store, UpstreamAxis
+from hub.service.hub import Components
+from hub.service.topology import bindings
+
+
+def components(cfg: Config) -> Components:
+    store: Store
+    if cfg.store.kind == "postgres":
+        store = PostgresStore(cfg.store.dsn, max_size=cfg.store.pool_max, schema=cfg.store.schema)
+    else:
+        store = SqliteStore(Path(cfg.store.path), synchronous=cfg.store.synchronous)
+    broker: Broker
+    if cfg.broker.kind == "rabbitmq":
+        broker = RabbitBroker(cfg.broker.url, bindings(cfg.broker.prefix), prefix=cfg.broker.prefix)
+    else:
+        broker = EmbeddedBroker(bindings(cfg.broker.prefix))
+    upstream: UpstreamAxis | None = InProcessAxis() if cfg.upstream.kind == "double" else None
+    pusher = HttpPusher(cfg.delivery.push_timeout_s)
+    return Components(
+        store=store,
+        blobs=FileBlobStore(Path(cfg.blobs.path)),
+        broker=broker,
+        upstream=upstream,
+        pusher=pusher,
+        closers=[pusher],
+    )

@@ -1,0 +1,62 @@
+"""Schema migrations, one list for both SQL stores.
+
+Each migration is applied once, in order, inside a transaction, and recorded in
+``schema_version``. The few dialect differences are tokens: ``{serial_pk}`` (a
+never-reused integer key) and ``{bool}``.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+Dialect = Literal["sqlite", "postgres"]
+
+_TOKENS: dict[Dialect, dict[str, str]] = {
+    "sqlite": {"serial_pk": "INTEGER PRIMARY KEY AUTOINCREMENT", "bool": "INTEGER"},
+    "postgres": {"serial_pk": "BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY", "bool": "INTEGER"},
+}
+
+MIGRATIONS: tuple[tuple[str, ...], ...] = (
+    # 1: directory, packages, deliveries, ledger events, outbox
+    (
+        "CREATE TABLE meta (key TEXT PRIMARY KEY, value BIGINT NOT NULL)",
+        "INSERT INTO meta (key, value) VALUES ('directory_version', 1)",
+        "CREATE TABLE systems (system_id TEXT PRIMARY KEY, name TEXT NOT NULL, "
+        "role TEXT NOT NULL, signature_policy TEXT)",
+        "CREATE TABLE organs (organ_id TEXT PRIMARY KEY, name TEXT NOT NULL, system_id TEXT, "
+        "location TEXT NOT NULL, parent TEXT, closed {bool} NOT NULL DEFAULT 0, push_url TEXT)",
+        "CREATE INDEX organs_system ON organs (system_id)",
+        "CREATE TABLE organ_aliases (alias TEXT PRIMARY KEY, organ_id TEXT NOT NULL)",
+        "CREATE TABLE credentials (token_id TEXT PRIMARY KEY, system_id TEXT NOT NULL, "
+        "secret_sha256 TEXT NOT NULL, created_us BIGINT NOT NULL, "
+        "revoked {bool} NOT NULL DEFAULT 0)",
+        "CREATE TABLE cert_bindings (fingerprint TEXT NOT NULL, organ_id TEXT NOT NULL, "
+        "PRIMARY KEY (fingerprint, organ_id))",
+        "CREATE TABLE packages (id TEXT PRIMARY KEY, sha256 TEXT NOT NULL, size BIGINT NOT NULL, "
+        "kind TEXT NOT NULL, sender_organ TEXT NOT NULL, system_id TEXT NOT NULL, "
+        "received_us BIGINT NOT NULL, document_id TEXT, code TEXT, subject TEXT, "
+        "business_type INTEGER, status_code TEXT, response_for_organ TEXT, "
+        "response_for_doc TEXT, related_package_id TEXT, signature TEXT NOT NULL, "
+        "dedupe_key TEXT UNIQUE, UNIQUE (sender_organ, sha256))",
+        "CREATE INDEX packages_document ON packages (sender_organ, document_id)",
+        "CREATE INDEX packages_received ON packages (received_us)",
+        "CREATE TABLE deliveries (seq {serial_pk}, id TEXT NOT NULL UNIQUE, "
+        "package_id TEXT NOT NULL, recipient TEXT NOT NULL, route TEXT NOT NULL, "
+        "state TEXT NOT NULL, attempts INTEGER NOT NULL DEFAULT 0, next_attempt_us BIGINT, "
+        "updated_us BIGINT NOT NULL, last_error TEXT, business_status TEXT, "
+        "business_status_us BIGINT, UNIQUE (package_id, recipient))",
+        "CREATE INDEX deliveries_inbox ON deliveries (recipient, state, seq)",
+        "CREATE INDEX deliveries_state ON deliveries (state, updated_us)",
+        "CREATE TABLE events (seq {serial_pk}, type TEXT NOT NULL, at_us BIGINT NOT NULL, "
+        "package_id TEXT, delivery_id TEXT, organ TEXT, actor TEXT, data TEXT NOT NULL)",
+        "CREATE INDEX events_package ON events (package_id, seq)",
+        "CREATE TABLE outbox (id TEXT PRIMARY KEY, routing_key TEXT NOT NULL, "
+        "body TEXT NOT NULL, created_us BIGINT NOT NULL)",
+        "CREATE INDEX outbox_created ON outbox (created_us)",
+    ),
+)
+
+
+def statements(dialect: Dialect, migration: tuple[str, ...]) -> list[str]:
+    tokens = _TOKENS[dialect]
+    return [s.format(**tokens) for s in migration]

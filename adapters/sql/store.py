@@ -1,0 +1,546 @@
+"""The ``Store`` port in SQL, shared by the SQLite and PostgreSQL adapters.
+
+Subclasses supply a transaction runner (``_write``) and a reader (``_read``); every
+query here is written once with ``?`` placeholders and portable SQL
+(``ON CONFLICT DO NOTHING``, no vendor functions). Times are integer microseconds
+since the epoch in both databases.
+"""
+
+from __future__ import annotations
+
+import abc
+import json
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from typing import Any, Protocol, TypeVar
+
+from hub.ports import Directory, Duplicate
+from hub.records import (
+    FINAL_STATES,
+    CertBinding,
+    Credential,
+    DeliveryRow,
+    Event,
+    InboxItem,
+    IntakeCommit,
+    Organ,
+    OutboxItem,
+    PackageRow,
+    State,
+    Stats,
+    System,
+)
+
+T = TypeVar("T")
+Row = Mapping[str, Any]
+
+
+class Tx(Protocol):
+    async def execute(self, sql: str, *params: Any) -> int: ...
+    async def executemany(self, sql: str, rows: Sequence[Sequence[Any]]) -> None: ...
+    async def fetch(self, sql: str, *params: Any) -> list[Row]: ...
+
+
+def _json(data: Mapping[str, Any]) -> str:
+    return json.dumps(data, ensure_ascii=False, separators=(",", ":"), sort_keys=True)
+
+
+def _marks(n: int) -> str:
+    return ",".join("?" * n)
+
+
+_PACKAGE_COLS = (
+    "id, sha256, size, kind, sender_organ, system_id, received_us, document_id, code, "
+    "subject, business_type, status_code, response_for_organ, response_for_doc, "
+    "related_package_id, signature, dedupe_key"
+)
+_DELIVERY_COLS = (
+    "seq, id, package_id, recipient, route, state, attempts, next_attempt_us, updated_us, "
+    "last_error, business_status, business_status_us"
+)
+_EVENT_INSERT = (
+    "INSERT INTO events (type, at_us, package_id, delivery_id, organ, actor, data) "
+    "VALUES (?,?,?,?,?,?,?)"
+)
+
+
+def _event_params(e: Event) -> tuple[Any, ...]:
+    return (e.type, e.at_us, e.package_id, e.delivery_id, e.organ, e.actor, _json(e.data))
+
+
+def _package(r: Row) -> PackageRow:
+    return PackageRow(
+        id=r["id"],
+        sha256=r["sha256"],
+        size=r["size"],
+        kind=r["kind"],
+        sender_organ=r["sender_organ"],
+        system_id=r["system_id"],
+        received_us=r["received_us"],
+        document_id=r["document_id"],
+        code=r["code"],
+        subject=r["subject"],
+        business_type=r["business_type"],
+        status_code=r["status_code"],
+        response_for_organ=r["response_for_organ"],
+        response_for_doc=r["response_for_doc"],
+        related_package_id=r["related_package_id"],
+        signature=json.loads(r["signature"]),
+        dedupe_key=r["dedupe_key"],
+    )
+
+
+def _delivery(r: Row, prefix: str = "") -> DeliveryRow:
+    return DeliveryRow(
+        seq=r[prefix + "seq"],
+        id=r[prefix + "id"],
+        package_id=r[prefix + "package_id"],
+        recipient=r[prefix + "recipient"],
+        route=r[prefix + "route"],
+        state=State(r[prefix + "state"]),
+        attempts=r[prefix + "attempts"],
+        next_attempt_us=r[prefix + "next_attempt_us"],
+        updated_us=r[prefix + "updated_us"],
+        last_error=r[prefix + "last_error"],
+        business_status=r[prefix + "business_status"],
+        business_status_us=r[prefix + "business_status_us"],
+    )
+
+
+def _event(r: Row) -> Event:
+    return Event(
+        seq=r["seq"],
+        type=r["type"],
+        at_us=r["at_us"],
+        package_id=r["package_id"],
+        delivery_id=r["delivery_id"],
+        organ=r["organ"],
+        actor=r["actor"],
+        data=json.loads(r["data"]),
+    )
+
+
+async def _insert_outbox(tx: Tx, items: Sequence[OutboxItem]) -> None:
+    if items:
+        await tx.executemany(
+            "INSERT INTO outbox (id, routing_key, body, created_us) VALUES (?,?,?,?)",
+            [(o.id, o.routing_key, _json(o.body), o.created_us) for o in items],
+        )
+
+
+class SqlStore(abc.ABC):
+    """Shared implementation of ``hub.ports.Store``."""
+
+    @abc.abstractmethod
+    async def _write(self, fn: Callable[[Tx], Awaitable[T]]) -> T:
+        """Run ``fn`` in a write transaction (possibly grouped with others)."""
+
+    @abc.abstractmethod
+    async def _read(self, fn: Callable[[Tx], Awaitable[T]]) -> T:
+        """Run ``fn`` on a read connection."""
+
+    async def ping(self) -> None:
+        async def q(tx: Tx) -> None:
+            await tx.fetch("SELECT 1 AS one")
+
+        await self._read(q)
+
+    # ---------------------------------------------------------------- directory
+    async def directory_version(self) -> int:
+        async def q(tx: Tx) -> int:
+            rows = await tx.fetch("SELECT value FROM meta WHERE key = 'directory_version'")
+            return int(rows[0]["value"])
+
+        return await self._read(q)
+
+    async def directory(self) -> Directory:
+        async def q(tx: Tx) -> Directory:
+            version = int(
+                (await tx.fetch("SELECT value FROM meta WHERE key = 'directory_version'"))[0][
+                    "value"
+                ]
+            )
+            aliases = {
+                r["alias"]: r["organ_id"]
+                for r in await tx.fetch("SELECT alias, organ_id FROM organ_aliases")
+            }
+            by_organ: dict[str, list[str]] = {}
+            for alias, organ_id in aliases.items():
+                by_organ.setdefault(organ_id, []).append(alias)
+            organs = {
+                r["organ_id"]: Organ(
+                    organ_id=r["organ_id"],
+                    name=r["name"],
+                    system_id=r["system_id"],
+                    location=r["location"],
+                    parent=r["parent"],
+                    closed=bool(r["closed"]),
+                    push_url=r["push_url"],
+                    aliases=tuple(sorted(by_organ.get(r["organ_id"], ()))),
+                )
+                for r in await tx.fetch("SELECT * FROM organs")
+            }
+            served: dict[str, list[str]] = {}
+            for o in organs.values():
+                if o.system_id:
+                    served.setdefault(o.system_id, []).append(o.organ_id)
+            systems = {
+                r["system_id"]: System(
+                    system_id=r["system_id"],
+                    name=r["name"],
+                    role=r["role"],
+                    signature_policy=r["signature_policy"],
+                    organs=tuple(sorted(served.get(r["system_id"], ()))),
+                )
+                for r in await tx.fetch("SELECT * FROM systems")
+            }
+            creds = {
+                r["token_id"]: Credential(
+                    r["token_id"],
+                    r["system_id"],
+                    r["secret_sha256"],
+                    r["created_us"],
+                    bool(r["revoked"]),
+                )
+                for r in await tx.fetch("SELECT * FROM credentials")
+            }
+            bindings = tuple(
+                CertBinding(r["fingerprint"], r["organ_id"])
+                for r in await tx.fetch("SELECT fingerprint, organ_id FROM cert_bindings")
+            )
+            return Directory(version, organs, aliases, systems, creds, bindings)
+
+        return await self._read(q)
+
+    async def _directory_write(self, event: Event, *steps: tuple[str, Sequence[Any]]) -> None:
+        async def w(tx: Tx) -> None:
+            for sql, params in steps:
+                await tx.execute(sql, *params)
+            await tx.execute("UPDATE meta SET value = value + 1 WHERE key = 'directory_version'")
+            await tx.execute(_EVENT_INSERT, *_event_params(event))
+
+        await self._write(w)
+
+    async def put_organ(self, organ: Organ, event: Event) -> None:
+        steps: list[tuple[str, Sequence[Any]]] = [
+            ("DELETE FROM organs WHERE organ_id = ?", (organ.organ_id,)),
+            (
+                "INSERT INTO organs (organ_id, name, system_id, location, parent, closed, "
+                "push_url) VALUES (?,?,?,?,?,?,?)",
+                (
+                    organ.organ_id,
+                    organ.name,
+                    organ.system_id,
+                    organ.location,
+                    organ.parent,
+                    int(organ.closed),
+                    organ.push_url,
+                ),
+            ),
+            ("DELETE FROM organ_aliases WHERE organ_id = ?", (organ.organ_id,)),
+        ]
+        steps += [
+            (
+                "INSERT INTO organ_aliases (alias, organ_id) VALUES (?,?) "
+                "ON CONFLICT (alias) DO UPDATE SET organ_id = excluded.organ_id",
+                (a, organ.organ_id),
+            )
+            for a in organ.aliases
+        ]
+        await self._directory_write(event, *steps)
+
+    async def put_system(self, system: System, event: Event) -> None:
+        await self._directory_write(
+            event,
+            ("DELETE FROM systems WHERE system_id = ?", (system.system_id,)),
+            (
+                "INSERT INTO systems (system_id, name, role, signature_policy) VALUES (?,?,?,?)",
+                (system.system_id, system.name, system.role, system.signature_policy),
+            ),
+        )
+
+    async def put_credential(self, cred: Credential, event: Event) -> None:
+        await self._directory_write(
+            event,
+            ("DELETE FROM credentials WHERE token_id = ?", (cred.token_id,)),
+            (
+                "INSERT INTO credentials (token_id, system_id, secret_sha256, created_us, "
+                "revoked) VALUES (?,?,?,?,?)",
+                (
+                    cred.token_id,
+                    cred.system_id,
+                    cred.secret_sha256,
+                    cred.created_us,
+                    int(cred.revoked),
+                ),
+            ),
+        )
+
+    async def put_binding(self, binding: CertBinding, event: Event) -> None:
+        await self._directory_write(
+            event,
+            (
+                "INSERT INTO cert_bindings (fingerprint, organ_id) VALUES (?,?) "
+                "ON CONFLICT DO NOTHING",
+                (binding.fingerprint.lower(), binding.organ_id),
+            ),
+        )
+
+    # ---------------------------------------------------------------- intake
+    async def commit_intake(self, commit: IntakeCommit) -> None:
+        p = commit.package
+
+        async def w(tx: Tx) -> None:
+            inserted = await tx.execute(
+                f"INSERT INTO packages ({_PACKAGE_COLS}) VALUES ({_marks(17)}) "
+                "ON CONFLICT DO NOTHING",
+                p.id,
+                p.sha256,
+                p.size,
+                p.kind,
+                p.sender_organ,
+                p.system_id,
+                p.received_us,
+                p.document_id,
+                p.code,
+                p.subject,
+                p.business_type,
+                p.status_code,
+                p.response_for_organ,
+                p.response_for_doc,
+                p.related_package_id,
+                _json(p.signature),
+                p.dedupe_key,
+            )
+            if not inserted:
+                same = await tx.fetch(
+                    "SELECT id FROM packages WHERE sender_organ = ? AND sha256 = ?",
+                    p.sender_organ,
+                    p.sha256,
+                )
+                if same:
+                    raise Duplicate("same_bytes", same[0]["id"])
+                other = await tx.fetch("SELECT id FROM packages WHERE dedupe_key = ?", p.dedupe_key)
+                raise Duplicate("same_key", other[0]["id"] if other else None)
+            await tx.executemany(
+                "INSERT INTO deliveries (id, package_id, recipient, route, state, updated_us) "
+                "VALUES (?,?,?,?,?,?)",
+                [
+                    (d.id, d.package_id, d.recipient, d.route, str(d.state), d.updated_us)
+                    for d in commit.deliveries
+                ],
+            )
+            await tx.executemany(_EVENT_INSERT, [_event_params(e) for e in commit.events])
+            await _insert_outbox(tx, commit.outbox)
+            s = commit.status_update
+            if s is not None:
+                # Statuses may arrive out of order (05 repeats); keep the latest by time.
+                await tx.execute(
+                    "UPDATE deliveries SET business_status = ?, business_status_us = ? "
+                    "WHERE package_id = ? AND recipient = ? "
+                    "AND (business_status_us IS NULL OR business_status_us <= ?)",
+                    s.status_code,
+                    s.at_us,
+                    s.package_id,
+                    s.recipient,
+                    s.at_us,
+                )
+
+        await self._write(w)
+
+    async def append_events(self, events: Sequence[Event]) -> None:
+        async def w(tx: Tx) -> None:
+            await tx.executemany(_EVENT_INSERT, [_event_params(e) for e in events])
+
+        await self._write(w)
+
+    async def find_document(self, sender: str, document_id: str) -> PackageRow | None:
+        async def q(tx: Tx) -> PackageRow | None:
+            rows = await tx.fetch(
+                f"SELECT {_PACKAGE_COLS} FROM packages WHERE sender_organ = ? "
+                "AND document_id = ? AND kind = 'edoc' ORDER BY received_us LIMIT 1",
+                sender,
+                document_id,
+            )
+            return _package(rows[0]) if rows else None
+
+        return await self._read(q)
+
+    # ---------------------------------------------------------------- packages
+    async def package(self, package_id: str) -> PackageRow | None:
+        async def q(tx: Tx) -> PackageRow | None:
+            rows = await tx.fetch(f"SELECT {_PACKAGE_COLS} FROM packages WHERE id = ?", package_id)
+            return _package(rows[0]) if rows else None
+
+        return await self._read(q)
+
+    async def deliveries(self, package_id: str) -> list[DeliveryRow]:
+        async def q(tx: Tx) -> list[DeliveryRow]:
+            rows = await tx.fetch(
+                f"SELECT {_DELIVERY_COLS} FROM deliveries WHERE package_id = ? ORDER BY seq",
+                package_id,
+            )
+            return [_delivery(r) for r in rows]
+
+        return await self._read(q)
+
+    async def delivery(self, delivery_id: str) -> DeliveryRow | None:
+        async def q(tx: Tx) -> DeliveryRow | None:
+            rows = await tx.fetch(
+                f"SELECT {_DELIVERY_COLS} FROM deliveries WHERE id = ?", delivery_id
+            )
+            return _delivery(rows[0]) if rows else None
+
+        return await self._read(q)
+
+    async def transition(
+        self,
+        delivery_id: str,
+        allowed: frozenset[State],
+        to: State,
+        event: Event,
+        *,
+        attempts: int | None = None,
+        next_attempt_us: int | None = None,
+        last_error: str | None = None,
+        outbox: Sequence[OutboxItem] = (),
+    ) -> bool:
+        states = sorted(str(s) for s in allowed)
+
+        async def w(tx: Tx) -> bool:
+            changed = await tx.execute(
+                "UPDATE deliveries SET state = ?, updated_us = ?, "
+                "attempts = COALESCE(?, attempts), next_attempt_us = ?, "
+                "last_error = COALESCE(?, last_error) "
+                f"WHERE id = ? AND state IN ({_marks(len(states))})",
+                str(to),
+                event.at_us,
+                attempts,
+                next_attempt_us,
+                last_error,
+                delivery_id,
+                *states,
+            )
+            if changed:
+                await tx.execute(_EVENT_INSERT, *_event_params(event))
+                await _insert_outbox(tx, outbox)
+            return changed > 0
+
+        return await self._write(w)
+
+    async def inbox(
+        self,
+        organs: Sequence[str],
+        *,
+        kind: str | None,
+        since_us: int | None,
+        after_seq: int | None,
+        limit: int,
+        states: frozenset[State],
+    ) -> list[InboxItem]:
+        if not organs:
+            return []
+        state_list = sorted(str(s) for s in states)
+        where = [
+            f"d.recipient IN ({_marks(len(organs))})",
+            f"d.state IN ({_marks(len(state_list))})",
+            "d.route = 'local'",
+        ]
+        params: list[Any] = [*organs, *state_list]
+        if kind:
+            where.append("p.kind = ?")
+            params.append(kind)
+        if since_us is not None:
+            where.append("p.received_us >= ?")
+            params.append(since_us)
+        if after_seq is not None:
+            where.append("d.seq > ?")
+            params.append(after_seq)
+        cols = ", ".join(f"d.{c.strip()} AS d_{c.strip()}" for c in _DELIVERY_COLS.split(","))
+        pcols = ", ".join(f"p.{c.strip()}" for c in _PACKAGE_COLS.split(","))
+        sql = (
+            f"SELECT {cols}, {pcols} FROM deliveries d JOIN packages p ON p.id = d.package_id "
+            f"WHERE {' AND '.join(where)} ORDER BY d.seq LIMIT ?"
+        )
+        params.append(limit)
+
+        async def q(tx: Tx) -> list[InboxItem]:
+            return [
+                InboxItem(_delivery(r, "d_"), _package(r)) for r in await tx.fetch(sql, *params)
+            ]
+
+        return await self._read(q)
+
+    async def events(self, package_id: str) -> list[Event]:
+        async def q(tx: Tx) -> list[Event]:
+            rows = await tx.fetch(
+                "SELECT * FROM events WHERE package_id = ? ORDER BY seq", package_id
+            )
+            return [_event(r) for r in rows]
+
+        return await self._read(q)
+
+    # ---------------------------------------------------------------- outbox
+    async def outbox_due(self, older_than_us: int, limit: int) -> list[OutboxItem]:
+        async def q(tx: Tx) -> list[OutboxItem]:
+            rows = await tx.fetch(
+                "SELECT id, routing_key, body, created_us FROM outbox WHERE created_us <= ? "
+                "ORDER BY created_us LIMIT ?",
+                older_than_us,
+                limit,
+            )
+            return [
+                OutboxItem(r["id"], r["routing_key"], json.loads(r["body"]), r["created_us"])
+                for r in rows
+            ]
+
+        return await self._read(q)
+
+    async def outbox_done(self, ids: Sequence[str]) -> None:
+        if not ids:
+            return
+
+        async def w(tx: Tx) -> None:
+            await tx.execute(f"DELETE FROM outbox WHERE id IN ({_marks(len(ids))})", *ids)
+
+        await self._write(w)
+
+    async def stuck_deliveries(self, older_than_us: int, limit: int) -> list[DeliveryRow]:
+        async def q(tx: Tx) -> list[DeliveryRow]:
+            rows = await tx.fetch(
+                f"SELECT {_DELIVERY_COLS} FROM deliveries WHERE state IN ('pending', 'retrying') "
+                "AND COALESCE(next_attempt_us, updated_us) <= ? ORDER BY seq LIMIT ?",
+                older_than_us,
+                limit,
+            )
+            return [_delivery(r) for r in rows]
+
+        return await self._read(q)
+
+    async def stats(self, now_us: int, overdue_before_us: int) -> Stats:
+        final = sorted(str(s) for s in FINAL_STATES)
+
+        async def q(tx: Tx) -> Stats:
+            open_ = await tx.fetch(
+                "SELECT COUNT(*) AS n, MIN(p.received_us) AS oldest FROM deliveries d "
+                "JOIN packages p ON p.id = d.package_id "
+                f"WHERE d.state NOT IN ({_marks(len(final))})",
+                *final,
+            )
+            dead = await tx.fetch("SELECT COUNT(*) AS n FROM deliveries WHERE state = 'dead'")
+            overdue = await tx.fetch(
+                "SELECT COUNT(*) AS n FROM deliveries d JOIN packages p ON p.id = d.package_id "
+                "WHERE p.kind = 'edoc' AND d.business_status IS NULL AND d.state <> 'dead' "
+                "AND p.received_us < ?",
+                overdue_before_us,
+            )
+            outbox = await tx.fetch("SELECT COUNT(*) AS n FROM outbox")
+            oldest = open_[0]["oldest"]
+            return Stats(
+                pending=int(open_[0]["n"]),
+                oldest_pending_age_s=(now_us - oldest) / 1e6 if oldest else 0.0,
+                dead=int(dead[0]["n"]),
+                overdue_acks=int(overdue[0]["n"]),
+                outbox=int(outbox[0]["n"]),
+            )
+
+        return await self._read(q)

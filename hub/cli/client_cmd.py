@@ -1,0 +1,140 @@
+"""``lienthong send | inbox | fetch | ack | status``: a small client of the native API.
+
+The hub's URL comes from ``--url`` or ``LIENTHONG_URL``; the token from
+``--token-file`` or ``LIENTHONG_TOKEN`` (never from a command-line argument, which
+other users could read in the process list).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import urllib.error
+import urllib.parse
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+
+def register(sub: Any) -> None:
+    def common(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--url", default=os.environ.get("LIENTHONG_URL", "http://127.0.0.1:8080"))
+        p.add_argument("--token-file", type=Path, default=None)
+
+    s = sub.add_parser("send", help="submit a package file")
+    s.add_argument("file", type=Path)
+    s.add_argument("--kind", choices=("edoc", "status"), default=None)
+    common(s)
+    s.set_defaults(func=_send)
+
+    i = sub.add_parser("inbox", help="list packages waiting for your organs")
+    i.add_argument("--organ", default=None)
+    i.add_argument("--kind", choices=("edoc", "status"), default=None)
+    i.add_argument("--since", default=None, help="ISO 8601 date-time")
+    i.add_argument("--after", default=None, help="cursor from a previous page")
+    i.add_argument("--limit", type=int, default=100)
+    common(i)
+    i.set_defaults(func=_inbox)
+
+    f = sub.add_parser("fetch", help="download a package's bytes exactly as received")
+    f.add_argument("package_id")
+    f.add_argument("-o", "--output", type=Path, default=None)
+    f.add_argument("--metadata", action="store_true", help="print the metadata instead")
+    common(f)
+    f.set_defaults(func=_fetch)
+
+    a = sub.add_parser("ack", help="acknowledge a package: done, or fail with a reason")
+    a.add_argument("package_id")
+    a.add_argument("result", choices=("done", "fail"))
+    a.add_argument("--reason", default=None)
+    a.add_argument("--organ", default=None)
+    common(a)
+    a.set_defaults(func=_ack)
+
+    st = sub.add_parser("status", help="per-recipient delivery state and business status")
+    st.add_argument("package_id")
+    common(st)
+    st.set_defaults(func=_status)
+
+
+def _token(args: argparse.Namespace) -> str:
+    if args.token_file is not None:
+        return str(args.token_file.read_text(encoding="utf-8")).strip()
+    token = os.environ.get("LIENTHONG_TOKEN")
+    if not token:
+        raise SystemExit("no token: pass --token-file or set LIENTHONG_TOKEN")
+    return token
+
+
+def _call(
+    args: argparse.Namespace,
+    method: str,
+    path: str,
+    body: bytes | None = None,
+    content_type: str = "application/json",
+) -> tuple[int, bytes]:
+    req = urllib.request.Request(  # noqa: S310 - the URL is the operator's own hub
+        args.url.rstrip("/") + path,
+        data=body,
+        method=method,
+        headers={"Authorization": f"Bearer {_token(args)}", "Content-Type": content_type},
+    )
+    try:
+        with urllib.request.urlopen(req, timeout=120) as resp:  # noqa: S310
+            return resp.status, resp.read()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read()
+    except urllib.error.URLError as exc:
+        raise SystemExit(f"cannot reach the hub at {args.url}: {exc.reason}") from exc
+
+
+def _print(status: int, data: bytes) -> int:
+    try:
+        print(json.dumps(json.loads(data), ensure_ascii=False, indent=2))
+    except ValueError:
+        sys.stdout.write(data.decode(errors="replace"))
+    return 0 if status < 300 else 1
+
+
+def _send(args: argparse.Namespace) -> int:
+    q = f"?kind={args.kind}" if args.kind else ""
+    return _print(
+        *_call(args, "POST", "/api/v1/packages" + q, args.file.read_bytes(), "application/xml")
+    )
+
+
+def _inbox(args: argparse.Namespace) -> int:
+    params = {
+        k: v
+        for k in ("organ", "kind", "since", "after", "limit")
+        if (v := getattr(args, k)) is not None
+    }
+    return _print(*_call(args, "GET", "/api/v1/inbox?" + urllib.parse.urlencode(params)))
+
+
+def _fetch(args: argparse.Namespace) -> int:
+    pid = urllib.parse.quote(args.package_id)
+    if args.metadata:
+        return _print(*_call(args, "GET", f"/api/v1/packages/{pid}/metadata"))
+    status, data = _call(args, "GET", f"/api/v1/packages/{pid}")
+    if status >= 300:
+        return _print(status, data)
+    if args.output:
+        args.output.write_bytes(data)
+        print(f"{len(data)} bytes written to {args.output}")
+    else:
+        sys.stdout.buffer.write(data)
+    return 0
+
+
+def _ack(args: argparse.Namespace) -> int:
+    body = {"result": args.result, "reason": args.reason, "organ": args.organ}
+    pid = urllib.parse.quote(args.package_id)
+    return _print(*_call(args, "POST", f"/api/v1/packages/{pid}/ack", json.dumps(body).encode()))
+
+
+def _status(args: argparse.Namespace) -> int:
+    pid = urllib.parse.quote(args.package_id)
+    return _print(*_call(args, "GET", f"/api/v1/packages/{pid}/deliveries"))

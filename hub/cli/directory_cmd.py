@@ -1,0 +1,163 @@
+"""``lienthong directory …``: manage organs, systems, tokens and certificate bindings.
+
+Works directly on the configured store (run it where the hub's configuration is);
+every change is a ledger event with actor ``cli:<user>``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import getpass
+import json
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+from hub.config import load
+from hub.ports import Store, SystemClock
+from hub.records import Organ, System
+from hub.service.directory_admin import DirectoryAdmin
+
+T = TypeVar("T")
+
+
+def register(sub: Any) -> None:
+    d = sub.add_parser("directory", help="manage organs, systems, tokens and bindings")
+    d.add_argument("--config", type=Path, default=None)
+    acts = d.add_subparsers(dest="directory_command", required=True, metavar="ACTION")
+
+    s = acts.add_parser("system", help="add or change a connected system")
+    s.add_argument("system_id")
+    s.add_argument("--name", default=None)
+    s.add_argument("--role", choices=("agency", "admin", "auditor"), default="agency")
+    s.add_argument("--policy", choices=("required", "if-present", "off"), default=None)
+    s.set_defaults(func=lambda a: _run(a, _system))
+
+    o = acts.add_parser("organ", help="add or change an organ")
+    o.add_argument("organ_id")
+    o.add_argument("--name", required=True)
+    o.add_argument("--system", default=None, help="the system that serves it (local organs)")
+    o.add_argument("--upstream", action="store_true", help="reached through the national axis")
+    o.add_argument("--parent", default=None)
+    o.add_argument("--closed", action="store_true")
+    o.add_argument("--push-url", default=None)
+    o.add_argument("--alias", action="append", default=[])
+    o.set_defaults(func=lambda a: _run(a, _organ))
+
+    t = acts.add_parser("token", help="issue a new bearer token for a system (printed once)")
+    t.add_argument("system_id")
+    t.set_defaults(func=lambda a: _run(a, _token))
+
+    b = acts.add_parser("bind", help="allow a signer certificate to sign for an organ")
+    b.add_argument("fingerprint", help="SHA-256 of the certificate (hex)")
+    b.add_argument("organ_id")
+    b.set_defaults(func=lambda a: _run(a, _bind))
+
+    i = acts.add_parser("import", help="import organs (CSV) or systems and organs (JSON)")
+    i.add_argument("file", type=Path)
+    i.set_defaults(func=lambda a: _run(a, _import))
+
+    ls = acts.add_parser("list", help="print the directory as JSON")
+    ls.set_defaults(func=lambda a: _run(a, _list))
+
+
+def _run(
+    args: argparse.Namespace,
+    fn: Callable[[argparse.Namespace, DirectoryAdmin, Store], Awaitable[int]],
+) -> int:
+    from adapters.factory import components  # noqa: PLC0415 - the composition root
+
+    cfg = load(args.config)
+
+    async def main() -> int:
+        parts = components(cfg)
+        await parts.store.open()
+        try:
+            admin = DirectoryAdmin(parts.store, SystemClock(), f"cli:{getpass.getuser()}")
+            return await fn(args, admin, parts.store)
+        finally:
+            await parts.store.close()
+            for c in parts.closers:
+                await c.close()
+
+    return asyncio.run(main())
+
+
+async def _system(a: argparse.Namespace, admin: DirectoryAdmin, _s: Store) -> int:
+    await admin.put_system(System(a.system_id, a.name or a.system_id, a.role, a.policy))
+    print(f"system {a.system_id} saved")
+    return 0
+
+
+async def _organ(a: argparse.Namespace, admin: DirectoryAdmin, _s: Store) -> int:
+    await admin.put_organ(
+        Organ(
+            a.organ_id,
+            a.name,
+            a.system,
+            "upstream" if a.upstream else "local",
+            a.parent,
+            a.closed,
+            a.push_url,
+            tuple(a.alias),
+        )
+    )
+    print(f"organ {a.organ_id} saved")
+    return 0
+
+
+async def _token(a: argparse.Namespace, admin: DirectoryAdmin, store: Store) -> int:
+    if a.system_id not in (await store.directory()).systems:
+        print(f"no system {a.system_id}")
+        return 2
+    print(await admin.issue_token(a.system_id))
+    return 0
+
+
+async def _bind(a: argparse.Namespace, admin: DirectoryAdmin, _s: Store) -> int:
+    await admin.bind(a.fingerprint, a.organ_id)
+    print(f"certificate {a.fingerprint[:16]}… may sign for {a.organ_id}")
+    return 0
+
+
+async def _import(a: argparse.Namespace, admin: DirectoryAdmin, _s: Store) -> int:
+    counts = await admin.import_file(a.file)
+    print(f"imported {counts['systems']} systems, {counts['organs']} organs")
+    return 0
+
+
+async def _list(_a: argparse.Namespace, _admin: DirectoryAdmin, store: Store) -> int:
+    d = await store.directory()
+    out = {
+        "version": d.version,
+        "systems": [
+            {
+                "system_id": s.system_id,
+                "name": s.name,
+                "role": s.role,
+                "signature_policy": s.signature_policy,
+                "organs": list(s.organs),
+            }
+            for s in d.systems.values()
+        ],
+        "organs": [
+            {
+                "organ_id": o.organ_id,
+                "name": o.name,
+                "system_id": o.system_id,
+                "location": o.location,
+                "parent": o.parent,
+                "closed": o.closed,
+                "push_url": o.push_url,
+                "aliases": list(o.aliases),
+            }
+            for o in d.organs.values()
+        ],
+        "tokens": [
+            {"token_id": c.token_id, "system_id": c.system_id, "revoked": c.revoked}
+            for c in d.credentials.values()
+        ],
+    }
+    print(json.dumps(out, ensure_ascii=False, indent=2))
+    return 0

@@ -1,0 +1,145 @@
+"""``lienthong serve`` (the hub) and ``lienthong dev`` (what ``make run`` starts)."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+from aiohttp import web
+
+from hub import logs
+from hub.cli.pki_cmd import DEMO_AGENCIES
+from hub.config import Config, load
+from hub.pki import init_pki
+from hub.ports import SystemClock
+from hub.records import Organ, System
+from hub.service.directory_admin import DirectoryAdmin
+
+
+def register(sub: Any) -> None:
+    s = sub.add_parser("serve", help="run the hub")
+    s.add_argument("--config", type=Path, default=None, help="TOML file (env overrides apply)")
+    s.set_defaults(func=_serve)
+    d = sub.add_parser("dev", help="embedded development hub with a demo directory (make run)")
+    d.add_argument("--dir", type=Path, default=Path("var/dev"))
+    d.add_argument("--port", type=int, default=8080)
+    d.add_argument("--no-serve", action="store_true", help="prepare only")
+    d.set_defaults(func=_dev)
+
+
+def run(cfg: Config) -> None:
+    from adapters.factory import components  # noqa: PLC0415 - the composition root
+    from hub.http.app import build_app  # noqa: PLC0415
+    from hub.service.hub import Hub  # noqa: PLC0415
+
+    logs.configure(cfg.log.format, cfg.log.level)
+    hub = Hub(cfg, components(cfg))
+    web.run_app(
+        build_app(hub),
+        host=cfg.server.host,
+        port=cfg.server.port,
+        print=None,
+        access_log=None,
+        shutdown_timeout=10,
+    )
+
+
+def _serve(args: argparse.Namespace) -> int:
+    run(load(args.config))
+    return 0
+
+
+# The demo directory: two provincial systems, the Government Office, an organ behind
+# the national axis, an administrator and an auditor.
+DEMO_SYSTEMS = (
+    System("sys-h53", "Tây Ninh province DMS"),
+    System("sys-g22", "Government Office DMS"),
+    System("admin", "Hub administrator", role="admin"),
+    System("auditor", "Auditor", role="auditor"),
+)
+DEMO_ORGANS = (
+    Organ("000.00.00.H53", "UBND tỉnh Tây Ninh", "sys-h53"),
+    Organ("000.00.05.H53", "Sở Nội vụ tỉnh Tây Ninh", "sys-h53"),
+    Organ("000.00.00.G22", "Văn phòng Chính phủ", "sys-g22"),
+    Organ("000.00.00.G01", "Bộ Ngoại giao (via the national axis)", None, "upstream"),
+)
+
+
+def dev_config(base: Path, port: int) -> str:
+    return (
+        f'[server]\nport = {port}\n\n[store]\nkind = "sqlite"\npath = "{base}/lienthong.db"\n\n'
+        f'[blobs]\npath = "{base}/blobs"\n\n[broker]\nkind = "embedded"\n\n'
+        f'[trust]\ndir = "{base}/pki/trust"\n\n[intake]\ndefault_policy = "if-present"\n\n'
+        '[upstream]\nkind = "double"\n'
+    )
+
+
+async def seed(cfg: Config, base: Path, bindings: dict[str, str]) -> dict[str, str]:
+    from adapters.factory import components  # noqa: PLC0415
+
+    parts = components(cfg)
+    await parts.store.open()
+    try:
+        if (await parts.store.directory()).systems:
+            return {}
+        admin = DirectoryAdmin(parts.store, SystemClock(), "cli:dev-seed")
+        for s in DEMO_SYSTEMS:
+            await admin.put_system(s)
+        for o in DEMO_ORGANS:
+            await admin.put_organ(o)
+        for organ, fp in bindings.items():
+            await admin.bind(fp, organ)
+        tokens = {s.system_id: await admin.issue_token(s.system_id) for s in DEMO_SYSTEMS}
+    finally:
+        await parts.store.close()
+        for c in parts.closers:
+            await c.close()
+    tdir = base / "tokens"
+    tdir.mkdir(parents=True, exist_ok=True)
+    for system_id, token in tokens.items():
+        path = tdir / f"{system_id}.token"
+        path.write_text(token + "\n", encoding="utf-8")
+        os.chmod(path, 0o600)
+    return tokens
+
+
+def _dev(args: argparse.Namespace) -> int:
+    base: Path = args.dir
+    pki_dir = base / "pki"
+    bindings: dict[str, str] = {}
+    if not (pki_dir / "trust").exists():
+        bindings = init_pki(pki_dir, DEMO_AGENCIES)
+        print(f"development PKI created in {pki_dir}")
+    else:
+        raw = json.loads((pki_dir / "bindings.json").read_text())
+        bindings = {organs[0]: fp for fp, organs in raw["fingerprints"].items()}
+    conf = base / "lienthong.toml"
+    if not conf.exists():
+        conf.write_text(dev_config(base, args.port), encoding="utf-8")
+    cfg = load(conf)
+    if asyncio.run(seed(cfg, base, bindings)):
+        print(f"demo directory created; tokens in {base}/tokens/")
+    url = f"http://{cfg.server.host}:{cfg.server.port}"
+    lt = ".venv/bin/lienthong"
+    print(
+        f"\nlienthong (embedded: SQLite, files, in-process broker) on {url}\n"
+        f"Send a first package, as Tây Ninh (sys-h53) to the Government Office (sys-g22):\n"
+        f"  export LIENTHONG_URL={url}\n"
+        f"  {lt} edxml build --from 000.00.00.H53 --to 000.00.00.G22 -o {base}/a.edxml\n"
+        f"  {lt} edxml sign {base}/a.edxml --key {pki_dir}/agencies/000.00.00.H53.key "
+        f"--cert {pki_dir}/agencies/000.00.00.H53.pem -o {base}/a.signed.edxml\n"
+        f"  {lt} send {base}/a.signed.edxml --token-file {base}/tokens/sys-h53.token\n"
+        f"  {lt} inbox --token-file {base}/tokens/sys-g22.token\n"
+        f"  {lt} fetch PACKAGE_ID -o {base}/got.edxml --token-file {base}/tokens/sys-g22.token\n"
+        f"  {lt} ack PACKAGE_ID done --token-file {base}/tokens/sys-g22.token\n"
+        f"  {lt} status PACKAGE_ID --token-file {base}/tokens/sys-h53.token\n"
+        f"Health: {url}/healthz   Metrics: {url}/metrics (admin token)\n"
+    )
+    if args.no_serve:
+        return 0
+    run(cfg)
+    return 0

@@ -1,0 +1,179 @@
+"""One TOML file, with ``LIENTHONG_<SECTION>_<KEY>`` environment overrides.
+
+Unknown sections or keys are refused (a typo must not silently fall back to a
+default). Secrets (DSNs, broker URLs) are never printed: ``redacted()`` masks them.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import re
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+from hub.errors import ConfigError
+
+
+@dataclass
+class ServerConfig:
+    host: str = "127.0.0.1"
+    port: int = 8080
+    max_body_bytes: int = 64 * 1024 * 1024
+
+
+@dataclass
+class StoreConfig:
+    kind: str = "sqlite"  # sqlite | postgres
+    path: str = "var/dev/lienthong.db"
+    dsn: str = "postgresql://127.0.0.1:5432/test"
+    schema: str = "public"
+    pool_max: int = 10
+    synchronous: str = "FULL"  # SQLite: FULL fsyncs every group commit
+
+
+@dataclass
+class BlobConfig:
+    path: str = "var/dev/blobs"
+
+
+@dataclass
+class BrokerConfig:
+    kind: str = "embedded"  # embedded | rabbitmq
+    url: str = "amqp://guest:guest@127.0.0.1:5672/"
+    prefix: str = "lienthong"
+    prefetch: int = 32
+
+
+@dataclass
+class TrustConfig:
+    dir: str = "var/dev/pki/trust"
+    require_crl: bool = False
+
+
+@dataclass
+class IntakeConfig:
+    default_policy: str = "if-present"  # required | if-present | off
+    allow_sha1: bool = False
+    max_elements: int = 200_000
+    max_depth: int = 48
+
+
+@dataclass
+class DeliveryConfig:
+    max_attempts: int = 12
+    total_s: float = 86_400.0
+    base_s: float = 1.0
+    cap_s: float = 600.0
+    push_timeout_s: float = 30.0
+    sweep_s: float = 2.0
+
+
+@dataclass
+class UpstreamConfig:
+    kind: str = "none"  # none | double (in-process test double)
+
+
+@dataclass
+class LogConfig:
+    format: str = "auto"  # auto | json | console
+    level: str = "info"
+
+
+@dataclass
+class Config:
+    server: ServerConfig = field(default_factory=ServerConfig)
+    store: StoreConfig = field(default_factory=StoreConfig)
+    blobs: BlobConfig = field(default_factory=BlobConfig)
+    broker: BrokerConfig = field(default_factory=BrokerConfig)
+    trust: TrustConfig = field(default_factory=TrustConfig)
+    intake: IntakeConfig = field(default_factory=IntakeConfig)
+    delivery: DeliveryConfig = field(default_factory=DeliveryConfig)
+    upstream: UpstreamConfig = field(default_factory=UpstreamConfig)
+    log: LogConfig = field(default_factory=LogConfig)
+
+    def redacted(self) -> dict[str, Any]:
+        d = dataclasses.asdict(self)
+        d["store"]["dsn"] = _mask(d["store"]["dsn"])
+        d["broker"]["url"] = _mask(d["broker"]["url"])
+        return d
+
+
+def _mask(url: str) -> str:
+    return re.sub(r"//([^:/@]+):[^@]*@", r"//\1:***@", url)
+
+
+def _coerce(value: Any, like: Any, where: str) -> Any:
+    if isinstance(like, bool):
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.lower() in (
+            "1",
+            "true",
+            "yes",
+            "on",
+            "0",
+            "false",
+            "no",
+            "off",
+        ):
+            return value.lower() in ("1", "true", "yes", "on")
+        raise ConfigError(f"{where}: expected true or false, got {value!r}")
+    try:
+        if isinstance(like, int):
+            return int(value)
+        if isinstance(like, float):
+            return float(value)
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"{where}: expected a number, got {value!r}") from exc
+    return str(value)
+
+
+def _apply(cfg: Config, data: Mapping[str, Any], source: str) -> None:
+    for section, values in data.items():
+        sub = getattr(cfg, section, None)
+        if sub is None or not dataclasses.is_dataclass(sub) or not isinstance(values, Mapping):
+            raise ConfigError(f"{source}: unknown section [{section}]")
+        names = {f.name for f in fields(sub)}
+        for key, value in values.items():
+            if key not in names:
+                raise ConfigError(f"{source}: unknown key {key!r} in [{section}]")
+            setattr(sub, key, _coerce(value, getattr(sub, key), f"{source} [{section}] {key}"))
+
+
+def load(path: Path | None = None, env: Mapping[str, str] | None = None) -> Config:
+    cfg = Config()
+    if path is not None:
+        try:
+            data = tomllib.loads(path.read_text(encoding="utf-8"))
+        except (OSError, tomllib.TOMLDecodeError) as exc:
+            raise ConfigError(f"cannot read configuration {path}: {exc}") from exc
+        _apply(cfg, data, str(path))
+    env = os.environ if env is None else env
+    overrides: dict[str, dict[str, str]] = {}
+    for name, value in env.items():
+        if not name.startswith("LIENTHONG_") or name.count("_") < 2:
+            continue
+        _, section, key = name.lower().split("_", 2)
+        if hasattr(cfg, section):
+            overrides.setdefault(section, {})[key] = value
+    _apply(cfg, overrides, "environment")
+    _check(cfg)
+    return cfg
+
+
+def _check(cfg: Config) -> None:
+    allowed = {
+        ("store", "kind"): ("sqlite", "postgres"),
+        ("broker", "kind"): ("embedded", "rabbitmq"),
+        ("intake", "default_policy"): ("required", "if-present", "off"),
+        ("upstream", "kind"): ("none", "double"),
+        ("log", "format"): ("auto", "json", "console"),
+    }
+    for (section, key), values in allowed.items():
+        value = getattr(getattr(cfg, section), key)
+        if value not in values:
+            raise ConfigError(f"[{section}] {key} = {value!r}; expected one of {values}")

@@ -1,0 +1,1 @@
+"""HTTP faces: native API, health checks, metrics."""

@@ -1,0 +1,75 @@
+"""The aiohttp application: shared state under typed keys, one error mapping.
+
+Middleware here is only for cross-cutting concerns (request id, timing, turning
+``HubError`` into its JSON shape); authentication and every intake step are
+explicit calls in the handlers and the pipeline.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+
+import structlog
+from aiohttp import web
+
+from hub.errors import HubError
+from hub.service.hub import Hub
+
+HUB = web.AppKey("hub", Hub)
+log = structlog.get_logger(__name__)
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+def error_response(exc: HubError, request_id: str) -> web.Response:
+    body = {"error": exc.to_dict(), "request_id": request_id}
+    return web.json_response(body, status=exc.http_status)
+
+
+@web.middleware
+async def context_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    request_id = request.headers.get("X-Request-Id", "")[:64] or uuid.uuid4().hex
+    structlog.contextvars.clear_contextvars()
+    structlog.contextvars.bind_contextvars(request_id=request_id)
+    started = time.perf_counter()
+    status = 500
+    try:
+        resp = await handler(request)
+        status = resp.status
+    except HubError as exc:
+        status = exc.http_status
+        resp = error_response(exc, request_id)
+    except web.HTTPException as exc:
+        status = exc.status
+        raise
+    finally:
+        route = request.match_info.route.resource
+        name = route.canonical if route is not None else "unmatched"
+        request.app[HUB].metrics.http_seconds.labels(request.method, name, str(status)).observe(
+            time.perf_counter() - started
+        )
+    resp.headers["X-Request-Id"] = request_id
+    return resp
+
+
+def build_app(hub: Hub, *, manage_lifecycle: bool = True) -> web.Application:
+    from hub.http import health, native  # noqa: PLC0415 - routes import HUB from here
+
+    app = web.Application(
+        middlewares=[context_middleware], client_max_size=hub.cfg.server.max_body_bytes
+    )
+    app[HUB] = hub
+
+    if manage_lifecycle:
+
+        async def lifecycle(_app: web.Application) -> AsyncIterator[None]:
+            await hub.start()
+            yield
+            await hub.stop()
+
+        app.cleanup_ctx.append(lifecycle)
+    health.setup(app)
+    native.setup(app)
+    return app

@@ -1,0 +1,309 @@
+"""Native REST API (``/api/v1``): submit, inbox, fetch, metadata, acknowledge,
+sender's view of deliveries, directory, and the administrator's resend.
+
+Every handler authenticates first; access to a package is decided by
+``_access``: the sending system, a system serving one of its recipients, or an
+administrator / auditor. The OpenAPI document is ``schemas/openapi.json``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import hashlib
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import structlog
+from aiohttp import web
+
+from hub.edxml.parser import parse_package
+from hub.edxml.summary import summarise
+from hub.errors import Forbidden, InputError, NotFound, PackageTooLarge
+from hub.http.app import HUB
+from hub.records import DeliveryRow, InboxItem, PackageRow, State
+from hub.service import delivery as dl
+from hub.service.auth import Caller, authenticate
+from hub.service.hub import Hub
+from hub.service.intake import Submission
+
+log = structlog.get_logger(__name__)
+
+OPENAPI = Path(__file__).resolve().parents[2] / "schemas" / "openapi.json"
+_CHUNK = 256 * 1024
+_INBOX_STATES = frozenset({State.AVAILABLE, State.FETCHED})
+
+
+def iso(us: int | None) -> str | None:
+    if us is None:
+        return None
+    return dt.datetime.fromtimestamp(us / 1e6, dt.UTC).isoformat(timespec="milliseconds")
+
+
+def _caller(request: web.Request) -> tuple[Hub, Caller]:
+    hub = request.app[HUB]
+    caller = authenticate(hub.directory.current, request.headers.get("Authorization"))
+    structlog.contextvars.bind_contextvars(system=caller.system_id)
+    return hub, caller
+
+
+async def read_body(request: web.Request, limit: int) -> tuple[bytes, str]:
+    """Stream the body under ``limit`` bytes, hashing it as it arrives."""
+    if request.content_length is not None and request.content_length > limit:
+        raise PackageTooLarge(
+            f"the package is {request.content_length} bytes; the limit is {limit}"
+        )
+    digest = hashlib.sha256()
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.content.iter_chunked(_CHUNK):
+        size += len(chunk)
+        if size > limit:
+            raise PackageTooLarge(f"the package exceeds the limit of {limit} bytes")
+        digest.update(chunk)
+        chunks.append(chunk)
+    data = b"".join(chunks)
+    chunks.clear()
+    return data, digest.hexdigest()
+
+
+def _delivery_json(d: DeliveryRow) -> dict[str, Any]:
+    return {
+        "delivery_id": d.id,
+        "recipient": d.recipient,
+        "route": d.route,
+        "state": str(d.state),
+        "attempts": d.attempts,
+        "next_attempt_at": iso(d.next_attempt_us),
+        "updated_at": iso(d.updated_us),
+        "last_error": d.last_error,
+        "business_status": d.business_status,
+        "business_status_at": iso(d.business_status_us),
+    }
+
+
+def _package_json(p: PackageRow) -> dict[str, Any]:
+    return {
+        "id": p.id,
+        "kind": p.kind,
+        "sha256": p.sha256,
+        "size": p.size,
+        "sender": p.sender_organ,
+        "received_at": iso(p.received_us),
+        "document_id": p.document_id,
+        "code": p.code,
+        "subject": p.subject,
+        "business_type": p.business_type,
+        "status_code": p.status_code,
+        "response_for_organ": p.response_for_organ,
+        "related_package_id": p.related_package_id,
+        "signature": p.signature,
+    }
+
+
+def _inbox_json(item: InboxItem) -> dict[str, Any]:
+    return {
+        **_package_json(item.package),
+        **_delivery_json(item.delivery),
+        "seq": item.delivery.seq,
+    }
+
+
+async def _access(
+    hub: Hub, caller: Caller, package_id: str
+) -> tuple[PackageRow, list[DeliveryRow]]:
+    p = await hub.store.package(package_id)
+    if p is None:
+        raise NotFound(f"no package {package_id}", code="package_not_found")
+    ds = await hub.store.deliveries(package_id)
+    if caller.system.role in ("admin", "auditor") or p.sender_organ in caller.organs:
+        return p, ds
+    mine = [d for d in ds if d.recipient in caller.organs]
+    if not mine:
+        # Same answer as for a missing package: do not reveal that it exists.
+        raise NotFound(f"no package {package_id}", code="package_not_found")
+    return p, mine
+
+
+async def submit(request: web.Request) -> web.Response:
+    started = time.perf_counter()
+    hub, caller = _caller(request)
+    caller.require_role("agency")
+    kind = request.query.get("kind")
+    if kind not in (None, "edoc", "status"):
+        raise InputError("kind must be edoc or status", code="bad_kind")
+    body, sha = await read_body(request, hub.cfg.server.max_body_bytes)
+    sub = Submission(body, sha, kind, hub.clock.now_us(), started)
+    result = await hub.intake.submit(sub, caller)
+    return web.json_response(result.as_dict(), status=200 if result.duplicate else 202)
+
+
+def _int(request: web.Request, name: str, default: int | None = None) -> int | None:
+    raw = request.query.get(name)
+    if raw is None:
+        return default
+    try:
+        return int(raw)
+    except ValueError as exc:
+        raise InputError(f"{name} must be an integer", code="bad_parameter") from exc
+
+
+async def inbox(request: web.Request) -> web.Response:
+    hub, caller = _caller(request)
+    organ = request.query.get("organ")
+    if organ:
+        caller.require_organ(organ, action="read the inbox")
+        organs = [organ]
+    else:
+        organs = sorted(caller.organs)
+    since_us = None
+    if since := request.query.get("since"):
+        try:
+            since_us = int(dt.datetime.fromisoformat(since).timestamp() * 1e6)
+        except ValueError as exc:
+            raise InputError("since must be an ISO 8601 date-time", code="bad_parameter") from exc
+    kind = request.query.get("kind")
+    if kind not in (None, "edoc", "status"):
+        raise InputError("kind must be edoc or status", code="bad_parameter")
+    limit = max(1, min(_int(request, "limit", 100) or 100, 1000))
+    states = _INBOX_STATES
+    if request.query.get("state") == "all":
+        states = frozenset(State)
+    items = await hub.store.inbox(
+        organs,
+        kind=kind,
+        since_us=since_us,
+        after_seq=_int(request, "after"),
+        limit=limit,
+        states=states,
+    )
+    body = {
+        "items": [_inbox_json(i) for i in items],
+        "next": str(items[-1].delivery.seq) if len(items) == limit else None,
+    }
+    return web.json_response(body)
+
+
+async def fetch(request: web.Request) -> web.Response:
+    hub, caller = _caller(request)
+    p, ds = await _access(hub, caller, request.match_info["id"])
+    data = await hub.blobs.get(p.sha256)
+    for d in ds:
+        if d.recipient in caller.organs:
+            await dl.mark_fetched(hub.store, hub.clock, d, f"system:{caller.system_id}")
+    return web.Response(
+        body=data,
+        headers={
+            "Content-Type": "application/xml",
+            "X-Lienthong-Sha256": p.sha256,
+            "X-Lienthong-Kind": p.kind,
+            "ETag": f'"{p.sha256}"',
+        },
+    )
+
+
+async def metadata(request: web.Request) -> web.Response:
+    hub, caller = _caller(request)
+    p, ds = await _access(hub, caller, request.match_info["id"])
+    data = await hub.blobs.get(p.sha256)
+    parsed = await asyncio.to_thread(parse_package, data, sha256=p.sha256)
+    body = {
+        **_package_json(p),
+        "summary": summarise(parsed, decode_attachments=False),
+        "deliveries": [_delivery_json(d) for d in ds],
+    }
+    return web.json_response(body, dumps=lambda o: json.dumps(o, ensure_ascii=False, default=str))
+
+
+async def deliveries(request: web.Request) -> web.Response:
+    hub, caller = _caller(request)
+    p, ds = await _access(hub, caller, request.match_info["id"])
+    return web.json_response({"package_id": p.id, "deliveries": [_delivery_json(d) for d in ds]})
+
+
+async def ack(request: web.Request) -> web.Response:
+    hub, caller = _caller(request)
+    try:
+        body = await request.json()
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise InputError("the body must be JSON", code="bad_json") from exc
+    if not isinstance(body, dict) or body.get("result") not in ("done", "fail"):
+        raise InputError('result must be "done" or "fail"', code="bad_ack")
+    if body["result"] == "fail" and not body.get("reason"):
+        raise InputError("a failed acknowledgement needs a reason", code="reason_required")
+    p, ds = await _access(hub, caller, request.match_info["id"])
+    organ = body.get("organ")
+    mine = [
+        d for d in ds if d.recipient in caller.organs and (organ is None or d.recipient == organ)
+    ]
+    if not mine:
+        raise Forbidden("only a recipient of this package may acknowledge it", code="not_recipient")
+    out = [
+        await dl.acknowledge(
+            hub.store,
+            hub.clock,
+            d,
+            f"system:{caller.system_id}",
+            result=body["result"],
+            reason=body.get("reason"),
+        )
+        for d in mine
+    ]
+    return web.json_response({"package_id": p.id, "deliveries": [_delivery_json(d) for d in out]})
+
+
+async def organs(request: web.Request) -> web.Response:
+    hub, _ = _caller(request)
+    d = hub.directory.current
+    items = [
+        {
+            "organ_id": o.organ_id,
+            "name": o.name,
+            "parent": o.parent,
+            "location": o.location,
+            "closed": o.closed,
+            "aliases": list(o.aliases),
+            "push": bool(o.push_url),
+        }
+        for o in sorted(d.organs.values(), key=lambda o: o.organ_id)
+    ]
+    return web.json_response(
+        {"version": d.version, "organs": items}, dumps=lambda o: json.dumps(o, ensure_ascii=False)
+    )
+
+
+async def resend(request: web.Request) -> web.Response:
+    hub, caller = _caller(request)
+    caller.require_role("admin")
+    try:
+        body = await request.json() if request.can_read_body else {}
+    except ValueError as exc:
+        raise InputError("the body must be JSON", code="bad_json") from exc
+    reason = str(body.get("reason") or "resent by an administrator")
+    item = await dl.resend(
+        hub.store, hub.clock, request.match_info["id"], f"system:{caller.system_id}", reason
+    )
+    hub.relay.kick([item])
+    d = await hub.store.delivery(request.match_info["id"])
+    assert d is not None
+    return web.json_response(_delivery_json(d), status=202)
+
+
+async def openapi(request: web.Request) -> web.FileResponse:
+    _caller(request)
+    return web.FileResponse(OPENAPI, headers={"Content-Type": "application/json"})
+
+
+def setup(app: web.Application) -> None:
+    r = app.router
+    r.add_post("/api/v1/packages", submit)
+    r.add_get("/api/v1/inbox", inbox)
+    r.add_get("/api/v1/packages/{id}", fetch)
+    r.add_get("/api/v1/packages/{id}/metadata", metadata)
+    r.add_get("/api/v1/packages/{id}/deliveries", deliveries)
+    r.add_post("/api/v1/packages/{id}/ack", ack)
+    r.add_get("/api/v1/organs", organs)
+    r.add_post("/api/v1/admin/deliveries/{id}/resend", resend)
+    r.add_get("/api/v1/openapi.json", openapi)

@@ -1,0 +1,190 @@
+"""The seams of the core: storage, blobs, broker, clock and the national axis.
+
+``hub/`` depends only on these protocols; ``adapters/`` implements them and the
+application factory receives whichever implementations the configuration chose.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from hub.records import (
+    CertBinding,
+    Credential,
+    DeliveryRow,
+    Event,
+    InboxItem,
+    IntakeCommit,
+    Organ,
+    OutboxItem,
+    PackageRow,
+    State,
+    Stats,
+    System,
+)
+
+
+class Clock(Protocol):
+    def now_us(self) -> int: ...
+
+
+class SystemClock:
+    def now_us(self) -> int:
+        return time.time_ns() // 1000
+
+
+@dataclass(frozen=True, slots=True)
+class Directory:
+    """A consistent snapshot of the directory, cached by the service."""
+
+    version: int
+    organs: dict[str, Organ]  # by organ id
+    aliases: dict[str, str]  # alias -> organ id
+    systems: dict[str, System]
+    credentials: dict[str, Credential]  # by token id
+    bindings: tuple[CertBinding, ...]
+
+    def resolve(self, organ_id: str) -> Organ | None:
+        organ = self.organs.get(organ_id)
+        if organ is None and organ_id in self.aliases:
+            organ = self.organs.get(self.aliases[organ_id])
+        return organ
+
+
+class Store(Protocol):
+    """Ledger, deliveries, outbox and directory: the hub's durable state."""
+
+    async def open(self) -> None: ...
+    async def close(self) -> None: ...
+    async def ping(self) -> None: ...
+
+    # directory
+    async def directory(self) -> Directory: ...
+    async def directory_version(self) -> int: ...
+    async def put_organ(self, organ: Organ, event: Event) -> None: ...
+    async def put_system(self, system: System, event: Event) -> None: ...
+    async def put_credential(self, cred: Credential, event: Event) -> None: ...
+    async def put_binding(self, binding: CertBinding, event: Event) -> None: ...
+
+    # intake
+    async def commit_intake(self, commit: IntakeCommit) -> None:
+        """Raise ``Duplicate`` (with the existing package id) on a de-duplication key."""
+        ...
+
+    async def append_events(self, events: Sequence[Event]) -> None: ...
+    async def find_document(self, sender: str, document_id: str) -> PackageRow | None: ...
+
+    # packages and deliveries
+    async def package(self, package_id: str) -> PackageRow | None: ...
+    async def deliveries(self, package_id: str) -> list[DeliveryRow]: ...
+    async def delivery(self, delivery_id: str) -> DeliveryRow | None: ...
+    async def transition(
+        self,
+        delivery_id: str,
+        allowed: frozenset[State],
+        to: State,
+        event: Event,
+        *,
+        attempts: int | None = None,
+        next_attempt_us: int | None = None,
+        last_error: str | None = None,
+        outbox: Sequence[OutboxItem] = (),
+    ) -> bool:
+        """Move a delivery if its state is in ``allowed``; append ``event`` only then."""
+        ...
+
+    async def inbox(
+        self,
+        organs: Sequence[str],
+        *,
+        kind: str | None,
+        since_us: int | None,
+        after_seq: int | None,
+        limit: int,
+        states: frozenset[State],
+    ) -> list[InboxItem]: ...
+    async def events(self, package_id: str) -> list[Event]: ...
+
+    # outbox and recovery
+    async def outbox_due(self, older_than_us: int, limit: int) -> list[OutboxItem]: ...
+    async def outbox_done(self, ids: Sequence[str]) -> None: ...
+    async def stuck_deliveries(self, older_than_us: int, limit: int) -> list[DeliveryRow]: ...
+
+    async def stats(self, now_us: int, overdue_before_us: int) -> Stats: ...
+
+
+class Duplicate(Exception):
+    def __init__(self, key: str, existing_id: str | None) -> None:
+        super().__init__(key)
+        self.key = key
+        self.existing_id = existing_id
+
+
+class BlobStore(Protocol):
+    async def put(self, sha256: str, data: bytes) -> str: ...
+    async def get(self, sha256: str) -> bytes: ...
+    async def exists(self, sha256: str) -> bool: ...
+
+
+@dataclass(frozen=True, slots=True)
+class Message:
+    routing_key: str
+    body: dict[str, Any]
+    attempt: int = 0
+
+
+Handler = Callable[[Message], Awaitable[None]]
+
+
+class Broker(Protocol):
+    """Topic routing of small JSON references (never package bytes)."""
+
+    volatile: bool  # True when messages do not survive a process restart
+
+    async def connect(self) -> None: ...
+    async def close(self) -> None: ...
+    async def ping(self) -> None: ...
+    async def publish_many(self, messages: Sequence[Message]) -> None:
+        """Return once every message is confirmed by the broker (pipelined)."""
+        ...
+
+    async def consume(self, queue: str, binding: str, handler: Handler, prefetch: int) -> None:
+        """Run ``handler`` for each message; the broker applies the retry decision."""
+        ...
+
+    async def dead_letters(self) -> list[Message]: ...
+    async def depth(self) -> dict[str, int]: ...
+
+
+class Retry(Exception):
+    """Raised by a handler: deliver this message again after ``delay_s``."""
+
+    def __init__(self, delay_s: float, reason: str) -> None:
+        super().__init__(reason)
+        self.delay_s = delay_s
+        self.reason = reason
+
+
+class DeadLetter(Exception):
+    """Raised by a handler: the message is finished with; park it on the dead-letter queue."""
+
+
+class UpstreamAxis(Protocol):
+    """The national axis (or a parent hub), as the forwarder sees it."""
+
+    async def forward(self, package: PackageRow, data: bytes) -> str:
+        """Send; return the upstream's document id. Raise ``Unavailable`` to retry."""
+        ...
+
+    def received(self) -> AsyncIterator[tuple[str, bytes]]: ...
+
+
+class Pusher(Protocol):
+    """POSTs a package to an agency's own endpoint."""
+
+    async def push(self, url: str, package: PackageRow, data: bytes) -> None:
+        """Raise ``Unavailable`` (retry) or ``InputError`` (the endpoint refused it)."""
+        ...

@@ -1,0 +1,165 @@
+"""Plain records that cross the ports: directory entries, packages, deliveries, events.
+
+They carry no behaviour and no third-party types, so stores, brokers and HTTP faces
+can all share them.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+Route = Literal["local", "upstream", "push"]
+Role = Literal["agency", "admin", "auditor"]
+
+
+class State(enum.StrEnum):
+    """Delivery states (DESIGN.md): per (package, recipient)."""
+
+    PENDING = "pending"
+    AVAILABLE = "available"
+    FETCHED = "fetched"
+    DONE = "done"
+    FAILED_BY_RECIPIENT = "failed_by_recipient"
+    RETRYING = "retrying"
+    DEAD = "dead"
+
+
+FINAL_STATES = frozenset({State.DONE, State.FAILED_BY_RECIPIENT, State.DEAD})
+
+
+@dataclass(frozen=True, slots=True)
+class Organ:
+    organ_id: str
+    name: str
+    system_id: str | None  # the connected system that serves it (local organs)
+    location: Literal["local", "upstream"] = "local"
+    parent: str | None = None
+    closed: bool = False
+    push_url: str | None = None
+    aliases: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class System:
+    system_id: str
+    name: str
+    role: Role = "agency"
+    signature_policy: str | None = None  # None: the hub-wide default
+    organs: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Credential:
+    """A bearer token: ``<token_id>.<secret>``; only the secret's SHA-256 is stored."""
+
+    token_id: str
+    system_id: str
+    secret_sha256: str
+    created_us: int
+    revoked: bool = False
+
+    def __repr__(self) -> str:  # never print the hash either
+        return f"Credential(token_id={self.token_id!r}, system_id={self.system_id!r})"
+
+
+@dataclass(frozen=True, slots=True)
+class CertBinding:
+    fingerprint: str
+    organ_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class PackageRow:
+    id: str
+    sha256: str
+    size: int
+    kind: Literal["edoc", "status"]
+    sender_organ: str
+    system_id: str
+    received_us: int
+    document_id: str | None = None
+    code: str | None = None
+    subject: str | None = None
+    business_type: int | None = None
+    status_code: str | None = None
+    response_for_organ: str | None = None
+    response_for_doc: str | None = None
+    related_package_id: str | None = None
+    signature: dict[str, Any] = field(default_factory=dict)
+    dedupe_key: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class DeliveryRow:
+    id: str
+    package_id: str
+    recipient: str
+    route: Route
+    state: State
+    attempts: int = 0
+    next_attempt_us: int | None = None
+    updated_us: int = 0
+    last_error: str | None = None
+    business_status: str | None = None
+    business_status_us: int | None = None
+    seq: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    """One ledger event. ``data`` is JSON-serialisable; never holds secrets or bytes."""
+
+    type: str
+    at_us: int
+    package_id: str | None = None
+    delivery_id: str | None = None
+    organ: str | None = None
+    actor: str | None = None
+    data: dict[str, Any] = field(default_factory=dict)
+    seq: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class OutboxItem:
+    id: str
+    routing_key: str
+    body: dict[str, Any]
+    created_us: int
+
+
+@dataclass(frozen=True, slots=True)
+class InboxItem:
+    delivery: DeliveryRow
+    package: PackageRow
+
+
+@dataclass(frozen=True, slots=True)
+class StatusUpdate:
+    """A business status to record against the delivery it answers."""
+
+    package_id: str
+    recipient: str
+    status_code: str
+    at_us: int
+
+
+@dataclass(frozen=True, slots=True)
+class IntakeCommit:
+    """Everything one accepted package writes, committed in one transaction."""
+
+    package: PackageRow
+    deliveries: tuple[DeliveryRow, ...]
+    events: tuple[Event, ...]
+    outbox: tuple[OutboxItem, ...]
+    status_update: StatusUpdate | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Stats:
+    pending: int
+    oldest_pending_age_s: float
+    dead: int
+    overdue_acks: int
+    outbox: int

@@ -1,0 +1,1 @@
+"""The running hub: intake pipeline, routing, delivery workers, outbox relay."""

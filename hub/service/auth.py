@@ -1,0 +1,79 @@
+"""Bearer-token authentication and the caller's rights.
+
+A token is ``<token_id>.<secret>``. The store keeps only the SHA-256 of the secret
+(tokens are 256-bit random, so a fast hash is enough; there is nothing to brute
+force); comparison is constant-time. The token is never logged.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+from dataclasses import dataclass
+
+from hub.errors import AuthenticationFailed, Forbidden
+from hub.ports import Directory
+from hub.records import Credential, System
+
+
+@dataclass(frozen=True, slots=True)
+class Caller:
+    system: System
+    token_id: str
+
+    @property
+    def system_id(self) -> str:
+        return self.system.system_id
+
+    @property
+    def organs(self) -> frozenset[str]:
+        return frozenset(self.system.organs)
+
+    def require_role(self, *roles: str) -> None:
+        if self.system.role not in roles:
+            raise Forbidden(
+                f"this action needs the role {' or '.join(roles)}; "
+                f"system {self.system_id} has {self.system.role}",
+                code="role_forbidden",
+            )
+
+    def require_organ(self, organ: str, *, action: str) -> None:
+        if organ not in self.system.organs:
+            raise Forbidden(
+                f"system {self.system_id} may not {action} for organ {organ}",
+                code="organ_not_allowed",
+                details={"organ": organ},
+            )
+
+
+def hash_secret(secret: str) -> str:
+    return hashlib.sha256(secret.encode()).hexdigest()
+
+
+def new_token(system_id: str, now_us: int) -> tuple[str, Credential]:
+    """Return (the token to hand out once, the credential to store)."""
+    token_id = "lt" + secrets.token_hex(8)
+    secret = secrets.token_urlsafe(32)
+    return f"{token_id}.{secret}", Credential(token_id, system_id, hash_secret(secret), now_us)
+
+
+def authenticate(directory: Directory, authorization: str | None) -> Caller:
+    if not authorization:
+        raise AuthenticationFailed("missing Authorization header", code="missing_credentials")
+    scheme, _, token = authorization.partition(" ")
+    if scheme.lower() != "bearer" or "." not in token:
+        raise AuthenticationFailed(
+            "expected 'Authorization: Bearer <token>'", code="bad_credentials"
+        )
+    token_id, _, secret = token.strip().partition(".")
+    cred = directory.credentials.get(token_id)
+    # Hash even when the id is unknown, so timing does not reveal which ids exist.
+    presented = hash_secret(secret)
+    expected = cred.secret_sha256 if cred else hash_secret(secrets.token_hex(16))
+    if cred is None or not hmac.compare_digest(presented, expected) or cred.revoked:
+        raise AuthenticationFailed("invalid or revoked token", code="bad_credentials")
+    system = directory.systems.get(cred.system_id)
+    if system is None:
+        raise AuthenticationFailed("the token's system no longer exists", code="bad_credentials")
+    return Caller(system, token_id)

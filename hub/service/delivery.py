@@ -1,0 +1,258 @@
+"""Delivery workers and the recipient's actions on a delivery.
+
+Each worker handles one broker message (a delivery reference) and moves the
+delivery through its states with conditional transitions, so a message delivered
+twice changes nothing the second time. Retry and dead-letter decisions for the
+push and upstream paths are taken here against the delivery's own budget (attempt
+count and total time), then handed to the broker as ``Retry`` / ``DeadLetter``.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+
+import structlog
+
+from hub.errors import Conflict, HubError, NotFound, Unavailable
+from hub.ports import BlobStore, Clock, DeadLetter, Message, Pusher, Retry, Store, UpstreamAxis
+from hub.records import DeliveryRow, Event, OutboxItem, PackageRow, State
+from hub.service.directory_cache import DirectoryCache
+from hub.service.metrics import Metrics
+from hub.service.retry import backoff
+from hub.service.topology import routing_key
+
+log = structlog.get_logger(__name__)
+
+WAITING = frozenset({State.PENDING, State.RETRYING})
+IN_INBOX = frozenset({State.AVAILABLE, State.FETCHED})
+
+
+@dataclass(frozen=True, slots=True)
+class RetryBudget:
+    max_attempts: int = 12
+    total_s: float = 24 * 3600.0
+    base_s: float = 1.0
+    cap_s: float = 600.0
+
+
+class Deliverer:
+    def __init__(
+        self,
+        *,
+        store: Store,
+        blobs: BlobStore,
+        clock: Clock,
+        metrics: Metrics,
+        directory: DirectoryCache,
+        upstream: UpstreamAxis | None,
+        pusher: Pusher | None,
+        budget: RetryBudget,
+    ) -> None:
+        self.store = store
+        self.blobs = blobs
+        self.clock = clock
+        self.metrics = metrics
+        self.directory = directory
+        self.upstream = upstream
+        self.pusher = pusher
+        self.budget = budget
+
+    async def _load(self, msg: Message) -> tuple[DeliveryRow, PackageRow] | None:
+        d = await self.store.delivery(str(msg.body["delivery_id"]))
+        if d is None or d.state not in WAITING:
+            return None  # already handled (a redelivered or swept message)
+        p = await self.store.package(d.package_id)
+        if p is None:  # pragma: no cover - committed together with the delivery
+            raise NotFound(f"package {d.package_id} missing for delivery {d.id}")
+        return d, p
+
+    async def _move(
+        self, d: DeliveryRow, allowed: frozenset[State], to: State, event: str, **data: object
+    ) -> bool:
+        ok = await self.store.transition(
+            d.id,
+            allowed,
+            to,
+            Event(event, self.clock.now_us(), d.package_id, d.id, d.recipient, "hub", dict(data)),
+        )
+        if ok:
+            self.metrics.deliveries.labels(d.route, str(to)).inc()
+            log.info(
+                "delivery_" + event,
+                package_id=d.package_id,
+                recipient=d.recipient,
+                delivery_id=d.id,
+                route=d.route,
+            )
+        return ok
+
+    async def local(self, msg: Message) -> None:
+        loaded = await self._load(msg)
+        if loaded is not None:
+            await self._move(loaded[0], WAITING, State.AVAILABLE, "available")
+
+    async def upstream_forward(self, msg: Message) -> None:
+        loaded = await self._load(msg)
+        if loaded is None:
+            return
+        d, p = loaded
+        if self.upstream is None:
+            await self._fail(d, p, "no upstream axis is configured")
+            return
+        data = await self.blobs.get(p.sha256)
+        try:
+            upstream_id = await self.upstream.forward(p, data)
+        except Unavailable as exc:
+            await self._fail(d, p, exc.message)
+            return
+        await self._move(d, WAITING, State.AVAILABLE, "forwarded", upstream_id=upstream_id)
+
+    async def push(self, msg: Message) -> None:
+        loaded = await self._load(msg)
+        if loaded is None:
+            return
+        d, p = loaded
+        organ = self.directory.current.resolve(d.recipient)
+        if organ is None or not organ.push_url or self.pusher is None:
+            # The organ dropped its push endpoint: the package stays in its inbox.
+            await self._move(d, WAITING, State.AVAILABLE, "available", note="no push endpoint")
+            return
+        data = await self.blobs.get(p.sha256)
+        try:
+            await self.pusher.push(organ.push_url, p, data)
+        except HubError as exc:
+            await self._fail(d, p, f"{exc.error_code}: {exc.message}")
+            return
+        await self._move(d, WAITING, State.FETCHED, "pushed", url=organ.push_url)
+
+    async def _fail(self, d: DeliveryRow, p: PackageRow, reason: str) -> None:
+        now = self.clock.now_us()
+        attempts = d.attempts + 1
+        elapsed = (now - p.received_us) / 1e6
+        if attempts >= self.budget.max_attempts or elapsed >= self.budget.total_s:
+            await self.store.transition(
+                d.id,
+                WAITING,
+                State.DEAD,
+                Event(
+                    "dead",
+                    now,
+                    d.package_id,
+                    d.id,
+                    d.recipient,
+                    "hub",
+                    {"attempts": attempts, "reason": reason[:500]},
+                ),
+                attempts=attempts,
+                last_error=reason[:500],
+            )
+            self.metrics.deliveries.labels(d.route, "dead").inc()
+            log.warning(
+                "delivery_dead",
+                package_id=d.package_id,
+                recipient=d.recipient,
+                attempts=attempts,
+                reason=reason,
+            )
+            raise DeadLetter(reason)
+        delay = min(
+            backoff(attempts, base_s=self.budget.base_s, cap_s=self.budget.cap_s),
+            max(0.0, self.budget.total_s - elapsed),
+        )
+        await self.store.transition(
+            d.id,
+            WAITING,
+            State.RETRYING,
+            Event(
+                "retry",
+                now,
+                d.package_id,
+                d.id,
+                d.recipient,
+                "hub",
+                {"attempt": attempts, "delay_s": round(delay, 3), "reason": reason[:500]},
+            ),
+            attempts=attempts,
+            next_attempt_us=now + int(delay * 1e6),
+            last_error=reason[:500],
+        )
+        self.metrics.deliveries.labels(d.route, "retrying").inc()
+        raise Retry(delay, reason)
+
+
+def _outbox_for(d: DeliveryRow, now: int) -> OutboxItem:
+    return OutboxItem(
+        str(uuid.uuid4()),
+        routing_key(d.route),
+        {"delivery_id": d.id, "package_id": d.package_id, "recipient": d.recipient},
+        now,
+    )
+
+
+async def resend(
+    store: Store, clock: Clock, delivery_id: str, actor: str, reason: str
+) -> OutboxItem:
+    """An administrator puts a dead delivery back on its route (audited)."""
+    d = await store.delivery(delivery_id)
+    if d is None:
+        raise NotFound(f"no delivery {delivery_id}", code="delivery_not_found")
+    now = clock.now_us()
+    item = _outbox_for(d, now)
+    ok = await store.transition(
+        d.id,
+        frozenset({State.DEAD}),
+        State.PENDING,
+        Event("resent", now, d.package_id, d.id, d.recipient, actor, {"reason": reason[:500]}),
+        attempts=0,
+        outbox=[item],
+    )
+    if not ok:
+        raise Conflict(f"delivery {delivery_id} is {d.state}, not dead", code="not_dead")
+    return item
+
+
+async def acknowledge(
+    store: Store, clock: Clock, d: DeliveryRow, actor: str, *, result: str, reason: str | None
+) -> DeliveryRow:
+    """Recipient's done/fail. Idempotent: repeating the same answer changes nothing."""
+    target = State.DONE if result == "done" else State.FAILED_BY_RECIPIENT
+    if d.state == target:
+        return d
+    ok = await store.transition(
+        d.id,
+        IN_INBOX,
+        target,
+        Event(
+            "acknowledged",
+            clock.now_us(),
+            d.package_id,
+            d.id,
+            d.recipient,
+            actor,
+            {"result": result, "reason": (reason or "")[:500]},
+        ),
+    )
+    if not ok:
+        fresh = await store.delivery(d.id)
+        if fresh is not None and fresh.state == target:
+            return fresh
+        state = fresh.state if fresh else d.state
+        raise Conflict(
+            f"delivery is {state}; it cannot be acknowledged as {result}",
+            code="ack_conflict",
+            details={"state": str(state)},
+        )
+    fresh = await store.delivery(d.id)
+    assert fresh is not None
+    return fresh
+
+
+async def mark_fetched(store: Store, clock: Clock, d: DeliveryRow, actor: str) -> None:
+    if d.state == State.AVAILABLE:
+        await store.transition(
+            d.id,
+            frozenset({State.AVAILABLE}),
+            State.FETCHED,
+            Event("fetched", clock.now_us(), d.package_id, d.id, d.recipient, actor, {}),
+        )

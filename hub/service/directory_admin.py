@@ -1,0 +1,150 @@
+"""Changing the directory: organs, systems, tokens, certificate bindings, imports.
+
+Every change is a ledger event naming who made it. Imports accept JSON
+(``{"systems": [...], "organs": [...]}``) or CSV (one organ per row).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import csv
+import io
+import json
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+from hub.edxml.organ import classify
+from hub.errors import InputError
+from hub.ports import Clock, Store
+from hub.records import CertBinding, Event, Organ, System
+from hub.service.auth import new_token
+
+ORGAN_FIELDS = (
+    "organ_id",
+    "name",
+    "system_id",
+    "location",
+    "parent",
+    "closed",
+    "push_url",
+    "aliases",
+)
+
+
+def _parent(organ_id: str) -> str | None:
+    try:
+        parent = classify(organ_id).parent()
+    except ValueError:
+        return None
+    return parent.value if parent else None
+
+
+class DirectoryAdmin:
+    def __init__(self, store: Store, clock: Clock, actor: str) -> None:
+        self.store = store
+        self.clock = clock
+        self.actor = actor
+
+    def _event(self, type_: str, organ: str | None = None, **data: Any) -> Event:
+        return Event(type_, self.clock.now_us(), organ=organ, actor=self.actor, data=data)
+
+    async def put_system(self, system: System) -> None:
+        if system.role not in ("agency", "admin", "auditor"):
+            raise InputError(f"unknown role {system.role!r}", code="bad_role")
+        await self.store.put_system(
+            system,
+            self._event(
+                "directory_system_saved",
+                system_id=system.system_id,
+                role=system.role,
+                signature_policy=system.signature_policy,
+            ),
+        )
+
+    async def put_organ(self, organ: Organ) -> None:
+        try:
+            classify(organ.organ_id)
+        except ValueError as exc:
+            raise InputError(f"organ id {organ.organ_id!r}: {exc}", code="bad_organ_id") from exc
+        if organ.location not in ("local", "upstream"):
+            raise InputError("location must be local or upstream", code="bad_location")
+        if organ.parent is None:
+            organ = Organ(
+                organ.organ_id,
+                organ.name,
+                organ.system_id,
+                organ.location,
+                _parent(organ.organ_id),
+                organ.closed,
+                organ.push_url,
+                organ.aliases,
+            )
+        await self.store.put_organ(
+            organ,
+            self._event(
+                "directory_organ_saved",
+                organ.organ_id,
+                system_id=organ.system_id,
+                location=organ.location,
+                closed=organ.closed,
+                push=bool(organ.push_url),
+                aliases=list(organ.aliases),
+            ),
+        )
+
+    async def issue_token(self, system_id: str) -> str:
+        token, cred = new_token(system_id, self.clock.now_us())
+        await self.store.put_credential(
+            cred, self._event("directory_token_issued", system_id=system_id, token_id=cred.token_id)
+        )
+        return token
+
+    async def bind(self, fingerprint: str, organ_id: str) -> None:
+        fp = fingerprint.replace(":", "").lower()
+        await self.store.put_binding(
+            CertBinding(fp, organ_id), self._event("directory_cert_bound", organ_id, fingerprint=fp)
+        )
+
+    async def import_file(self, path: Path) -> dict[str, int]:
+        text = await asyncio.to_thread(path.read_text, encoding="utf-8-sig")
+        if path.suffix.lower() == ".json":
+            data = json.loads(text)
+            systems = data.get("systems", [])
+            organs = data.get("organs", [])
+        else:
+            systems, organs = [], list(csv.DictReader(io.StringIO(text)))
+        for s in systems:
+            await self.put_system(
+                System(
+                    s["system_id"],
+                    s.get("name") or s["system_id"],
+                    s.get("role", "agency"),
+                    s.get("signature_policy"),
+                )
+            )
+        for row in organs:
+            await self.put_organ(organ_from(row))
+        return {"systems": len(systems), "organs": len(organs)}
+
+
+def organ_from(row: dict[str, Any]) -> Organ:
+    unknown = set(row) - set(ORGAN_FIELDS)
+    if unknown:
+        raise InputError(f"unknown organ fields: {sorted(unknown)}", code="bad_import")
+    aliases: Iterable[str] = row.get("aliases") or ()
+    if isinstance(aliases, str):
+        aliases = [a for a in aliases.replace(";", " ").split() if a]
+    closed = row.get("closed") or False
+    if isinstance(closed, str):
+        closed = closed.strip().lower() in ("1", "true", "yes")
+    return Organ(
+        organ_id=str(row["organ_id"]).strip(),
+        name=str(row.get("name") or row["organ_id"]),
+        system_id=(row.get("system_id") or None),
+        location=row.get("location") or "local",
+        parent=row.get("parent") or None,
+        closed=bool(closed),
+        push_url=row.get("push_url") or None,
+        aliases=tuple(aliases),
+    )

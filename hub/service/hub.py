@@ -1,0 +1,159 @@
+"""The hub's parts wired together, with one start/stop lifecycle.
+
+``Components`` are the adapters chosen by configuration (built in
+``adapters.factory``); ``Hub`` owns the core services built on them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime as dt
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import structlog
+
+from hub.config import Config
+from hub.edxml.dates import VN_TZ
+from hub.edxml.xmlsafe import XmlLimits
+from hub.errors import HubError
+from hub.ports import BlobStore, Broker, Clock, Pusher, Store, SystemClock, UpstreamAxis
+from hub.service.delivery import Deliverer, RetryBudget
+from hub.service.directory_cache import DirectoryCache
+from hub.service.intake import Intake
+from hub.service.metrics import Metrics
+from hub.service.relay import OutboxRelay
+from hub.service.topology import ROUTES, queue_name, routing_key
+from hub.signature.policy import SignaturePolicy
+from hub.signature.trust import TrustStore
+
+log = structlog.get_logger(__name__)
+
+
+@dataclass
+class Components:
+    store: Store
+    blobs: BlobStore
+    broker: Broker
+    upstream: UpstreamAxis | None = None
+    pusher: Pusher | None = None
+    clock: Clock = field(default_factory=SystemClock)
+    closers: list[Any] = field(default_factory=list)  # objects with async close()
+
+
+def start_of_today_us(now_us: int) -> int:
+    now = dt.datetime.fromtimestamp(now_us / 1e6, VN_TZ)
+    midnight = now.replace(hour=0, minute=0, second=0, microsecond=0)
+    return int(midnight.timestamp() * 1e6)
+
+
+class Hub:
+    def __init__(self, cfg: Config, parts: Components) -> None:
+        self.cfg = cfg
+        self.parts = parts
+        self.store = parts.store
+        self.blobs = parts.blobs
+        self.broker = parts.broker
+        self.clock = parts.clock
+        self.metrics = Metrics()
+        self.directory = DirectoryCache(parts.store)
+        self.trust = TrustStore.from_directory(
+            Path(cfg.trust.dir), require_crl=cfg.trust.require_crl
+        )
+        self.relay = OutboxRelay(
+            parts.store, parts.broker, parts.clock, sweep_s=cfg.delivery.sweep_s
+        )
+        d = cfg.delivery
+        self.deliverer = Deliverer(
+            store=parts.store,
+            blobs=parts.blobs,
+            clock=parts.clock,
+            metrics=self.metrics,
+            directory=self.directory,
+            upstream=parts.upstream,
+            pusher=parts.pusher,
+            budget=RetryBudget(d.max_attempts, d.total_s, d.base_s, d.cap_s),
+        )
+        self.intake = Intake(
+            store=parts.store,
+            blobs=parts.blobs,
+            directory=self.directory,
+            trust=self.trust,
+            clock=parts.clock,
+            metrics=self.metrics,
+            limits=XmlLimits(
+                max_bytes=cfg.server.max_body_bytes,
+                max_elements=cfg.intake.max_elements,
+                max_depth=cfg.intake.max_depth,
+            ),
+            default_policy=SignaturePolicy(cfg.intake.default_policy),
+            on_commit=self.relay.kick,
+            allow_sha1=cfg.intake.allow_sha1,
+        )
+        self._tasks: list[asyncio.Task[None]] = []
+
+    async def start(self) -> None:
+        await self.store.open()
+        await self.broker.connect()
+        await self.directory.load()
+        handlers = {
+            "local": self.deliverer.local,
+            "upstream": self.deliverer.upstream_forward,
+            "push": self.deliverer.push,
+        }
+        prefix = self.cfg.broker.prefix
+        for route in ROUTES:
+            await self.broker.consume(
+                queue_name(prefix, route),
+                routing_key(route),
+                handlers[route],
+                self.cfg.broker.prefetch,
+            )
+        self._tasks = [
+            asyncio.create_task(self.relay.run(), name="outbox-relay"),
+            asyncio.create_task(self.directory.run(), name="directory-refresh"),
+            asyncio.create_task(self._gauges(), name="gauges"),
+        ]
+        log.info("hub_started", store=self.cfg.store.kind, broker=self.cfg.broker.kind)
+
+    async def stop(self) -> None:
+        for t in self._tasks:
+            t.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        self._tasks = []
+        await self.broker.close()
+        await self.store.close()
+        for c in self.parts.closers:
+            await c.close()
+        log.info("hub_stopped")
+
+    async def ready(self) -> dict[str, str]:
+        checks: dict[str, str] = {}
+        for name, ping in (("store", self.store.ping), ("broker", self.broker.ping)):
+            try:
+                await ping()
+                checks[name] = "ok"
+            except HubError as exc:
+                checks[name] = exc.error_code
+        return checks
+
+    async def update_gauges(self) -> None:
+        now = self.clock.now_us()
+        s = await self.store.stats(now, start_of_today_us(now))
+        m = self.metrics
+        m.pending.set(s.pending)
+        m.oldest_pending.set(s.oldest_pending_age_s)
+        m.dead.set(s.dead)
+        m.overdue.set(s.overdue_acks)
+        m.outbox.set(s.outbox)
+        for q, n in (await self.broker.depth()).items():
+            m.queue_depth.labels(q).set(n)
+        m.dead_letters.set(len(await self.broker.dead_letters()))
+
+    async def _gauges(self) -> None:
+        while True:
+            await asyncio.sleep(5.0)
+            with contextlib.suppress(HubError):
+                await self.update_gauges()

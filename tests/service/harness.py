@@ -1,0 +1,199 @@
+"""A hub under test: real adapters (SQLite + embedded broker, or PostgreSQL + RabbitMQ),
+a small directory, tokens per system, and a client that drives the real HTTP app."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+import uuid
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+
+import pytest
+from aiohttp import ClientResponse
+from aiohttp.test_utils import TestClient, TestServer
+
+from adapters.factory import components
+from hub.config import Config
+from hub.http.app import build_app
+from hub.pki import init_pki
+from hub.ports import SystemClock
+from hub.records import Organ, System
+from hub.service.directory_admin import DirectoryAdmin
+from hub.service.hub import Hub
+
+T = TypeVar("T")
+
+A = "000.00.00.H53"  # sys-a, local
+A2 = "000.00.05.H53"  # sys-a, local
+B = "000.00.00.G22"  # sys-b, local
+C = "000.00.00.G01"  # upstream (national axis)
+X = "000.00.00.H37"  # sys-x, local: another system's organ
+PUSHED = "000.00.00.H59"  # sys-p, local with a push endpoint
+
+AGENCIES = (("Tay Ninh", A), ("Van phong Chinh phu", B), ("Other", X))
+PG_DSN = os.environ.get("LIENTHONG_TEST_PG", "postgresql://127.0.0.1:5432/test")
+AMQP_URL = os.environ.get("LIENTHONG_TEST_AMQP", "amqp://guest:guest@127.0.0.1:5672/")
+
+
+def _port_open(port: int) -> bool:
+    with socket.socket() as s:
+        s.settimeout(1.0)
+        return s.connect_ex(("127.0.0.1", port)) == 0
+
+
+def require_services() -> None:
+    """Skip without PostgreSQL and RabbitMQ, except in CI, where they must be up."""
+    missing = [
+        name for name, port in (("PostgreSQL", 5432), ("RabbitMQ", 5672)) if not _port_open(port)
+    ]
+    if missing:
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"CI=true but {', '.join(missing)} not reachable on 127.0.0.1")
+        pytest.skip(f"{', '.join(missing)} not running on 127.0.0.1 (CI starts them)")
+
+
+def make_pki(root: Path) -> dict[str, str]:
+    return init_pki(root, AGENCIES)
+
+
+def config(tmp: Path, pki_dir: Path, backend: str, **overrides: Any) -> Config:
+    cfg = Config()
+    cfg.store.path = str(tmp / "hub.db")
+    cfg.blobs.path = str(tmp / "blobs")
+    cfg.trust.dir = str(pki_dir / "trust")
+    cfg.upstream.kind = "double"
+    cfg.delivery.base_s = 0.05
+    cfg.delivery.cap_s = 0.2
+    cfg.delivery.max_attempts = 4
+    cfg.delivery.sweep_s = 0.5
+    cfg.log.format = "console"
+    if backend == "scaled":
+        cfg.store.kind = "postgres"
+        cfg.store.dsn = PG_DSN
+        cfg.store.schema = "t_" + uuid.uuid4().hex[:12]
+        cfg.broker.kind = "rabbitmq"
+        cfg.broker.url = AMQP_URL
+        cfg.broker.prefix = "lt_test_" + uuid.uuid4().hex[:12]
+    for dotted, value in overrides.items():
+        section, key = dotted.split("__")
+        setattr(getattr(cfg, section), key, value)
+    return cfg
+
+
+async def seed_directory(
+    cfg: Config, bindings: dict[str, str], push_url: str | None = None
+) -> dict[str, str]:
+    parts = components(cfg)
+    await parts.store.open()
+    try:
+        admin = DirectoryAdmin(parts.store, SystemClock(), "test")
+        for s in (
+            System("sys-a", "A"),
+            System("sys-b", "B"),
+            System("sys-x", "X"),
+            System("sys-p", "P"),
+            System("admin", "Admin", "admin"),
+            System("auditor", "Auditor", "auditor"),
+        ):
+            await admin.put_system(s)
+        for o in (
+            Organ(A, "UBND tinh Tay Ninh", "sys-a"),
+            Organ(A2, "So Noi vu", "sys-a"),
+            Organ(B, "Van phong Chinh phu", "sys-b", aliases=("G22.OLD",)),
+            Organ(X, "Other province", "sys-x"),
+            Organ(C, "Bo Ngoai giao", None, "upstream"),
+            Organ(PUSHED, "Pushed organ", "sys-p", push_url=push_url),
+        ):
+            await admin.put_organ(o)
+        for organ, fp in bindings.items():
+            await admin.bind(fp, organ)
+        return {
+            s: await admin.issue_token(s)
+            for s in ("sys-a", "sys-b", "sys-x", "sys-p", "admin", "auditor")
+        }
+    finally:
+        await parts.store.close()
+        for c in parts.closers:
+            await c.close()
+
+
+@dataclass
+class HubUnderTest:
+    hub: Hub
+    client: TestClient[Any, Any]
+    tokens: dict[str, str]
+    pki_dir: Path
+    cfg: Config
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def auth(self, system: str) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.tokens[system]}"}
+
+    async def submit(self, system: str, data: bytes, kind: str | None = None) -> ClientResponse:
+        q = f"?kind={kind}" if kind else ""
+        return await self.client.post(
+            f"/api/v1/packages{q}",
+            data=data,
+            headers={**self.auth(system), "Content-Type": "application/xml"},
+        )
+
+    async def inbox(self, system: str, **params: str) -> list[dict[str, Any]]:
+        r = await self.client.get("/api/v1/inbox", params=params, headers=self.auth(system))
+        assert r.status == 200, await r.text()
+        items: list[dict[str, Any]] = (await r.json())["items"]
+        return items
+
+
+async def eventually(
+    fn: Callable[[], Awaitable[T]], ok: Callable[[T], bool], timeout: float = 15.0
+) -> T:
+    """Poll ``fn`` until ``ok`` holds (delivery is asynchronous by design)."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    while True:
+        value = await fn()
+        if ok(value):
+            return value
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError(f"condition not reached within {timeout}s; last value: {value!r}")
+        await asyncio.sleep(0.05)
+
+
+async def start(cfg: Config, tokens: dict[str, str], pki_dir: Path) -> HubUnderTest:
+    hub = Hub(cfg, components(cfg))
+    client = TestClient(TestServer(build_app(hub)))
+    await client.start_server()
+    return HubUnderTest(hub, client, tokens, pki_dir, cfg)
+
+
+async def stop(h: HubUnderTest) -> None:
+    await h.client.close()
+
+
+async def drop_backends(cfg: Config) -> None:
+    if cfg.store.kind == "postgres":
+        from adapters.postgres_store import PostgresStore  # noqa: PLC0415
+
+        await PostgresStore(cfg.store.dsn, schema=cfg.store.schema).drop_schema()
+    if cfg.broker.kind == "rabbitmq":
+        from adapters.rabbitmq import RabbitBroker  # noqa: PLC0415
+        from hub.service.topology import bindings  # noqa: PLC0415
+
+        b = RabbitBroker(cfg.broker.url, bindings(cfg.broker.prefix), prefix=cfg.broker.prefix)
+        await b.connect()
+        await b.delete_all()
+        await b.close()
+
+
+def signed(pki_dir: Path, organ: str, data: bytes) -> bytes:
+    """``data`` signed with the development certificate of ``organ``."""
+    from cryptography import x509  # noqa: PLC0415
+
+    from hub.signature.sign import sign_package  # noqa: PLC0415
+
+    key = (pki_dir / "agencies" / f"{organ}.key").read_bytes()
+    cert = x509.load_pem_x509_certificate((pki_dir / "agencies" / f"{organ}.pem").read_bytes())
+    return sign_package(data, key, cert)
