@@ -69,11 +69,12 @@ class ValidationFailed(InputError):
     code = "validation_failed"
     http_status = 422
 
-    def __init__(self, problems: list[Mapping[str, str]]) -> None:
+    def __init__(self, problems: list[Mapping[str, str]], *, code: str | None = None) -> None:
         first = problems[0] if problems else {"code": "unknown", "path": "", "message": ""}
         more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
         super().__init__(
             f"{first['message']} at {first['path']}{more}",
+            code=code,
             details={"problems": [dict(p) for p in problems]},
         )
         self.problems = problems

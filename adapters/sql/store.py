@@ -479,6 +479,15 @@ class SqlStore(abc.ABC):
 
         return await self._read(q)
 
+    async def ledger(self, after_seq: int, limit: int) -> list[Event]:
+        async def q(tx: Tx) -> list[Event]:
+            rows = await tx.fetch(
+                "SELECT * FROM events WHERE seq > ? ORDER BY seq LIMIT ?", after_seq, limit
+            )
+            return [_event(r) for r in rows]
+
+        return await self._read(q)
+
     # ---------------------------------------------------------------- outbox
     async def outbox_due(self, older_than_us: int, limit: int) -> list[OutboxItem]:
         async def q(tx: Tx) -> list[OutboxItem]:

@@ -170,9 +170,11 @@ class Intake:
     ) -> tuple[str | None, StatusUpdate | None]:
         """The earlier document this package refers to, and a status to record on it."""
         if isinstance(pkg, DocumentPackage):
-            if pkg.business_type == 0 or not pkg.document_id:
+            # Types 1/2/3 name the earlier document in Bussiness/DocumentId (or reuse it).
+            earlier_id = (pkg.business.document_id if pkg.business else None) or pkg.document_id
+            if pkg.business_type == 0 or not earlier_id:
                 return None, None
-            earlier = await self.store.find_document(sender, pkg.document_id)
+            earlier = await self.store.find_document(sender, earlier_id)
             return (earlier.id if earlier else None), None
         rf = pkg.response_for
         if rf is None or not rf.document_id or not rf.organ_id or not pkg.status_code:

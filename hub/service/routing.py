@@ -71,7 +71,12 @@ def targets(parsed: ParsedPackage, directory: Directory) -> list[Target]:
             route = "local"
         out.append(Target(organ.organ_id, route, organ_id))
     if problems:
-        raise ValidationFailed(problems)
+        # One routing code for the whole refusal: unknown wins over closed.
+        codes = {p["code"] for p in problems}
+        raise ValidationFailed(
+            problems,
+            code="unknown_recipient" if "unknown_recipient" in codes else "recipient_closed",
+        )
     return out
 
 

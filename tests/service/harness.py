@@ -4,6 +4,8 @@ a small directory, tokens per system, and a client that drives the real HTTP app
 from __future__ import annotations
 
 import asyncio
+import io
+import io
 import os
 import socket
 import uuid
@@ -135,9 +137,10 @@ class HubUnderTest:
 
     async def submit(self, system: str, data: bytes, kind: str | None = None) -> ClientResponse:
         q = f"?kind={kind}" if kind else ""
+        body: Any = io.BytesIO(data) if len(data) > 1_000_000 else data
         return await self.client.post(
             f"/api/v1/packages{q}",
-            data=data,
+            data=body,
             headers={**self.auth(system), "Content-Type": "application/xml"},
         )
 

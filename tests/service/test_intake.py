@@ -1,0 +1,167 @@
+"""Intake refusals, de-duplication, aliases, linking and signature policy (both backends)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from hub.edxml import demo
+from hub.edxml.builder import build
+from hub.edxml.model import Business, BusinessDocType
+from hub.records import Organ, System
+from hub.service.directory_admin import DirectoryAdmin
+from tests.service.harness import A, B, HubUnderTest, eventually, signed
+
+
+async def _error(r: Any) -> tuple[int, str]:
+    return r.status, (await r.json())["error"]["code"]
+
+
+async def _refused_codes(hut: HubUnderTest) -> list[str]:
+    return [e.data["code"] for e in await hut.hub.store.ledger(0, 10_000) if e.type == "refused"]
+
+
+async def test_bad_input_gets_a_stable_code_status_and_ledger_record(hut: HubUnderTest) -> None:
+    cases = [
+        (b"<edXML", 400, "not_well_formed"),
+        (b'<?xml version="1.0"?><!DOCTYPE x [<!ENTITY a "b">]><x>&a;</x>', 400, "dtd_forbidden"),
+        (b"<root/>", 400, "not_edxml"),
+        (demo.document_bytes(sender=A, to=("000.00.00.Z99",)), 422, "unknown_recipient"),
+        (demo.document_bytes(sender=A, to=(B, B)), 422, "validation_failed"),
+    ]
+    for body, status, code in cases:
+        got = await _error(await hut.submit("sys-a", body))
+        assert got[0] == status, (code, got)
+        if code != "validation_failed":
+            assert got[1] == code
+    r = await hut.submit("sys-a", build(demo.status("01", addressee=B, sender=A)), "edoc")
+    assert await _error(r) == (400, "kind_mismatch")
+    codes = await _refused_codes(hut)
+    for expected in (
+        "not_well_formed",
+        "dtd_forbidden",
+        "not_edxml",
+        "unknown_recipient",
+        "kind_mismatch",
+    ):
+        assert expected in codes
+    assert await hut.inbox("sys-b", state="all") == []
+
+
+async def test_oversized_package_is_refused_with_413(hut: HubUnderTest) -> None:
+    limit = hut.cfg.server.max_body_bytes
+    r = await hut.submit("sys-a", b"<" + b"a" * limit)
+    assert r.status == 413
+    assert (await r.json())["error"]["code"] == "package_too_large"
+
+
+async def test_same_bytes_twice_is_one_package(hut: HubUnderTest) -> None:
+    data = signed(hut.pki_dir, A, demo.document_bytes(sender=A, to=(B,)))
+    first = await (await hut.submit("sys-a", data)).json()
+    r = await hut.submit("sys-a", data)
+    assert r.status == 200
+    second = await r.json()
+    assert second["duplicate"] is True and second["id"] == first["id"]
+    items = await eventually(lambda: hut.inbox("sys-b"), lambda xs: len(xs) == 1)
+    assert [i["id"] for i in items] == [first["id"]]
+
+
+async def test_same_document_id_with_other_bytes_is_a_conflict(hut: HubUnderTest) -> None:
+    await hut.submit("sys-a", demo.document_bytes(sender=A, to=(B,)))
+    other = demo.document_bytes(sender=A, to=(B,), payload=b"%PDF different")
+    r = await hut.submit("sys-a", other)
+    assert await _error(r) == (409, "duplicate_document")
+
+
+async def test_replacement_reuses_the_document_id_and_links_to_it(hut: HubUnderTest) -> None:
+    first = await (await hut.submit("sys-a", demo.document_bytes(sender=A, to=(B,)))).json()
+    repl = build(
+        demo.document(
+            sender=A,
+            to=(B,),
+            payload=b"%PDF v2",
+            business=Business(
+                BusinessDocType.REPLACEMENT, paper="0", document_id=demo.document_id(A)
+            ),
+        )
+    )
+    r = await hut.submit("sys-a", repl)
+    assert r.status == 202, await r.text()
+    meta = await (
+        await hut.client.get(
+            f"/api/v1/packages/{(await r.json())['id']}/metadata", headers=hut.auth("sys-a")
+        )
+    ).json()
+    assert meta["related_package_id"] == first["id"] and meta["business_type"] == 3
+
+
+async def test_duplicate_status_is_dropped_but_05_repeats(hut: HubUnderTest) -> None:
+    await hut.submit("sys-a", demo.document_bytes(sender=A, to=(B,)))
+    st = build(demo.status("03", addressee=A, sender=B))
+    assert (await hut.submit("sys-b", st)).status == 202
+    again = build(
+        demo.status(
+            "03",
+            addressee=A,
+            sender=B,
+            timestamp=demo.EdTimestamp.of(demo.dt.datetime(2026, 11, 23, 10, 0, 0)),
+        )
+    )
+    r = await hut.submit("sys-b", again)
+    assert r.status == 200 and (await r.json())["duplicate"] is True
+    for minute in (1, 2):
+        p = build(
+            demo.status(
+                "05",
+                addressee=A,
+                sender=B,
+                timestamp=demo.EdTimestamp.of(demo.dt.datetime(2026, 11, 23, 11, minute, 0)),
+            )
+        )
+        assert (await hut.submit("sys-b", p)).status == 202
+    statuses = await eventually(lambda: hut.inbox("sys-a", kind="status"), lambda xs: len(xs) == 3)
+    assert sorted(s["status_code"] for s in statuses) == ["03", "05", "05"]
+
+
+async def test_take_back_13_goes_to_the_recipient(hut: HubUnderTest) -> None:
+    await hut.submit("sys-a", demo.document_bytes(sender=A, to=(B,)))
+    r = await hut.submit("sys-a", build(demo.status("13", addressee=B, sender=A)))
+    assert r.status == 202, await r.text()
+    got = await eventually(lambda: hut.inbox("sys-b", kind="status"), lambda xs: len(xs) == 1)
+    assert got[0]["status_code"] == "13"
+
+
+async def test_alias_resolves_to_the_organ_that_holds_the_code(hut: HubUnderTest) -> None:
+    r = await hut.submit("sys-a", demo.document_bytes(sender=A, to=("G22.OLD",)))
+    assert r.status == 202, await r.text()
+    assert [d["recipient"] for d in (await r.json())["deliveries"]] == [B]
+    await eventually(lambda: hut.inbox("sys-b"), lambda xs: len(xs) == 1)
+
+
+async def test_required_policy_refuses_placeholder_and_accepts_valid(hut: HubUnderTest) -> None:
+    admin = DirectoryAdmin(hut.hub.store, hut.hub.clock, "test")
+    await admin.put_system(System("sys-a", "A", signature_policy="required"))
+    await hut.hub.directory.load()
+    unsigned = demo.document_bytes(sender=A, to=(B,))
+    r = await hut.submit("sys-a", unsigned)
+    assert r.status == 422
+    assert (await r.json())["error"]["code"] in ("signature_missing", "signature_placeholder")
+    ok = await hut.submit("sys-a", signed(hut.pki_dir, A, unsigned))
+    assert ok.status == 202
+    assert (await ok.json())["signature"]["outcome"] == "valid"
+
+
+async def test_signature_by_a_certificate_not_bound_to_the_sender_is_refused(
+    hut: HubUnderTest,
+) -> None:
+    data = signed(hut.pki_dir, B, demo.document_bytes(sender=A, to=(B,)))  # B's key signs A's
+    r = await hut.submit("sys-a", data)
+    assert await _error(r) == (422, "cert_not_bound")
+
+
+async def test_closed_organ_refuses(hut: HubUnderTest) -> None:
+    admin = DirectoryAdmin(hut.hub.store, hut.hub.clock, "test")
+    await admin.put_organ(Organ(B, "VPCP", "sys-b", closed=True))
+    await hut.hub.directory.load()
+    r = await hut.submit("sys-a", demo.document_bytes(sender=A, to=(B,)))
+    assert r.status == 422
+    assert (await r.json())["error"]["details"]["problems"][0]["code"] == "recipient_closed"
