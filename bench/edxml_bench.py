@@ -22,13 +22,13 @@ from lxml import etree
 
 from hub import pki
 from hub.edxml.builder import build
+from hub.edxml.demo import document
 from hub.edxml.parser import parse_package
 from hub.edxml.rules import validate
 from hub.signature.policy import CertBindings, SignatureChecker, SignaturePolicy, enforce
 from hub.signature.sign import sign_package
 from hub.signature.trust import TrustStore
 from hub.signature.verify import SIGNATURE
-from hub.edxml.demo import document
 
 SENDER = "000.00.00.G22"
 SIZES = (("10 KB", 10 * 1024, 3.0), ("1 MB", 1024 * 1024, 3.0), ("20 MB", 20 * 1024 * 1024, 6.0))

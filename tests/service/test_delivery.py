@@ -1,0 +1,127 @@
+"""Push delivery with retries, dead deliveries, the audited resend, an upstream outage,
+and 503 while the store is down (both backends)."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestServer
+
+from hub.edxml import demo
+from tests.service import harness
+from tests.service.harness import PUSHED, A, B, C, HubUnderTest, eventually
+
+
+class Endpoint:
+    """An agency's push endpoint that can be told to fail."""
+
+    def __init__(self) -> None:
+        self.received: list[tuple[dict[str, str], bytes]] = []
+        self.fail = False
+
+    async def handle(self, request: web.Request) -> web.Response:
+        if self.fail:
+            return web.Response(status=503, text="maintenance")
+        self.received.append((dict(request.headers), await request.read()))
+        return web.Response(status=204)
+
+
+@pytest.fixture(params=["embedded", "scaled"])
+async def pushed(
+    request: pytest.FixtureRequest, tmp_path: Path, pki_dir: tuple[Path, dict[str, str]]
+) -> AsyncIterator[tuple[HubUnderTest, Endpoint]]:
+    if request.param == "scaled":
+        harness.require_services()
+    endpoint = Endpoint()
+    app = web.Application()
+    app.router.add_post("/inbox", endpoint.handle)
+    server = TestServer(app)
+    await server.start_server()
+    root, bindings = pki_dir
+    cfg = harness.config(tmp_path, root, request.param)
+    tokens = await harness.seed_directory(cfg, bindings, push_url=str(server.make_url("/inbox")))
+    h = await harness.start(cfg, tokens, root)
+    try:
+        yield h, endpoint
+    finally:
+        await harness.stop(h)
+        await server.close()
+        await harness.drop_backends(cfg)
+
+
+async def _delivery(h: HubUnderTest, pid: str, organ: str) -> dict[str, Any]:
+    r = await h.client.get(f"/api/v1/packages/{pid}/deliveries", headers=h.auth("sys-a"))
+    return next(d for d in (await r.json())["deliveries"] if d["recipient"] == organ)
+
+
+async def test_push_posts_the_exact_bytes(pushed: tuple[HubUnderTest, Endpoint]) -> None:
+    h, endpoint = pushed
+    data = demo.document_bytes(sender=A, to=(PUSHED,))
+    pid = (await (await h.submit("sys-a", data)).json())["id"]
+    d = await eventually(lambda: _delivery(h, pid, PUSHED), lambda d: d["state"] == "fetched")
+    assert d["route"] == "push"
+    headers, body = endpoint.received[0]
+    assert body == data and headers["X-Lienthong-Package-Id"] == pid
+
+
+async def test_failing_push_retries_then_dies_and_admin_resend_delivers(
+    pushed: tuple[HubUnderTest, Endpoint],
+) -> None:
+    h, endpoint = pushed
+    endpoint.fail = True
+    pid = (await (await h.submit("sys-a", demo.document_bytes(sender=A, to=(PUSHED,)))).json())[
+        "id"
+    ]
+    dead = await eventually(
+        lambda: _delivery(h, pid, PUSHED), lambda d: d["state"] == "dead", timeout=30
+    )
+    assert dead["attempts"] == h.cfg.delivery.max_attempts
+    assert "503" in dead["last_error"]
+    types = [e.type for e in await h.hub.store.events(pid)]
+    assert types.count("retry") == h.cfg.delivery.max_attempts - 1 and "dead" in types
+
+    endpoint.fail = False
+    r = await h.client.post(
+        f"/api/v1/admin/deliveries/{dead['delivery_id']}/resend",
+        json={"reason": "endpoint repaired"},
+        headers=h.auth("admin"),
+    )
+    assert r.status == 202, await r.text()
+    await eventually(lambda: _delivery(h, pid, PUSHED), lambda d: d["state"] == "fetched")
+    assert len(endpoint.received) == 1
+    resent = [e for e in await h.hub.store.events(pid) if e.type == "resent"]
+    assert resent and resent[0].actor == "system:admin"
+    assert resent[0].data["reason"] == "endpoint repaired"
+    again = await h.client.post(
+        f"/api/v1/admin/deliveries/{dead['delivery_id']}/resend", headers=h.auth("admin")
+    )
+    assert again.status == 409, "only a dead delivery can be resent"
+
+
+async def test_upstream_outage_is_retried_until_it_is_back(hut: HubUnderTest) -> None:
+    axis: Any = hut.hub.parts.upstream
+    axis.fail_next = 2
+    data = demo.document_bytes(sender=A, to=(B, C))
+    pid = (await (await hut.submit("sys-a", data)).json())["id"]
+    d = await eventually(lambda: _delivery(hut, pid, C), lambda d: d["state"] == "available")
+    assert d["attempts"] == 2
+    assert axis.forwarded == [(pid, data)]
+    await eventually(lambda: hut.inbox("sys-b"), lambda xs: len(xs) == 1)  # local unaffected
+
+
+async def test_store_down_answers_503_and_commits_nothing(hut: HubUnderTest) -> None:
+    await hut.hub.store.close()
+    r = await hut.submit("sys-a", demo.document_bytes(sender=A, to=(B,)))
+    assert r.status == 503
+    assert (await r.json())["error"]["code"] == "store_unavailable"
+    ready = await hut.client.get("/readyz")
+    assert ready.status == 503
+    assert (await ready.json())["checks"]["store"] == "store_unavailable"
+    await hut.hub.store.open()
+    assert await hut.inbox("sys-b", state="all") == []
+    ok = await hut.submit("sys-a", demo.document_bytes(sender=A, to=(B,)))
+    assert ok.status == 202
