@@ -12,6 +12,7 @@ import sys
 from collections.abc import Sequence
 
 from hub.cli import client_cmd, directory_cmd, edxml_cmd, pki_cmd, serve_cmd
+from hub.errors import ConfigError, HubError
 
 EXIT_OK = 0
 EXIT_INVALID = 1
@@ -38,7 +39,14 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    code: int = args.func(args)
+    try:
+        code: int = args.func(args)
+    except ConfigError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    except HubError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_INVALID
     return code
 
 

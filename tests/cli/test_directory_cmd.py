@@ -1,0 +1,72 @@
+"""``lienthong directory``: systems, organs, tokens, bindings and imports, each audited."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from hub.cli.main import main
+
+
+def test_directory_commands_manage_and_audit(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("LIENTHONG_STORE_PATH", str(tmp_path / "hub.db"))
+    monkeypatch.setenv("LIENTHONG_BLOBS_PATH", str(tmp_path / "blobs"))
+    assert (
+        main(["directory", "system", "sys-q", "--name", "Quang Ninh", "--policy", "required"]) == 0
+    )
+    assert (
+        main(
+            [
+                "directory",
+                "organ",
+                "000.00.00.H22",
+                "--name",
+                "UBND tỉnh Quảng Ninh",
+                "--system",
+                "sys-q",
+                "--alias",
+                "H22.OLD",
+            ]
+        )
+        == 0
+    )
+    assert main(["directory", "organ", "000.00.01.H22", "--name", "Sở", "--system", "sys-q"]) == 0
+    capsys.readouterr()
+    assert main(["directory", "token", "sys-q"]) == 0
+    token = capsys.readouterr().out.strip()
+    assert token.startswith("lt") and "." in token
+    assert main(["directory", "token", "nobody"]) == 2
+    (tmp_path / "organs.csv").write_text(
+        "organ_id,name,system_id,location\n000.00.00.G01,Bo Ngoai giao,,upstream\n",
+        encoding="utf-8",
+    )
+    assert main(["directory", "import", str(tmp_path / "organs.csv")]) == 0
+    (tmp_path / "d.json").write_text(
+        json.dumps(
+            {
+                "systems": [{"system_id": "sys-j", "name": "J"}],
+                "organs": [{"organ_id": "H37.02", "name": "QĐ20 organ", "system_id": "sys-j"}],
+            }
+        ),
+        encoding="utf-8",
+    )
+    assert main(["directory", "import", str(tmp_path / "d.json")]) == 0
+    capsys.readouterr()
+    assert main(["directory", "list"]) == 0
+    listing = json.loads(capsys.readouterr().out)
+    organs = {o["organ_id"]: o for o in listing["organs"]}
+    assert organs["000.00.01.H22"]["parent"] == "000.00.00.H22"  # computed from the id
+    assert organs["000.00.00.H22"]["aliases"] == ["H22.OLD"]
+    assert organs["000.00.00.G01"]["location"] == "upstream"
+    assert organs["H37.02"]["parent"] == "H37"
+    systems = {s["system_id"]: s for s in listing["systems"]}
+    assert systems["sys-q"]["signature_policy"] == "required"
+    assert sorted(systems["sys-q"]["organs"]) == ["000.00.00.H22", "000.00.01.H22"]
+    assert token.split(".")[0] in {t["token_id"] for t in listing["tokens"]}
+    assert token.split(".")[1] not in json.dumps(listing), "the secret is never stored or shown"
+    assert main(["directory", "organ", "bad id!", "--name", "x"]) == 1
+    assert "bad_organ_id" in capsys.readouterr().err
