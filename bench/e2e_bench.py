@@ -38,8 +38,11 @@ def _packages(pki_dir: Path, size: int, n: int, tag: str) -> list[bytes]:
     raw = max(0, (size - base - 2400) * 3 // 4)
     payload = os.urandom(raw)
     return [
-        harness.signed(pki_dir, A, demo.document_bytes(sender=A, to=(B, X), payload=payload,
-                                                       number=f"{tag}{i}"))
+        harness.signed(
+            pki_dir,
+            A,
+            demo.document_bytes(sender=A, to=(B, X), payload=payload, number=f"{tag}{i}"),
+        )
         for i in range(n)
     ]
 
@@ -63,8 +66,9 @@ async def _consume(s: aiohttp.ClientSession, url: str, token: str, n: int) -> No
         async with sem:
             async with s.get(f"{url}/api/v1/packages/{pid}", headers=h) as r:
                 await r.read()
-            async with s.post(f"{url}/api/v1/packages/{pid}/ack", headers=h,
-                              json={"result": "done"}) as r:
+            async with s.post(
+                f"{url}/api/v1/packages/{pid}/ack", headers=h, json={"result": "done"}
+            ) as r:
                 assert r.status == 200, await r.text()
             acked.add(pid)
 
@@ -77,8 +81,14 @@ async def _consume(s: aiohttp.ClientSession, url: str, token: str, n: int) -> No
         await asyncio.gather(*(one(pid) for pid in items))
 
 
-async def _submit_all(s: aiohttp.ClientSession, url: str, token: str, pkgs: list[bytes],
-                      conc: int, rate: float | None = None) -> list[float]:
+async def _submit_all(
+    s: aiohttp.ClientSession,
+    url: str,
+    token: str,
+    pkgs: list[bytes],
+    conc: int,
+    rate: float | None = None,
+) -> list[float]:
     h = {"Authorization": f"Bearer {token}", "Content-Type": "application/xml"}
     lat: list[float] = []
     sem = asyncio.Semaphore(conc)
@@ -117,17 +127,23 @@ async def _backend(backend: str) -> None:
     await asyncio.to_thread(hub.start)
     assert hub.proc is not None
     pid = hub.proc.pid
-    label_b = ("embedded (SQLite FULL sync + in-process broker)" if backend == "embedded"
-               else "PostgreSQL + RabbitMQ (quorum queues)")
+    label_b = (
+        "embedded (SQLite FULL sync + in-process broker)"
+        if backend == "embedded"
+        else "PostgreSQL + RabbitMQ (quorum queues)"
+    )
     print(f"\n-- {label_b}; hub in its own process; client + consumers in this one")
-    print(f"   {'size':>6} {'n':>5} {'conc':>4} | {'submit/s':>9} {'e2e pkg/s':>9} | "
-          f"{'p50 ms':>7} {'p99 ms':>7} | {'peak mem growth':>22}")
+    print(
+        f"   {'size':>6} {'n':>5} {'conc':>4} | {'submit/s':>9} {'e2e pkg/s':>9} | "
+        f"{'p50 ms':>7} {'p99 ms':>7} | {'peak mem growth':>22}"
+    )
     try:
         async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=600)) as s:
             # warm-up
             await _submit_all(s, hub.url, tokens["sys-a"], _packages(root, 10240, 50, "w"), 16)
-            await asyncio.gather(_consume(s, hub.url, tokens["sys-b"], 50),
-                                 _consume(s, hub.url, tokens["sys-x"], 50))
+            await asyncio.gather(
+                _consume(s, hub.url, tokens["sys-b"], 50), _consume(s, hub.url, tokens["sys-x"], 50)
+            )
             max_rate = 0.0
             for label, size, n, conc in SIZES:
                 pkgs = _packages(root, size, n, f"{label[:2].strip()}{uuid.uuid4().hex[:6]}")
@@ -136,8 +152,10 @@ async def _backend(backend: str) -> None:
                 before = _proc_kb(pid, "VmRSS:")
                 t0 = time.perf_counter()
                 sub_task = asyncio.create_task(_submit_all(s, hub.url, tokens["sys-a"], pkgs, conc))
-                await asyncio.gather(_consume(s, hub.url, tokens["sys-b"], n),
-                                     _consume(s, hub.url, tokens["sys-x"], n))
+                await asyncio.gather(
+                    _consume(s, hub.url, tokens["sys-b"], n),
+                    _consume(s, hub.url, tokens["sys-x"], n),
+                )
                 lat = await sub_task
                 e2e = n / (time.perf_counter() - t0)
                 submit_rate = n / sum(lat) * conc if lat else 0.0
@@ -147,18 +165,25 @@ async def _backend(backend: str) -> None:
                     mem = f"{growth / 1e6:7.1f} MB = {growth / (conc * len(pkgs[0])):.2f}x/pkg"
                 if size == 10 * 1024:
                     max_rate = e2e
-                print(f"   {label:>6} {n:>5} {conc:>4} | {submit_rate:>9.1f} {e2e:>9.1f} | "
-                      f"{_pct(lat, 0.5):>7.1f} {_pct(lat, 0.99):>7.1f} | {mem:>22}")
+                print(
+                    f"   {label:>6} {n:>5} {conc:>4} | {submit_rate:>9.1f} {e2e:>9.1f} | "
+                    f"{_pct(lat, 0.5):>7.1f} {_pct(lat, 0.99):>7.1f} | {mem:>22}"
+                )
             half = max_rate / 2
             pkgs = _packages(root, 10 * 1024, int(half * 5), f"h{uuid.uuid4().hex[:6]}")
             sub_task = asyncio.create_task(
-                _submit_all(s, hub.url, tokens["sys-a"], pkgs, 256, rate=half))
-            await asyncio.gather(_consume(s, hub.url, tokens["sys-b"], len(pkgs)),
-                                 _consume(s, hub.url, tokens["sys-x"], len(pkgs)))
+                _submit_all(s, hub.url, tokens["sys-a"], pkgs, 256, rate=half)
+            )
+            await asyncio.gather(
+                _consume(s, hub.url, tokens["sys-b"], len(pkgs)),
+                _consume(s, hub.url, tokens["sys-x"], len(pkgs)),
+            )
             lat = await sub_task
-            print(f"   10 KB at half the max e2e rate ({half:.0f}/s, open loop, {len(pkgs)} pkgs): "
-                  f"p50 {_pct(lat, 0.5):.1f} ms, p99 {_pct(lat, 0.99):.1f} ms, "
-                  f"mean {statistics.mean(lat) * 1000:.1f} ms")
+            print(
+                f"   10 KB at half the max e2e rate ({half:.0f}/s, open loop, {len(pkgs)} pkgs): "
+                f"p50 {_pct(lat, 0.5):.1f} ms, p99 {_pct(lat, 0.99):.1f} ms, "
+                f"mean {statistics.mean(lat) * 1000:.1f} ms"
+            )
     finally:
         await asyncio.to_thread(hub.stop)
         await harness.drop_backends(cfg)
@@ -182,13 +207,20 @@ def _raw_xmlsec(pki_dir: Path) -> float:
 async def _raw_rabbit(n: int = 5000) -> tuple[float, float]:
     conn = await aio_pika.connect(harness.AMQP_URL)
     ch = await conn.channel(publisher_confirms=True)
-    q = await ch.declare_queue(f"lt_bench_{uuid.uuid4().hex[:8]}", durable=True,
-                               arguments={"x-queue-type": "quorum"})
+    q = await ch.declare_queue(
+        f"lt_bench_{uuid.uuid4().hex[:8]}", durable=True, arguments={"x-queue-type": "quorum"}
+    )
     body = b'{"delivery_id":"00000000-0000-0000-0000-000000000000","package_id":"x"}'
     t = time.perf_counter()
-    await asyncio.gather(*(ch.default_exchange.publish(
-        aio_pika.Message(body, delivery_mode=aio_pika.DeliveryMode.PERSISTENT),
-        routing_key=q.name) for _ in range(n)))
+    await asyncio.gather(
+        *(
+            ch.default_exchange.publish(
+                aio_pika.Message(body, delivery_mode=aio_pika.DeliveryMode.PERSISTENT),
+                routing_key=q.name,
+            )
+            for _ in range(n)
+        )
+    )
     pub = n / (time.perf_counter() - t)
     await ch.set_qos(prefetch_count=500)
     got = 0
@@ -212,24 +244,32 @@ async def _raw_rabbit(n: int = 5000) -> tuple[float, float]:
 
 async def _main() -> None:
     print("== e2e: signed packages, 2 local recipients each; submit -> deliver -> fetch -> ack")
-    print(f"   machine: {os.cpu_count()} cores, {platform.python_implementation()} "
-          f"{platform.python_version()}; hub and load generator share the machine")
+    print(
+        f"   machine: {os.cpu_count()} cores, {platform.python_implementation()} "
+        f"{platform.python_version()}; hub and load generator share the machine"
+    )
     tmp = Path(tempfile.mkdtemp(prefix="lienthong-bench-raw-"))
     harness.make_pki(tmp)
-    print(f"   raw: python-xmlsec verify alone, 10 KB signed package: "
-          f"{_raw_xmlsec(tmp):.0f}/s (one core)")
+    print(
+        f"   raw: python-xmlsec verify alone, 10 KB signed package: "
+        f"{_raw_xmlsec(tmp):.0f}/s (one core)"
+    )
     services = harness._port_open(5432) and harness._port_open(5672)
     if services:
         pub, cons = await _raw_rabbit()
-        print(f"   raw: RabbitMQ alone, 5000 persistent msgs to a quorum queue: publish "
-              f"(pipelined confirms) {pub:.0f}/s, consume (manual ack) {cons:.0f}/s")
+        print(
+            f"   raw: RabbitMQ alone, 5000 persistent msgs to a quorum queue: publish "
+            f"(pipelined confirms) {pub:.0f}/s, consume (manual ack) {cons:.0f}/s"
+        )
     await _backend("embedded")
     if services:
         await _backend("scaled")
     else:
         print("\n-- PostgreSQL + RabbitMQ: skipped (services not running on 127.0.0.1)")
-    print("\n   targets: >= 500 pkg/s embedded, >= 300 pkg/s PostgreSQL + RabbitMQ, p99 submit "
-          "<= 100 ms at half the max rate, peak memory growth <= 3x per in-flight 20 MB package")
+    print(
+        "\n   targets: >= 500 pkg/s embedded, >= 300 pkg/s PostgreSQL + RabbitMQ, p99 submit "
+        "<= 100 ms at half the max rate, peak memory growth <= 3x per in-flight 20 MB package"
+    )
 
 
 def main() -> None:

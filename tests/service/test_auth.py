@@ -92,3 +92,14 @@ async def test_refusals_are_recorded_in_the_ledger(hut: HubUnderTest) -> None:
 
 async def _refusals(store: Store) -> list[Event]:
     return [e for e in await store.ledger(0, 10_000) if e.type == "refused"]
+
+
+async def test_openapi_document_lists_every_route(hut: HubUnderTest) -> None:
+    r = await hut.client.get("/api/v1/openapi.json", headers=hut.auth("sys-a"))
+    assert r.status == 200
+    spec = await r.json()
+    documented = {p.replace("{id}", "*") for p in spec["paths"]}
+    for resource in hut.client.app.router.resources():
+        info = resource.get_info()
+        path = (info.get("path") or info.get("formatter", "")).replace("{id}", "*")
+        assert path in documented, path
