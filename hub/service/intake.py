@@ -24,7 +24,7 @@ from hub.edxml.model import DocumentPackage, StatusPackage
 from hub.edxml.parser import ParsedPackage, parse_package
 from hub.edxml.rules import validate
 from hub.edxml.xmlsafe import XmlLimits
-from hub.errors import Conflict, Forbidden, HubError
+from hub.errors import Conflict, Forbidden, HubError, Unavailable
 from hub.ports import BlobStore, Clock, Directory, Duplicate, Store
 from hub.records import (
     DeliveryRow,
@@ -323,8 +323,23 @@ class Intake:
             )
         except Duplicate as dup:
             return await self._duplicate(row, dup, actor)
+        except Unavailable:
+            # The connection may have died after the server committed: look before saying no.
+            if not await self._committed_anyway(row.id):
+                raise
         self.on_commit(outbox)
         return Accepted(row, deliveries, row.signature)
+
+    async def _committed_anyway(self, package_id: str, wait_s: float = 10.0) -> bool:
+        """After a failed commit: did it happen? Waits for the store to answer."""
+        deadline = asyncio.get_running_loop().time() + wait_s
+        while True:
+            try:
+                return await self.store.package(package_id) is not None
+            except Unavailable:
+                if asyncio.get_running_loop().time() > deadline:
+                    return False
+                await asyncio.sleep(0.25)
 
     async def _duplicate(self, row: PackageRow, dup: Duplicate, actor: str) -> Accepted:
         existing = await self.store.package(dup.existing_id) if dup.existing_id else None
