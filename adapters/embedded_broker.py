@@ -119,6 +119,9 @@ class EmbeddedBroker:
         """Tests: wait until every published message (and its retries) is handled."""
         await self._idle.wait()
 
+    async def dead_count(self) -> int:
+        return len(self._dead)
+
     async def dead_letters(self) -> list[Message]:
         return list(self._dead)
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 
 from adapters.blobs import FileBlobStore
@@ -38,3 +40,16 @@ def components(cfg: Config) -> Components:
         pusher=pusher,
         closers=[pusher],
     )
+
+
+@asynccontextmanager
+async def opened_store(cfg: Config) -> AsyncIterator[Store]:
+    """The configured store, open, for commands that work on it outside the service."""
+    parts = components(cfg)
+    await parts.store.open()
+    try:
+        yield parts.store
+    finally:
+        await parts.store.close()
+        for c in parts.closers:
+            await c.close()

@@ -160,6 +160,12 @@ class RabbitBroker:
 
         await q.consume(on_message, no_ack=False)
 
+    async def dead_count(self) -> int:
+        if self._pub is None or self._pub.is_closed:
+            return 0
+        q = await self._pub.declare_queue(self.dead_queue, passive=True)
+        return int(q.declaration_result.message_count or 0)
+
     async def dead_letters(self) -> list[Message]:
         """Peek the dead-letter queue (messages are returned to it)."""
         if self._conn is None:

@@ -57,7 +57,8 @@ class SqliteStore(SqlStore):
         # The commit (the fsync) runs on its own thread: queued behind blob writes in the
         # shared default executor it would stall every waiting request.
         self._commit_pool = ThreadPoolExecutor(1, thread_name_prefix="sqlite-commit")
-        self.commits = 0  # transactions actually committed (for the benchmark's record)
+        self.commits = 0
+        self._stopping = False  # transactions actually committed (for the benchmark's record)
 
     def _connect(self) -> sqlite3.Connection:
         conn = sqlite3.connect(
@@ -97,6 +98,7 @@ class SqliteStore(SqlStore):
             self._task.cancel()
             await asyncio.gather(self._task, return_exceptions=True)
             self._task = None
+        self._stopping = False
         for conn in (self._writer, self._reader):
             if conn is not None:
                 conn.close()
@@ -132,6 +134,8 @@ class SqliteStore(SqlStore):
                     fut.set_result(value)
                 else:
                     fut.set_exception(value)
+            if self._stopping:
+                raise asyncio.CancelledError
 
     async def _commit_batch(
         self, batch: list[_Unit]
@@ -154,9 +158,18 @@ class SqliteStore(SqlStore):
                 else:
                     conn.execute("RELEASE unit")
                     results.append((fut, True, value))
-            await asyncio.get_running_loop().run_in_executor(
+            commit = asyncio.get_running_loop().run_in_executor(
                 self._commit_pool, conn.execute, "COMMIT"
             )
+            try:
+                await asyncio.shield(commit)
+            except asyncio.CancelledError:
+                # Never touch the connection while the COMMIT runs on the other thread
+                # (a ROLLBACK here crashed the interpreter): let it finish, then hand the
+                # results back before stopping.
+                await asyncio.wait([commit])
+                commit.result()
+                self._stopping = True
         except BaseException:
             if conn.in_transaction:
                 conn.execute("ROLLBACK")

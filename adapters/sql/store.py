@@ -57,6 +57,11 @@ _DELIVERY_COLS = (
     "seq, id, package_id, recipient, route, state, attempts, next_attempt_us, updated_us, "
     "last_error, business_status, business_status_us"
 )
+# Built once: every inbox query selects both rows, delivery columns prefixed ``d_``.
+_INBOX_COLS = ", ".join(
+    [f"d.{c.strip()} AS d_{c.strip()}" for c in _DELIVERY_COLS.split(",")]
+    + [f"p.{c.strip()}" for c in _PACKAGE_COLS.split(",")]
+)
 _EVENT_INSERT = (
     "INSERT INTO events (type, at_us, package_id, delivery_id, organ, actor, data) "
     "VALUES (?,?,?,?,?,?,?)"
@@ -455,10 +460,8 @@ class SqlStore(abc.ABC):
         if after_seq is not None:
             where.append("d.seq > ?")
             params.append(after_seq)
-        cols = ", ".join(f"d.{c.strip()} AS d_{c.strip()}" for c in _DELIVERY_COLS.split(","))
-        pcols = ", ".join(f"p.{c.strip()}" for c in _PACKAGE_COLS.split(","))
         sql = (
-            f"SELECT {cols}, {pcols} FROM deliveries d JOIN packages p ON p.id = d.package_id "
+            f"SELECT {_INBOX_COLS} FROM deliveries d JOIN packages p ON p.id = d.package_id "
             f"WHERE {' AND '.join(where)} ORDER BY d.seq LIMIT ?"
         )
         params.append(limit)

@@ -66,20 +66,14 @@ def _run(
     args: argparse.Namespace,
     fn: Callable[[argparse.Namespace, DirectoryAdmin, Store], Awaitable[int]],
 ) -> int:
-    from adapters.factory import components  # noqa: PLC0415 - the composition root
+    from adapters.factory import opened_store  # noqa: PLC0415 - the composition root
 
     cfg = load(args.config)
 
     async def main() -> int:
-        parts = components(cfg)
-        await parts.store.open()
-        try:
-            admin = DirectoryAdmin(parts.store, SystemClock(), f"cli:{getpass.getuser()}")
-            return await fn(args, admin, parts.store)
-        finally:
-            await parts.store.close()
-            for c in parts.closers:
-                await c.close()
+        async with opened_store(cfg) as store:
+            admin = DirectoryAdmin(store, SystemClock(), f"cli:{getpass.getuser()}")
+            return await fn(args, admin, store)
 
     return asyncio.run(main())
 

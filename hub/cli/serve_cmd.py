@@ -79,25 +79,13 @@ def dev_config(base: Path, port: int) -> str:
 
 
 async def seed(cfg: Config, base: Path, bindings: dict[str, str]) -> dict[str, str]:
-    from adapters.factory import components  # noqa: PLC0415
+    from adapters.factory import opened_store  # noqa: PLC0415 - the composition root
 
-    parts = components(cfg)
-    await parts.store.open()
-    try:
-        if (await parts.store.directory()).systems:
+    async with opened_store(cfg) as store:
+        if (await store.directory()).systems:
             return {}
-        admin = DirectoryAdmin(parts.store, SystemClock(), "cli:dev-seed")
-        for s in DEMO_SYSTEMS:
-            await admin.put_system(s)
-        for o in DEMO_ORGANS:
-            await admin.put_organ(o)
-        for organ, fp in bindings.items():
-            await admin.bind(fp, organ)
-        tokens = {s.system_id: await admin.issue_token(s.system_id) for s in DEMO_SYSTEMS}
-    finally:
-        await parts.store.close()
-        for c in parts.closers:
-            await c.close()
+        admin = DirectoryAdmin(store, SystemClock(), "cli:dev-seed")
+        tokens = await admin.seed(DEMO_SYSTEMS, DEMO_ORGANS, bindings)
     tdir = base / "tokens"
     tdir.mkdir(parents=True, exist_ok=True)
     for system_id, token in tokens.items():

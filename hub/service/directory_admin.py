@@ -106,6 +106,20 @@ class DirectoryAdmin:
             CertBinding(fp, organ_id), self._event("directory_cert_bound", organ_id, fingerprint=fp)
         )
 
+    async def seed(
+        self, systems: Iterable[System], organs: Iterable[Organ], bindings: dict[str, str]
+    ) -> dict[str, str]:
+        """Systems, organs and certificate bindings ({organ: fingerprint}); a token per
+        system, returned once."""
+        systems = list(systems)
+        for s in systems:
+            await self.put_system(s)
+        for o in organs:
+            await self.put_organ(o)
+        for organ, fp in bindings.items():
+            await self.bind(fp, organ)
+        return {s.system_id: await self.issue_token(s.system_id) for s in systems}
+
     async def import_file(self, path: Path) -> dict[str, int]:
         text = await asyncio.to_thread(path.read_text, encoding="utf-8-sig")
         if path.suffix.lower() == ".json":

@@ -150,7 +150,7 @@ class Hub:
         m.outbox.set(s.outbox)
         for q, n in (await self.broker.depth()).items():
             m.queue_depth.labels(q).set(n)
-        m.dead_letters.set(len(await self.broker.dead_letters()))
+        m.dead_letters.set(await self.broker.dead_count())
 
     async def _gauges(self) -> None:
         while True:

@@ -17,7 +17,7 @@ import pytest
 from aiohttp import ClientResponse
 from aiohttp.test_utils import TestClient, TestServer
 
-from adapters.factory import components
+from adapters.factory import components, opened_store
 from hub.config import Config
 from hub.http.app import build_app
 from hub.pki import init_pki
@@ -88,38 +88,24 @@ def config(tmp: Path, pki_dir: Path, backend: str, **overrides: Any) -> Config:
 async def seed_directory(
     cfg: Config, bindings: dict[str, str], push_url: str | None = None
 ) -> dict[str, str]:
-    parts = components(cfg)
-    await parts.store.open()
-    try:
-        admin = DirectoryAdmin(parts.store, SystemClock(), "test")
-        for s in (
-            System("sys-a", "A"),
-            System("sys-b", "B"),
-            System("sys-x", "X"),
-            System("sys-p", "P"),
-            System("admin", "Admin", "admin"),
-            System("auditor", "Auditor", "auditor"),
-        ):
-            await admin.put_system(s)
-        for o in (
-            Organ(A, "UBND tinh Tay Ninh", "sys-a"),
-            Organ(A2, "So Noi vu", "sys-a"),
-            Organ(B, "Van phong Chinh phu", "sys-b", aliases=("G22.OLD",)),
-            Organ(X, "Other province", "sys-x"),
-            Organ(C, "Bo Ngoai giao", None, "upstream"),
-            Organ(PUSHED, "Pushed organ", "sys-p", push_url=push_url),
-        ):
-            await admin.put_organ(o)
-        for organ, fp in bindings.items():
-            await admin.bind(fp, organ)
-        return {
-            s: await admin.issue_token(s)
-            for s in ("sys-a", "sys-b", "sys-x", "sys-p", "admin", "auditor")
-        }
-    finally:
-        await parts.store.close()
-        for c in parts.closers:
-            await c.close()
+    systems = (
+        System("sys-a", "A"),
+        System("sys-b", "B"),
+        System("sys-x", "X"),
+        System("sys-p", "P"),
+        System("admin", "Admin", "admin"),
+        System("auditor", "Auditor", "auditor"),
+    )
+    organs = (
+        Organ(A, "UBND tinh Tay Ninh", "sys-a"),
+        Organ(A2, "So Noi vu", "sys-a"),
+        Organ(B, "Van phong Chinh phu", "sys-b", aliases=("G22.OLD",)),
+        Organ(X, "Other province", "sys-x"),
+        Organ(C, "Bo Ngoai giao", None, "upstream"),
+        Organ(PUSHED, "Pushed organ", "sys-p", push_url=push_url),
+    )
+    async with opened_store(cfg) as store:
+        return await DirectoryAdmin(store, SystemClock(), "test").seed(systems, organs, bindings)
 
 
 @dataclass
