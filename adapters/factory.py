@@ -13,8 +13,11 @@ from adapters.push import HttpPusher
 from adapters.rabbitmq import RabbitBroker
 from adapters.sqlite_store import SqliteStore
 from adapters.upstream_double import InProcessAxis
+from adapters.vxp_axis import VxpAxis
+from adapters.vxp_client import VxpClient
 from hub.config import Config
 from hub.ports import Broker, Store, UpstreamAxis
+from hub.service.breaker import CircuitBreaker
 from hub.service.hub import Components
 from hub.service.topology import bindings
 
@@ -30,7 +33,15 @@ def components(cfg: Config) -> Components:
         broker = RabbitBroker(cfg.broker.url, bindings(cfg.broker.prefix), prefix=cfg.broker.prefix)
     else:
         broker = EmbeddedBroker(bindings(cfg.broker.prefix))
-    upstream: UpstreamAxis | None = InProcessAxis() if cfg.upstream.kind == "double" else None
+    upstream: UpstreamAxis | None = None
+    breaker: CircuitBreaker | None = None
+    up = cfg.upstream
+    if up.kind == "double":
+        upstream = InProcessAxis()
+    elif up.kind == "vxp":
+        breaker = CircuitBreaker(up.breaker_failures, up.breaker_open_s)
+        client = VxpClient(up.url.rstrip("/"), up.system_id, up.secret, timeout_s=up.timeout_s)
+        upstream = VxpAxis(client, breaker)
     pusher = HttpPusher(cfg.delivery.push_timeout_s)
     return Components(
         store=store,
@@ -38,6 +49,7 @@ def components(cfg: Config) -> Components:
         broker=broker,
         upstream=upstream,
         pusher=pusher,
+        breaker=breaker,
         closers=[pusher],
     )
 

@@ -1,14 +1,16 @@
-"""An in-process stand-in for the national axis (tests, demos, issue #3).
+"""An in-process stand-in for the national axis (tests and demos).
 
-It records what was forwarded and can be told to fail, to exercise retries and the
-dead path. The real VXP client lives in its own adapter.
+It records what was forwarded, can be told to fail (to exercise retries and the
+dead path), and can hold packages "for us" that the upstream poller takes. The
+real adapter is ``adapters.vxp_axis`` (the VXP protocol).
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from typing import Literal
 
-from hub.errors import Unavailable
+from hub.errors import NotFound, Unavailable
+from hub.ports import RemoteItem, RemoteOrgan
 from hub.records import PackageRow
 
 
@@ -17,14 +19,40 @@ class InProcessAxis:
         self.forwarded: list[tuple[str, bytes]] = []
         self.fail_next = 0  # the next N forwards fail with Unavailable
         self.down = False
+        self.waiting: dict[str, tuple[Literal["edoc", "status"], bytes]] = {}
+        self.confirmed: dict[str, str] = {}
+        self.directory: list[RemoteOrgan] = []
+
+    def _check(self) -> None:
+        if self.down:
+            raise Unavailable("the national axis (test double) is down", code="upstream_down")
 
     async def forward(self, package: PackageRow, data: bytes) -> str:
-        if self.down or self.fail_next > 0:
-            self.fail_next = max(0, self.fail_next - 1)
-            raise Unavailable("the national axis (test double) is down", code="upstream_down")
+        if self.fail_next > 0:
+            self.fail_next -= 1
+            raise Unavailable("the national axis (test double) failed", code="upstream_down")
+        self._check()
         self.forwarded.append((package.id, data))
         return f"axis-{len(self.forwarded)}"
 
-    async def received(self) -> AsyncIterator[tuple[str, bytes]]:
-        return
-        yield  # an async generator that yields nothing: the double never sends us anything
+    async def pending(self, kind: Literal["edoc", "status"]) -> list[RemoteItem]:
+        self._check()
+        return [RemoteItem(k, kind) for k, (kd, _) in self.waiting.items() if kd == kind]
+
+    async def fetch(self, doc_id: str) -> bytes:
+        self._check()
+        if doc_id not in self.waiting:
+            raise NotFound(f"no upstream document {doc_id}")
+        return self.waiting[doc_id][1]
+
+    async def confirm(self, doc_id: str, result: Literal["done", "fail"]) -> None:
+        self._check()
+        self.waiting.pop(doc_id, None)
+        self.confirmed[doc_id] = result
+
+    async def organs(self) -> list[RemoteOrgan]:
+        self._check()
+        return list(self.directory)
+
+    async def close(self) -> None:
+        return None

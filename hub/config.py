@@ -74,7 +74,24 @@ class DeliveryConfig:
 
 @dataclass
 class UpstreamConfig:
-    kind: str = "none"  # none | double (in-process test double)
+    kind: str = "none"  # none | double (in-process test double) | vxp
+    url: str = ""  # the national axis (or a parent hub's VXP face), e.g. https://axis/vxp
+    system_id: str = ""  # this hub's system id there
+    secret: str = ""  # this hub's VXP secret there (prefer LIENTHONG_UPSTREAM_SECRET)
+    timeout_s: float = 30.0
+    poll_s: float = 2.0  # how often to ask for received documents and statuses
+    sync_s: float = 3600.0  # directory synchronisation interval (0: never)
+    breaker_failures: int = 5  # consecutive failures that open the circuit
+    breaker_open_s: float = 30.0  # how long it stays open before one trial call
+
+
+@dataclass
+class VxpConfig:
+    enabled: bool = True
+    base_path: str = "/vxp"  # the SDK endpoint is http(s)://host:port<base_path>
+    key_file: str = "var/dev/vxp.key"  # AES key for the systems' VXP secrets at rest
+    strict_window_s: float = 300.0  # strict systems: timestamp age allowed either way
+    list_limit: int = 500  # items per getReceivedEdocList / getSentEdocList answer
 
 
 @dataclass
@@ -93,12 +110,14 @@ class Config:
     intake: IntakeConfig = field(default_factory=IntakeConfig)
     delivery: DeliveryConfig = field(default_factory=DeliveryConfig)
     upstream: UpstreamConfig = field(default_factory=UpstreamConfig)
+    vxp: VxpConfig = field(default_factory=VxpConfig)
     log: LogConfig = field(default_factory=LogConfig)
 
     def redacted(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)
         d["store"]["dsn"] = _mask(d["store"]["dsn"])
         d["broker"]["url"] = _mask(d["broker"]["url"])
+        d["upstream"]["secret"] = "***" if d["upstream"]["secret"] else ""
         return d
 
 
@@ -170,10 +189,15 @@ def _check(cfg: Config) -> None:
         ("store", "kind"): ("sqlite", "postgres"),
         ("broker", "kind"): ("embedded", "rabbitmq"),
         ("intake", "default_policy"): ("required", "if-present", "off"),
-        ("upstream", "kind"): ("none", "double"),
+        ("upstream", "kind"): ("none", "double", "vxp"),
         ("log", "format"): ("auto", "json", "console"),
     }
     for (section, key), values in allowed.items():
         value = getattr(getattr(cfg, section), key)
         if value not in values:
             raise ConfigError(f"[{section}] {key} = {value!r}; expected one of {values}")
+    up = cfg.upstream
+    if up.kind == "vxp" and not (up.url and up.system_id and up.secret):
+        raise ConfigError("[upstream] kind = vxp needs url, system_id and secret")
+    if cfg.vxp.base_path and not cfg.vxp.base_path.startswith("/"):
+        raise ConfigError("[vxp] base_path must start with / (or be empty)")

@@ -32,6 +32,7 @@ class HubError(Exception):
         # the class code stays the family.
         self.error_code: str = code or self.code
         self.details: dict[str, Any] = dict(details or {})
+        self.recorded = False  # set once a ledger event records this refusal
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {"code": self.error_code, "message": self.message}
@@ -116,6 +117,14 @@ class Unavailable(HubError):
 
     code = "unavailable"
     http_status = 503
+    vxp_code = "20"
+
+
+class UpstreamRejected(HubError):
+    """The upstream axis definitively refused what we sent (no retry helps)."""
+
+    code = "upstream_rejected"
+    http_status = 502
     vxp_code = "20"
 
 

@@ -7,9 +7,9 @@ application factory receives whichever implementations the configuration chose.
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
-from dataclasses import dataclass
-from typing import Any, Protocol
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal, Protocol
 
 from hub.records import (
     CertBinding,
@@ -46,6 +46,7 @@ class Directory:
     systems: dict[str, System]
     credentials: dict[str, Credential]  # by token id
     bindings: tuple[CertBinding, ...]
+    vxp_secrets: dict[str, str] = field(default_factory=dict)  # system id -> sealed secret
 
     def resolve(self, organ_id: str) -> Organ | None:
         organ = self.organs.get(organ_id)
@@ -68,6 +69,12 @@ class Store(Protocol):
     async def put_system(self, system: System, event: Event) -> None: ...
     async def put_credential(self, cred: Credential, event: Event) -> None: ...
     async def put_binding(self, binding: CertBinding, event: Event) -> None: ...
+    async def put_vxp_secret(self, system_id: str, sealed: str, event: Event) -> None: ...
+    async def use_stamp(
+        self, system_id: str, stamp: str, now_us: int, forget_before_us: int
+    ) -> bool:
+        """Record a VXP strict-mode timestamp; False when this system already used it."""
+        ...
 
     # intake
     async def commit_intake(self, commit: IntakeCommit) -> None:
@@ -79,6 +86,7 @@ class Store(Protocol):
 
     # packages and deliveries
     async def package(self, package_id: str) -> PackageRow | None: ...
+    async def package_by_sha256(self, sha256: str) -> PackageRow | None: ...
     async def deliveries(self, package_id: str) -> list[DeliveryRow]: ...
     async def delivery(self, delivery_id: str) -> DeliveryRow | None: ...
     async def transition(
@@ -106,6 +114,13 @@ class Store(Protocol):
         limit: int,
         states: frozenset[State],
     ) -> list[InboxItem]: ...
+    async def inbox_count(
+        self, organs: Sequence[str], *, kind: str | None, states: frozenset[State]
+    ) -> int: ...
+    async def sent(self, system_id: str, *, kind: str | None, limit: int) -> list[PackageRow]:
+        """The newest packages a system submitted (VXP getSentEdocList without a docId)."""
+        ...
+
     async def events(self, package_id: str) -> list[Event]: ...
     async def ledger(self, after_seq: int, limit: int) -> list[Event]:
         """Every event in ledger order (all packages, refusals, directory changes)."""
@@ -179,14 +194,43 @@ class DeadLetter(Exception):
     """Raised by a handler: the message is finished with; park it on the dead-letter queue."""
 
 
+@dataclass(frozen=True, slots=True)
+class RemoteItem:
+    """A package waiting for this hub on the upstream axis."""
+
+    doc_id: str
+    kind: Literal["edoc", "status"]
+    sender: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class RemoteOrgan:
+    """An organ as the upstream axis lists it (both id forms when it knows them)."""
+
+    organ_id: str
+    name: str
+    parent: str | None = None
+    aliases: tuple[str, ...] = ()
+    deleted: bool = False
+    version: int = 0
+
+
 class UpstreamAxis(Protocol):
-    """The national axis (or a parent hub), as the forwarder sees it."""
+    """The national axis (or a parent hub): forward to it, and take what it holds for us.
+
+    Transient trouble raises ``Unavailable`` (retry with backoff); a definitive
+    refusal raises ``UpstreamRejected``.
+    """
 
     async def forward(self, package: PackageRow, data: bytes) -> str:
-        """Send; return the upstream's document id. Raise ``Unavailable`` to retry."""
+        """Send the original bytes as their sender; return the upstream's document id."""
         ...
 
-    def received(self) -> AsyncIterator[tuple[str, bytes]]: ...
+    async def pending(self, kind: Literal["edoc", "status"]) -> list[RemoteItem]: ...
+    async def fetch(self, doc_id: str) -> bytes: ...
+    async def confirm(self, doc_id: str, result: Literal["done", "fail"]) -> None: ...
+    async def organs(self) -> list[RemoteOrgan]: ...
+    async def close(self) -> None: ...
 
 
 class Pusher(Protocol):

@@ -39,6 +39,8 @@ class Organ:
     closed: bool = False
     push_url: str | None = None
     aliases: tuple[str, ...] = ()
+    modified_us: int = 0  # last change (VXP getSynchronizeUnit's modifyDate)
+    version: int = 0  # directory version of that change
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,6 +50,8 @@ class System:
     role: Role = "agency"
     signature_policy: str | None = None  # None: the hub-wide default
     organs: tuple[str, ...] = ()
+    vxp_strict: bool = False  # VXP: fresh, never reused timestamps (lienthong peers only)
+    may_register: bool = False  # VXP registerAgency / deleteAgency allowed
 
 
 @dataclass(frozen=True, slots=True)
@@ -163,3 +167,4 @@ class Stats:
     dead: int
     overdue_acks: int
     outbox: int
+    oldest_upstream_age_s: float = 0.0  # oldest upstream delivery not yet forwarded

@@ -54,6 +54,20 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         "body TEXT NOT NULL, created_us BIGINT NOT NULL)",
         "CREATE INDEX outbox_created ON outbox (created_us)",
     ),
+    # 2: the VXP face and the upstream axis
+    (
+        "ALTER TABLE systems ADD COLUMN vxp_strict {bool} NOT NULL DEFAULT 0",
+        "ALTER TABLE systems ADD COLUMN may_register {bool} NOT NULL DEFAULT 0",
+        "ALTER TABLE organs ADD COLUMN modified_us BIGINT NOT NULL DEFAULT 0",
+        "ALTER TABLE organs ADD COLUMN version BIGINT NOT NULL DEFAULT 0",
+        "CREATE TABLE vxp_secrets (system_id TEXT PRIMARY KEY, sealed TEXT NOT NULL, "
+        "created_us BIGINT NOT NULL)",
+        "CREATE TABLE vxp_stamps (system_id TEXT NOT NULL, stamp TEXT NOT NULL, "
+        "seen_us BIGINT NOT NULL, PRIMARY KEY (system_id, stamp))",
+        "CREATE INDEX vxp_stamps_seen ON vxp_stamps (seen_us)",
+        "CREATE INDEX packages_system ON packages (system_id, received_us)",
+        "CREATE INDEX packages_sha256 ON packages (sha256)",
+    ),
 )
 
 

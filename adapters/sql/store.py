@@ -181,6 +181,8 @@ class SqlStore(abc.ABC):
                     closed=bool(r["closed"]),
                     push_url=r["push_url"],
                     aliases=tuple(sorted(by_organ.get(r["organ_id"], ()))),
+                    modified_us=int(r["modified_us"]),
+                    version=int(r["version"]),
                 )
                 for r in await tx.fetch("SELECT * FROM organs")
             }
@@ -195,6 +197,8 @@ class SqlStore(abc.ABC):
                     role=r["role"],
                     signature_policy=r["signature_policy"],
                     organs=tuple(sorted(served.get(r["system_id"], ()))),
+                    vxp_strict=bool(r["vxp_strict"]),
+                    may_register=bool(r["may_register"]),
                 )
                 for r in await tx.fetch("SELECT * FROM systems")
             }
@@ -212,7 +216,11 @@ class SqlStore(abc.ABC):
                 CertBinding(r["fingerprint"], r["organ_id"])
                 for r in await tx.fetch("SELECT fingerprint, organ_id FROM cert_bindings")
             )
-            return Directory(version, organs, aliases, systems, creds, bindings)
+            sealed = {
+                r["system_id"]: r["sealed"]
+                for r in await tx.fetch("SELECT system_id, sealed FROM vxp_secrets")
+            }
+            return Directory(version, organs, aliases, systems, creds, bindings, sealed)
 
         return await self._read(q)
 
@@ -230,7 +238,8 @@ class SqlStore(abc.ABC):
             ("DELETE FROM organs WHERE organ_id = ?", (organ.organ_id,)),
             (
                 "INSERT INTO organs (organ_id, name, system_id, location, parent, closed, "
-                "push_url) VALUES (?,?,?,?,?,?,?)",
+                "push_url, modified_us, version) VALUES (?,?,?,?,?,?,?,?,"
+                "(SELECT value + 1 FROM meta WHERE key = 'directory_version'))",
                 (
                     organ.organ_id,
                     organ.name,
@@ -239,6 +248,7 @@ class SqlStore(abc.ABC):
                     organ.parent,
                     int(organ.closed),
                     organ.push_url,
+                    event.at_us,
                 ),
             ),
             ("DELETE FROM organ_aliases WHERE organ_id = ?", (organ.organ_id,)),
@@ -258,10 +268,44 @@ class SqlStore(abc.ABC):
             event,
             ("DELETE FROM systems WHERE system_id = ?", (system.system_id,)),
             (
-                "INSERT INTO systems (system_id, name, role, signature_policy) VALUES (?,?,?,?)",
-                (system.system_id, system.name, system.role, system.signature_policy),
+                "INSERT INTO systems (system_id, name, role, signature_policy, vxp_strict, "
+                "may_register) VALUES (?,?,?,?,?,?)",
+                (
+                    system.system_id,
+                    system.name,
+                    system.role,
+                    system.signature_policy,
+                    int(system.vxp_strict),
+                    int(system.may_register),
+                ),
             ),
         )
+
+    async def put_vxp_secret(self, system_id: str, sealed: str, event: Event) -> None:
+        await self._directory_write(
+            event,
+            ("DELETE FROM vxp_secrets WHERE system_id = ?", (system_id,)),
+            (
+                "INSERT INTO vxp_secrets (system_id, sealed, created_us) VALUES (?,?,?)",
+                (system_id, sealed, event.at_us),
+            ),
+        )
+
+    async def use_stamp(
+        self, system_id: str, stamp: str, now_us: int, forget_before_us: int
+    ) -> bool:
+        async def w(tx: Tx) -> bool:
+            await tx.execute("DELETE FROM vxp_stamps WHERE seen_us < ?", forget_before_us)
+            added = await tx.execute(
+                "INSERT INTO vxp_stamps (system_id, stamp, seen_us) VALUES (?,?,?) "
+                "ON CONFLICT DO NOTHING",
+                system_id,
+                stamp,
+                now_us,
+            )
+            return added > 0
+
+        return await self._write(w)
 
     async def put_credential(self, cred: Credential, event: Event) -> None:
         await self._directory_write(
@@ -371,6 +415,15 @@ class SqlStore(abc.ABC):
         return await self._read(q)
 
     # ---------------------------------------------------------------- packages
+    async def package_by_sha256(self, sha256: str) -> PackageRow | None:
+        async def q(tx: Tx) -> PackageRow | None:
+            rows = await tx.fetch(
+                f"SELECT {_PACKAGE_COLS} FROM packages WHERE sha256 = ? LIMIT 1", sha256
+            )
+            return _package(rows[0]) if rows else None
+
+        return await self._read(q)
+
     async def package(self, package_id: str) -> PackageRow | None:
         async def q(tx: Tx) -> PackageRow | None:
             rows = await tx.fetch(f"SELECT {_PACKAGE_COLS} FROM packages WHERE id = ?", package_id)
@@ -432,6 +485,22 @@ class SqlStore(abc.ABC):
 
         return await self._write(w)
 
+    @staticmethod
+    def _inbox_where(
+        organs: Sequence[str], kind: str | None, states: frozenset[State]
+    ) -> tuple[list[str], list[Any]]:
+        state_list = sorted(str(s) for s in states)
+        where = [
+            f"d.recipient IN ({_marks(len(organs))})",
+            f"d.state IN ({_marks(len(state_list))})",
+            "d.route = 'local'",
+        ]
+        params: list[Any] = [*organs, *state_list]
+        if kind:
+            where.append("p.kind = ?")
+            params.append(kind)
+        return where, params
+
     async def inbox(
         self,
         organs: Sequence[str],
@@ -444,16 +513,7 @@ class SqlStore(abc.ABC):
     ) -> list[InboxItem]:
         if not organs:
             return []
-        state_list = sorted(str(s) for s in states)
-        where = [
-            f"d.recipient IN ({_marks(len(organs))})",
-            f"d.state IN ({_marks(len(state_list))})",
-            "d.route = 'local'",
-        ]
-        params: list[Any] = [*organs, *state_list]
-        if kind:
-            where.append("p.kind = ?")
-            params.append(kind)
+        where, params = self._inbox_where(organs, kind, states)
         if since_us is not None:
             where.append("p.received_us >= ?")
             params.append(since_us)
@@ -470,6 +530,37 @@ class SqlStore(abc.ABC):
             return [
                 InboxItem(_delivery(r, "d_"), _package(r)) for r in await tx.fetch(sql, *params)
             ]
+
+        return await self._read(q)
+
+    async def inbox_count(
+        self, organs: Sequence[str], *, kind: str | None, states: frozenset[State]
+    ) -> int:
+        if not organs:
+            return 0
+        where, params = self._inbox_where(organs, kind, states)
+        sql = (
+            "SELECT COUNT(*) AS n FROM deliveries d JOIN packages p ON p.id = d.package_id "
+            f"WHERE {' AND '.join(where)}"
+        )
+
+        async def q(tx: Tx) -> int:
+            return int((await tx.fetch(sql, *params))[0]["n"])
+
+        return await self._read(q)
+
+    async def sent(self, system_id: str, *, kind: str | None, limit: int) -> list[PackageRow]:
+        where, params = ["system_id = ?"], [system_id]
+        if kind:
+            where.append("kind = ?")
+            params.append(kind)
+        sql = (
+            f"SELECT {_PACKAGE_COLS} FROM packages WHERE {' AND '.join(where)} "
+            "ORDER BY received_us DESC LIMIT ?"
+        )
+
+        async def q(tx: Tx) -> list[PackageRow]:
+            return [_package(r) for r in await tx.fetch(sql, *params, limit)]
 
         return await self._read(q)
 
@@ -546,13 +637,20 @@ class SqlStore(abc.ABC):
                 overdue_before_us,
             )
             outbox = await tx.fetch("SELECT COUNT(*) AS n FROM outbox")
+            upstream = await tx.fetch(
+                "SELECT MIN(p.received_us) AS oldest FROM deliveries d "
+                "JOIN packages p ON p.id = d.package_id "
+                "WHERE d.route = 'upstream' AND d.state IN ('pending', 'retrying')"
+            )
             oldest = open_[0]["oldest"]
+            up = upstream[0]["oldest"]
             return Stats(
                 pending=int(open_[0]["n"]),
                 oldest_pending_age_s=(now_us - oldest) / 1e6 if oldest else 0.0,
                 dead=int(dead[0]["n"]),
                 overdue_acks=int(overdue[0]["n"]),
                 outbox=int(outbox[0]["n"]),
+                oldest_upstream_age_s=(now_us - up) / 1e6 if up else 0.0,
             )
 
         return await self._read(q)

@@ -32,6 +32,15 @@ def register(sub: Any) -> None:
     s.add_argument("--name", default=None)
     s.add_argument("--role", choices=("agency", "admin", "auditor"), default="agency")
     s.add_argument("--policy", choices=("required", "if-present", "off"), default=None)
+    s.add_argument(
+        "--vxp-strict",
+        action="store_true",
+        help="VXP: require fresh, never reused timestamps (lienthong peers only; the SDK "
+        "cannot do it)",
+    )
+    s.add_argument(
+        "--may-register", action="store_true", help="VXP: may registerAgency / deleteAgency"
+    )
     s.set_defaults(func=lambda a: _run(a, _system))
 
     o = acts.add_parser("organ", help="add or change an organ")
@@ -48,6 +57,12 @@ def register(sub: Any) -> None:
     t = acts.add_parser("token", help="issue a new bearer token for a system (printed once)")
     t.add_argument("system_id")
     t.set_defaults(func=lambda a: _run(a, _token))
+
+    v = acts.add_parser(
+        "vxp-secret", help="issue a new VXP secret for a system (printed once; replaces the old)"
+    )
+    v.add_argument("system_id")
+    v.set_defaults(func=lambda a: _run(a, _vxp_secret))
 
     b = acts.add_parser("bind", help="allow a signer certificate to sign for an organ")
     b.add_argument("fingerprint", help="SHA-256 of the certificate (hex)")
@@ -72,14 +87,25 @@ def _run(
 
     async def main() -> int:
         async with opened_store(cfg) as store:
-            admin = DirectoryAdmin(store, SystemClock(), f"cli:{getpass.getuser()}")
+            admin = DirectoryAdmin(
+                store, SystemClock(), f"cli:{getpass.getuser()}", vxp_key=Path(cfg.vxp.key_file)
+            )
             return await fn(args, admin, store)
 
     return asyncio.run(main())
 
 
 async def _system(a: argparse.Namespace, admin: DirectoryAdmin, _s: Store) -> int:
-    await admin.put_system(System(a.system_id, a.name or a.system_id, a.role, a.policy))
+    await admin.put_system(
+        System(
+            a.system_id,
+            a.name or a.system_id,
+            a.role,
+            a.policy,
+            vxp_strict=a.vxp_strict,
+            may_register=a.may_register,
+        )
+    )
     print(f"system {a.system_id} saved")
     return 0
 
@@ -109,6 +135,14 @@ async def _token(a: argparse.Namespace, admin: DirectoryAdmin, store: Store) -> 
     return 0
 
 
+async def _vxp_secret(a: argparse.Namespace, admin: DirectoryAdmin, store: Store) -> int:
+    if a.system_id not in (await store.directory()).systems:
+        print(f"no system {a.system_id}")
+        return 2
+    print(await admin.issue_vxp_secret(a.system_id))
+    return 0
+
+
 async def _bind(a: argparse.Namespace, admin: DirectoryAdmin, _s: Store) -> int:
     await admin.bind(a.fingerprint, a.organ_id)
     print(f"certificate {a.fingerprint[:16]}… may sign for {a.organ_id}")
@@ -131,6 +165,9 @@ async def _list(_a: argparse.Namespace, _admin: DirectoryAdmin, store: Store) ->
                 "name": s.name,
                 "role": s.role,
                 "signature_policy": s.signature_policy,
+                "vxp_strict": s.vxp_strict,
+                "may_register": s.may_register,
+                "vxp_secret": s.system_id in d.vxp_secrets,
                 "organs": list(s.organs),
             }
             for s in d.systems.values()

@@ -14,7 +14,7 @@ from dataclasses import dataclass, replace
 
 import structlog
 
-from hub.errors import Conflict, HubError, NotFound, Unavailable
+from hub.errors import Conflict, HubError, NotFound, Unavailable, UpstreamRejected
 from hub.ports import BlobStore, Clock, DeadLetter, Message, Pusher, Retry, Store, UpstreamAxis
 from hub.records import DeliveryRow, Event, OutboxItem, PackageRow, State
 from hub.service.directory_cache import DirectoryCache
@@ -110,6 +110,9 @@ class Deliverer:
         except Unavailable as exc:
             await self._fail(d, p, exc.message)
             return
+        except UpstreamRejected as exc:  # refused for good: retrying cannot help
+            await self._fail(d, p, exc.message, permanent=True)
+            return
         await self._move(d, WAITING, State.AVAILABLE, "forwarded", upstream_id=upstream_id)
 
     async def push(self, msg: Message) -> None:
@@ -130,11 +133,13 @@ class Deliverer:
             return
         await self._move(d, WAITING, State.FETCHED, "pushed", url=organ.push_url)
 
-    async def _fail(self, d: DeliveryRow, p: PackageRow, reason: str) -> None:
+    async def _fail(
+        self, d: DeliveryRow, p: PackageRow, reason: str, *, permanent: bool = False
+    ) -> None:
         now = self.clock.now_us()
         attempts = d.attempts + 1
         elapsed = (now - p.received_us) / 1e6
-        if attempts >= self.budget.max_attempts or elapsed >= self.budget.total_s:
+        if permanent or attempts >= self.budget.max_attempts or elapsed >= self.budget.total_s:
             await self.store.transition(
                 d.id,
                 WAITING,

@@ -11,6 +11,7 @@ import csv
 import io
 import json
 from collections.abc import Iterable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +20,7 @@ from hub.errors import InputError
 from hub.ports import Clock, Store
 from hub.records import CertBinding, Event, Organ, System
 from hub.service.auth import new_token
+from hub.vxp.secrets import SecretBox, load_or_create_key, new_secret
 
 ORGAN_FIELDS = (
     "organ_id",
@@ -41,10 +43,13 @@ def _parent(organ_id: str) -> str | None:
 
 
 class DirectoryAdmin:
-    def __init__(self, store: Store, clock: Clock, actor: str) -> None:
+    def __init__(
+        self, store: Store, clock: Clock, actor: str, *, vxp_key: Path | None = None
+    ) -> None:
         self.store = store
         self.clock = clock
         self.actor = actor
+        self.vxp_key = vxp_key
 
     def _event(self, type_: str, organ: str | None = None, **data: Any) -> Event:
         return Event(type_, self.clock.now_us(), organ=organ, actor=self.actor, data=data)
@@ -59,6 +64,8 @@ class DirectoryAdmin:
                 system_id=system.system_id,
                 role=system.role,
                 signature_policy=system.signature_policy,
+                vxp_strict=system.vxp_strict,
+                may_register=system.may_register,
             ),
         )
 
@@ -70,16 +77,7 @@ class DirectoryAdmin:
         if organ.location not in ("local", "upstream"):
             raise InputError("location must be local or upstream", code="bad_location")
         if organ.parent is None:
-            organ = Organ(
-                organ.organ_id,
-                organ.name,
-                organ.system_id,
-                organ.location,
-                _parent(organ.organ_id),
-                organ.closed,
-                organ.push_url,
-                organ.aliases,
-            )
+            organ = replace(organ, parent=_parent(organ.organ_id))
         await self.store.put_organ(
             organ,
             self._event(
@@ -99,6 +97,17 @@ class DirectoryAdmin:
             cred, self._event("directory_token_issued", system_id=system_id, token_id=cred.token_id)
         )
         return token
+
+    async def issue_vxp_secret(self, system_id: str) -> str:
+        """A new VXP secret for ``system_id``, stored sealed; returned once."""
+        if self.vxp_key is None:
+            raise InputError("no VXP key file configured", code="vxp_key_missing")
+        secret = new_secret()
+        sealed = SecretBox(load_or_create_key(self.vxp_key)).seal(system_id, secret)
+        await self.store.put_vxp_secret(
+            system_id, sealed, self._event("directory_vxp_secret_issued", system_id=system_id)
+        )
+        return secret
 
     async def bind(self, fingerprint: str, organ_id: str) -> None:
         fp = fingerprint.replace(":", "").lower()

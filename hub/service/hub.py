@@ -20,14 +20,17 @@ from hub.edxml.dates import VN_TZ
 from hub.edxml.xmlsafe import XmlLimits
 from hub.errors import HubError
 from hub.ports import BlobStore, Broker, Clock, Pusher, Store, SystemClock, UpstreamAxis
+from hub.service.breaker import CircuitBreaker
 from hub.service.delivery import Deliverer, RetryBudget
 from hub.service.directory_cache import DirectoryCache
 from hub.service.intake import Intake
 from hub.service.metrics import Metrics
 from hub.service.relay import OutboxRelay
 from hub.service.topology import ROUTES, queue_name, routing_key
+from hub.service.upstream import UpstreamPoller
 from hub.signature.policy import SignaturePolicy
 from hub.signature.trust import TrustStore
+from hub.vxp.secrets import SecretBox, load_or_create_key
 
 log = structlog.get_logger(__name__)
 
@@ -39,6 +42,7 @@ class Components:
     broker: Broker
     upstream: UpstreamAxis | None = None
     pusher: Pusher | None = None
+    breaker: CircuitBreaker | None = None  # around the upstream axis, when it has one
     clock: Clock = field(default_factory=SystemClock)
     closers: list[Any] = field(default_factory=list)  # objects with async close()
 
@@ -92,6 +96,22 @@ class Hub:
             on_commit=self.relay.kick,
             allow_sha1=cfg.intake.allow_sha1,
         )
+        self.vxp_box = SecretBox(load_or_create_key(Path(cfg.vxp.key_file)))
+        self.poller: UpstreamPoller | None = None
+        if parts.upstream is not None:
+            self.poller = UpstreamPoller(
+                axis=parts.upstream,
+                intake=self.intake,
+                store=parts.store,
+                directory=self.directory,
+                clock=parts.clock,
+                metrics=self.metrics,
+                poll_s=cfg.upstream.poll_s,
+                sync_s=cfg.upstream.sync_s,
+            )
+        if parts.breaker is not None:
+            breaker = parts.breaker
+            self.metrics.upstream_circuit.set_function(lambda: float(breaker.is_open))
         self._tasks: list[asyncio.Task[None]] = []
 
     async def start(self) -> None:
@@ -116,6 +136,8 @@ class Hub:
             asyncio.create_task(self.directory.run(), name="directory-refresh"),
             asyncio.create_task(self._gauges(), name="gauges"),
         ]
+        if self.poller is not None:
+            self._tasks.append(asyncio.create_task(self.poller.run(), name="upstream-poller"))
         log.info("hub_started", store=self.cfg.store.kind, broker=self.cfg.broker.kind)
 
     async def stop(self) -> None:
@@ -127,6 +149,8 @@ class Hub:
         await self.store.close()
         for c in self.parts.closers:
             await c.close()
+        if self.parts.upstream is not None:
+            await self.parts.upstream.close()
         log.info("hub_stopped")
 
     async def ready(self) -> dict[str, str]:
@@ -148,6 +172,7 @@ class Hub:
         m.dead.set(s.dead)
         m.overdue.set(s.overdue_acks)
         m.outbox.set(s.outbox)
+        m.upstream_oldest.set(s.oldest_upstream_age_s)
         for q, n in (await self.broker.depth()).items():
             m.queue_depth.labels(q).set(n)
         m.dead_letters.set(await self.broker.dead_count())

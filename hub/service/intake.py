@@ -56,6 +56,7 @@ class Submission:
     received_us: int
     started: float  # perf_counter at first byte
     source: str = "native"  # native | vxp | upstream
+    upstream_id: str | None = None  # the upstream axis's id, for packages taken from it
 
 
 @dataclass(frozen=True, slots=True)
@@ -146,7 +147,7 @@ class Intake:
         )
         validate(parsed)
         sender = self._authorise(parsed, caller, directory)
-        route = targets(parsed, directory)
+        route = targets(parsed, directory, from_upstream=sub.source == "upstream")
         system_policy = caller.system.signature_policy
         policy = SignaturePolicy(system_policy) if system_policy else self.default_policy
         checker = SignatureChecker(self.trust, self.directory.bindings, self.allow_sha1)
@@ -199,6 +200,8 @@ class Intake:
         bound = log.bind(system=caller.system_id, sha256=sub.sha256, size=len(sub.body))
         kind_label = sub.declared_kind or "unknown"
         try:
+            if sub.source == "upstream" and (echo := await self._echo(sub, caller)):
+                return echo
             directory = self.directory.current
             if len(sub.body) <= INLINE_BYTES:
                 ex = self._examine(sub, caller, directory)
@@ -222,6 +225,27 @@ class Intake:
             signature=result.signature.get("outcome"),
         )
         return result
+
+    async def _echo(self, sub: Submission, caller: Caller) -> Accepted | None:
+        """The upstream axis hands back bytes we already hold (a package of ours it
+        also delivered to one of our organs, or a retried take): nothing new."""
+        existing = await self.store.package_by_sha256(sub.sha256)
+        if existing is None:
+            return None
+        await self.store.append_events(
+            [
+                Event(
+                    "duplicate",
+                    self.clock.now_us(),
+                    existing.id,
+                    organ=existing.sender_organ,
+                    actor=f"system:{caller.system_id}",
+                    data={"key": "upstream_echo", "upstream_id": sub.upstream_id},
+                )
+            ]
+        )
+        deliveries = tuple(await self.store.deliveries(existing.id))
+        return Accepted(existing, deliveries, existing.signature, duplicate=True)
 
     async def _commit(self, sub: Submission, caller: Caller, ex: _Examined) -> Accepted:
         pkg = ex.parsed.package
@@ -259,6 +283,7 @@ class Intake:
                     "size": row.size,
                     "kind": row.kind,
                     "source": sub.source,
+                    "upstream_id": sub.upstream_id,
                 },
             ),
             Event(
@@ -388,5 +413,6 @@ class Intake:
         )
         try:
             await self.store.append_events([event])
+            exc.recorded = True
         except HubError as err:
             log.warning("refusal_not_recorded", code=exc.error_code, error=err.error_code)

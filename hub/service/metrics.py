@@ -63,3 +63,28 @@ class Metrics:
             "Committed messages not yet confirmed by the broker",
             registry=r,
         )
+        self.upstream_last_ok = Gauge(
+            "lienthong_upstream_last_success_timestamp_seconds",
+            "When the upstream axis last answered a poll (Unix time)",
+            registry=r,
+        )
+        self.upstream_failures = Counter(
+            "lienthong_upstream_failures_total",
+            "Failed calls to the upstream axis",
+            ["op"],
+            registry=r,
+        )
+        self.upstream_received = Counter(
+            "lienthong_upstream_received_total",
+            "Packages taken from the upstream axis, by outcome",
+            ["outcome"],
+            registry=r,
+        )
+        self.upstream_circuit = Gauge(
+            "lienthong_upstream_circuit_open", "1 while the upstream circuit is open", registry=r
+        )
+        self.upstream_oldest = Gauge(
+            "lienthong_upstream_oldest_waiting_age_seconds",
+            "Age of the oldest package waiting to be forwarded upstream",
+            registry=r,
+        )

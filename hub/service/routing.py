@@ -31,7 +31,11 @@ def _problem(code: str, path: str, message: str) -> dict[str, str]:
     return {"code": code, "path": path, "message": message, "severity": "error"}
 
 
-def targets(parsed: ParsedPackage, directory: Directory) -> list[Target]:
+def targets(
+    parsed: ParsedPackage, directory: Directory, *, from_upstream: bool = False
+) -> list[Target]:
+    """The deliveries to make. A package that came from the upstream axis is delivered
+    only to this hub's own organs: the axis delivers to everyone else itself."""
     pkg = parsed.package
     if isinstance(pkg, StatusPackage):
         wanted = [
@@ -47,6 +51,8 @@ def targets(parsed: ParsedPackage, directory: Directory) -> list[Target]:
     seen: set[str] = set()
     for organ_id, path in wanted:
         organ = directory.resolve(organ_id)
+        if from_upstream and (organ is None or organ.location == "upstream"):
+            continue
         if organ is None:
             problems.append(
                 _problem("unknown_recipient", path, f"organ {organ_id!r} is not in the directory")
@@ -76,6 +82,11 @@ def targets(parsed: ParsedPackage, directory: Directory) -> list[Target]:
         raise ValidationFailed(
             problems,
             code="unknown_recipient" if "unknown_recipient" in codes else "recipient_closed",
+        )
+    if not out:
+        raise ValidationFailed(
+            [_problem("no_local_recipient", wanted[0][1] if wanted else "", "no recipient here")],
+            code="no_local_recipient",
         )
     return out
 

@@ -18,6 +18,7 @@ from aiohttp import ClientResponse
 from aiohttp.test_utils import TestClient, TestServer
 
 from adapters.factory import components, opened_store
+from adapters.vxp_client import VxpClient
 from hub.config import Config
 from hub.http.app import build_app
 from hub.pki import init_pki
@@ -66,6 +67,7 @@ def config(tmp: Path, pki_dir: Path, backend: str, **overrides: Any) -> Config:
     cfg.store.path = str(tmp / "hub.db")
     cfg.blobs.path = str(tmp / "blobs")
     cfg.trust.dir = str(pki_dir / "trust")
+    cfg.vxp.key_file = str(tmp / "vxp.key")
     cfg.upstream.kind = "double"
     cfg.delivery.base_s = 0.05
     cfg.delivery.cap_s = 0.2
@@ -89,7 +91,7 @@ async def seed_directory(
     cfg: Config, bindings: dict[str, str], push_url: str | None = None
 ) -> dict[str, str]:
     systems = (
-        System("sys-a", "A"),
+        System("sys-a", "A", may_register=True),
         System("sys-b", "B"),
         System("sys-x", "X"),
         System("sys-p", "P"),
@@ -105,7 +107,11 @@ async def seed_directory(
         Organ(PUSHED, "Pushed organ", "sys-p", push_url=push_url),
     )
     async with opened_store(cfg) as store:
-        return await DirectoryAdmin(store, SystemClock(), "test").seed(systems, organs, bindings)
+        admin = DirectoryAdmin(store, SystemClock(), "test", vxp_key=Path(cfg.vxp.key_file))
+        tokens = await admin.seed(systems, organs, bindings)
+        for system in ("sys-a", "sys-b", "sys-x"):
+            tokens["vxp:" + system] = await admin.issue_vxp_secret(system)
+        return tokens
 
 
 @dataclass
@@ -116,6 +122,11 @@ class HubUnderTest:
     pki_dir: Path
     cfg: Config
     extra: dict[str, Any] = field(default_factory=dict)
+
+    def vxp(self, system: str, **kw: Any) -> VxpClient:
+        """A VXP client for ``system`` against this hub's VXP face (close it after use)."""
+        endpoint = str(self.client.make_url(self.cfg.vxp.base_path))
+        return VxpClient(endpoint, system, self.tokens["vxp:" + system], **kw)
 
     def auth(self, system: str) -> dict[str, str]:
         return {"Authorization": f"Bearer {self.tokens[system]}"}

@@ -16,6 +16,9 @@ async def test_nothing_but_health_checks_answers_without_credentials(hut: HubUnd
         info = resource.get_info()
         path = info.get("path") or info.get("formatter", "")
         concrete = path.replace("{id}", "00000000-0000-0000-0000-000000000000")
+        if "{op}" in path:  # the VXP face: every operation, VXP error shape
+            checked += await _vxp_needs_credentials(hut)
+            continue
         for route in resource:
             if route.method == "HEAD":
                 continue
@@ -29,6 +32,21 @@ async def test_nothing_but_health_checks_answers_without_credentials(hut: HubUnd
     assert checked >= 10
     bad = await hut.client.get("/api/v1/inbox", headers={"Authorization": "Bearer ltx.nope"})
     assert bad.status == 401 and (await bad.json())["error"]["code"] == "bad_credentials"
+
+
+async def _vxp_needs_credentials(hut: HubUnderTest) -> int:
+    from hub.vxp.protocol import OPERATIONS  # noqa: PLC0415
+
+    for op in OPERATIONS:
+        method = "GET" if op == "downloadEdoc" else "POST"
+        r = await hut.client.request(method, f"{hut.cfg.vxp.base_path}/{op}", data=b"{}")
+        assert r.status == 401, (op, r.status)
+        if op == "downloadEdoc":
+            assert await r.read() == b""
+        else:
+            body = await r.json()
+            assert body["ErrorCode"] == "15" and body["status"] == "FAIL", (op, body)
+    return len(OPERATIONS)
 
 
 async def test_a_system_cannot_send_as_another_systems_organ(hut: HubUnderTest) -> None:
@@ -102,4 +120,6 @@ async def test_openapi_document_lists_every_route(hut: HubUnderTest) -> None:
     for resource in hut.client.app.router.resources():
         info = resource.get_info()
         path = (info.get("path") or info.get("formatter", "")).replace("{id}", "*")
+        if "{op}" in path:
+            continue  # the VXP face follows the SDK's contract: docs/vxp.md
         assert path in documented, path
