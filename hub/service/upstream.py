@@ -61,7 +61,7 @@ class UpstreamPoller:
         self.metrics = metrics
         self.poll_s = poll_s
         self.sync_s = sync_s
-        self._last_sync = 0.0
+        self._last_sync: float | None = None  # monotonic time of the last sync
 
     def caller(self) -> Caller:
         """The upstream axis as a caller: it may speak for every organ it serves."""
@@ -74,7 +74,9 @@ class UpstreamPoller:
         failures = 0
         while True:
             try:
-                if self.sync_s > 0 and time.monotonic() - self._last_sync >= self.sync_s:
+                if self.sync_s > 0 and (
+                    self._last_sync is None or time.monotonic() - self._last_sync >= self.sync_s
+                ):
                     await self.sync()
                 taken = await self.poll_once()
                 failures = 0

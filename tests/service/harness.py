@@ -69,6 +69,7 @@ def config(tmp: Path, pki_dir: Path, backend: str, **overrides: Any) -> Config:
     cfg.trust.dir = str(pki_dir / "trust")
     cfg.vxp.key_file = str(tmp / "vxp.key")
     cfg.upstream.kind = "double"
+    cfg.upstream.poll_s = 3600.0  # tests drive the poller themselves (no races)
     cfg.delivery.base_s = 0.05
     cfg.delivery.cap_s = 0.2
     cfg.delivery.max_attempts = 4

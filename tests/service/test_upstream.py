@@ -1,0 +1,133 @@
+"""Taking packages from the upstream axis (the in-process double) through the same
+intake pipeline, directory synchronisation, and the circuit breaker."""
+
+from __future__ import annotations
+
+import pytest
+
+from hub.edxml import demo
+from hub.edxml.builder import build
+from hub.errors import Unavailable
+from hub.ports import RemoteItem, RemoteOrgan
+from hub.service.breaker import CircuitBreaker
+from tests.service.harness import A, B, C, HubUnderTest, eventually
+
+
+def _axis(hut: HubUnderTest) -> object:
+    axis = hut.hub.parts.upstream
+    assert axis is not None
+    return axis
+
+
+async def test_a_package_from_upstream_is_delivered_locally_then_confirmed(
+    hut: HubUnderTest,
+) -> None:
+    axis = _axis(hut)
+    poller = hut.hub.poller
+    assert poller is not None
+    # C (upstream) writes to B (ours) and to another upstream organ: only B is ours.
+    data = demo.document_bytes(sender=C, to=(B, "000.00.00.G09"))
+    axis.waiting["up-1"] = ("edoc", data)  # type: ignore[attr-defined]
+    assert await poller.take(RemoteItem("up-1", "edoc")) == "accepted"
+    assert axis.confirmed == {"up-1": "done"}  # type: ignore[attr-defined]
+    items = await eventually(lambda: hut.inbox("sys-b"), lambda xs: len(xs) == 1)
+    assert items[0]["sender"] == C
+    pid = items[0]["id"]
+    assert [d.recipient for d in await hut.hub.store.deliveries(pid)] == [B]
+    received = [e for e in await hut.hub.store.events(pid) if e.type == "received"][0]
+    assert received.data["source"] == "upstream" and received.data["upstream_id"] == "up-1"
+    # Taken again (we crashed before confirming): nothing new, confirmed done.
+    axis.waiting["up-1b"] = ("edoc", data)  # type: ignore[attr-defined]
+    assert await poller.take(RemoteItem("up-1b", "edoc")) == "duplicate"
+    assert len(await hut.inbox("sys-b")) == 1
+
+
+async def test_refused_packages_are_answered_fail_and_recorded(hut: HubUnderTest) -> None:
+    axis = _axis(hut)
+    poller = hut.hub.poller
+    assert poller is not None
+    cases = {
+        "bad-xml": b"<edXML",
+        "not-ours": demo.document_bytes(sender=C, to=("000.00.00.G09",)),
+        "as-local": demo.document_bytes(sender=A, to=(B,)),  # upstream may not speak for A
+    }
+    for doc_id, data in cases.items():
+        axis.waiting[doc_id] = ("edoc", data)  # type: ignore[attr-defined]
+        assert await poller.take(RemoteItem(doc_id, "edoc")) == "refused"
+        assert axis.confirmed[doc_id] == "fail"  # type: ignore[attr-defined]
+    codes = {e.data["code"] for e in await hut.hub.store.ledger(0, 10_000) if e.type == "refused"}
+    assert {"not_well_formed", "no_local_recipient", "sender_not_allowed"} <= codes
+    assert await hut.inbox("sys-b", state="all") == []
+
+
+async def test_nothing_is_confirmed_when_the_store_cannot_commit(hut: HubUnderTest) -> None:
+    axis = _axis(hut)
+    poller = hut.hub.poller
+    assert poller is not None
+    axis.waiting["st-1"] = ("status", build(demo.status("01", addressee=B, sender=C)))  # type: ignore[attr-defined]
+
+    async def down(*_a: object, **_k: object) -> None:
+        raise Unavailable("store down for the test")
+
+    original = hut.hub.store.commit_intake
+    hut.hub.store.commit_intake = down  # type: ignore[method-assign]
+    poller.intake._committed_anyway = lambda *_a, **_k: _false()  # type: ignore[method-assign]
+    try:
+        with pytest.raises(Unavailable):
+            await poller.take(RemoteItem("st-1", "status"))
+    finally:
+        hut.hub.store.commit_intake = original  # type: ignore[method-assign]
+    assert "st-1" not in axis.confirmed  # type: ignore[attr-defined]
+    assert await poller.take(RemoteItem("st-1", "status")) == "accepted"
+
+
+async def _false() -> bool:
+    return False
+
+
+async def test_directory_sync_adds_and_updates_upstream_organs(hut: HubUnderTest) -> None:
+    axis = _axis(hut)
+    poller = hut.hub.poller
+    assert poller is not None
+    axis.directory = [  # type: ignore[attr-defined]
+        RemoteOrgan("000.00.00.G09", "Bo Y te", aliases=("G09",)),
+        RemoteOrgan(C, "Bo Ngoai giao (renamed)"),
+        RemoteOrgan(B, "not theirs to rename"),  # ours: untouched
+    ]
+    counts = await poller.sync()
+    assert counts == {"added": 1, "updated": 1, "unchanged": 0, "ours": 1}
+    d = hut.hub.directory.current
+    assert d.resolve("G09") is not None and d.resolve("G09").location == "upstream"  # type: ignore[union-attr]
+    assert d.organs[C].name == "Bo Ngoai giao (renamed)"
+    assert d.organs[B].location == "local" and d.organs[B].system_id == "sys-b"
+    assert (await poller.sync())["unchanged"] == 2  # incremental: nothing rewritten
+    axis.directory = [RemoteOrgan(C, "Bo Ngoai giao (renamed)", deleted=True)]  # type: ignore[attr-defined]
+    await poller.sync()
+    assert hut.hub.directory.current.organs[C].closed
+
+
+async def test_circuit_breaker_opens_and_half_opens() -> None:
+    now = [0.0]
+    changes: list[bool] = []
+    breaker = CircuitBreaker(2, 10.0, clock=lambda: now[0], on_change=changes.append)
+
+    async def down() -> str:
+        raise Unavailable("down")
+
+    async def up() -> str:
+        return "ok"
+
+    for _ in range(2):
+        with pytest.raises(Unavailable):
+            await breaker.call(down)
+    assert breaker.is_open and changes == [True]
+    with pytest.raises(Unavailable) as err:
+        await breaker.call(up)  # open: not even tried
+    assert err.value.error_code == "upstream_circuit_open"
+    now[0] = 11.0
+    with pytest.raises(Unavailable):
+        await breaker.call(down)  # the half-open trial fails: open again
+    assert breaker.is_open
+    now[0] = 22.0
+    assert await breaker.call(up) == "ok"  # the trial succeeds: closed
+    assert not breaker.is_open and changes == [True, False]
