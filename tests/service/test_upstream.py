@@ -34,7 +34,7 @@ async def test_a_package_from_upstream_is_delivered_locally_then_confirmed(
     assert items[0]["sender"] == C
     pid = items[0]["id"]
     assert [d.recipient for d in await hut.hub.store.deliveries(pid)] == [B]
-    received = [e for e in await hut.hub.store.events(pid) if e.type == "received"][0]
+    received = next(e for e in await hut.hub.store.events(pid) if e.type == "received")
     assert received.data["source"] == "upstream" and received.data["upstream_id"] == "up-1"
     # Taken again (we crashed before confirming): nothing new, confirmed done.
     axis.waiting["up-1b"] = ("edoc", data)  # type: ignore[attr-defined]
