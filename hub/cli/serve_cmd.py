@@ -74,7 +74,8 @@ def dev_config(base: Path, port: int) -> str:
         f'[server]\nport = {port}\n\n[store]\nkind = "sqlite"\npath = "{base}/lienthong.db"\n\n'
         f'[blobs]\npath = "{base}/blobs"\n\n[broker]\nkind = "embedded"\n\n'
         f'[trust]\ndir = "{base}/pki/trust"\n\n[intake]\ndefault_policy = "if-present"\n\n'
-        '[upstream]\nkind = "double"\n'
+        '[upstream]\nkind = "double"\n\n'
+        f'[vxp]\nbase_path = "/vxp"\nkey_file = "{base}/vxp.key"\n'
     )
 
 
@@ -84,12 +85,15 @@ async def seed(cfg: Config, base: Path, bindings: dict[str, str]) -> dict[str, s
     async with opened_store(cfg) as store:
         if (await store.directory()).systems:
             return {}
-        admin = DirectoryAdmin(store, SystemClock(), "cli:dev-seed")
+        admin = DirectoryAdmin(store, SystemClock(), "cli:dev-seed", vxp_key=Path(cfg.vxp.key_file))
         tokens = await admin.seed(DEMO_SYSTEMS, DEMO_ORGANS, bindings)
+        for s in DEMO_SYSTEMS:
+            if s.role == "agency":
+                tokens[s.system_id + ".vxp-secret"] = await admin.issue_vxp_secret(s.system_id)
     tdir = base / "tokens"
     tdir.mkdir(parents=True, exist_ok=True)
     for system_id, token in tokens.items():
-        path = tdir / f"{system_id}.token"
+        path = tdir / (system_id if system_id.endswith(".vxp-secret") else f"{system_id}.token")
         path.write_text(token + "\n", encoding="utf-8")
         os.chmod(path, 0o600)
     return tokens
@@ -125,6 +129,8 @@ def _dev(args: argparse.Namespace) -> int:
         f"  {lt} fetch PACKAGE_ID -o {base}/got.edxml --token-file {base}/tokens/sys-g22.token\n"
         f"  {lt} ack PACKAGE_ID done --token-file {base}/tokens/sys-g22.token\n"
         f"  {lt} status PACKAGE_ID --token-file {base}/tokens/sys-h53.token\n"
+        f"VXP SDK endpoint (existing agency software): {url}{cfg.vxp.base_path}  "
+        f"systemId sys-h53, secret in {base}/tokens/sys-h53.vxp-secret\n"
         f"Health: {url}/healthz   Metrics: {url}/metrics (admin token)\n"
     )
     if args.no_serve:

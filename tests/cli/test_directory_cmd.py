@@ -70,3 +70,24 @@ def test_directory_commands_manage_and_audit(
     assert token.split(".")[1] not in json.dumps(listing), "the secret is never stored or shown"
     assert main(["directory", "organ", "bad id!", "--name", "x"]) == 1
     assert "bad_organ_id" in capsys.readouterr().err
+
+
+def test_vxp_secret_is_printed_once_and_stored_sealed(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("LIENTHONG_STORE_PATH", str(tmp_path / "hub.db"))
+    monkeypatch.setenv("LIENTHONG_BLOBS_PATH", str(tmp_path / "blobs"))
+    monkeypatch.setenv("LIENTHONG_VXP_KEY_FILE", str(tmp_path / "vxp.key"))
+    assert main(["directory", "system", "sys-v", "--vxp-strict", "--may-register"]) == 0
+    assert main(["directory", "vxp-secret", "nobody"]) == 2
+    capsys.readouterr()
+    assert main(["directory", "vxp-secret", "sys-v"]) == 0
+    secret = capsys.readouterr().out.strip()
+    assert len(secret) >= 32
+    assert (tmp_path / "vxp.key").stat().st_mode & 0o777 == 0o600
+    assert secret.encode() not in (tmp_path / "hub.db").read_bytes()  # sealed at rest
+    assert main(["directory", "list"]) == 0
+    listing = json.loads(capsys.readouterr().out)
+    sys_v = next(s for s in listing["systems"] if s["system_id"] == "sys-v")
+    assert sys_v["vxp_secret"] and sys_v["vxp_strict"] and sys_v["may_register"]
+    assert secret not in json.dumps(listing)

@@ -4,6 +4,7 @@ reads the status of a first package."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import signal
@@ -117,7 +118,21 @@ def test_dev_hub_and_cli_client_first_package(tmp_path: Path) -> None:
             "status", pid, *g22, env={**env, "LIENTHONG_URL": "http://127.0.0.1:1"}, cwd=tmp_path
         )
         assert r.returncode != 0 and "cannot reach the hub" in r.stderr
+        # The printed VXP endpoint and secret work for an SDK-style client.
+        assert f"http://127.0.0.1:{port}/vxp" in printed
+        secret = (tokens / "sys-g22.vxp-secret").read_text().strip()
+        assert asyncio.run(_vxp_agencies(f"http://127.0.0.1:{port}/vxp", secret)) >= 4
     finally:
         proc.send_signal(signal.SIGTERM)
         proc.wait(20)
     assert proc.returncode == 0, (tmp_path / "dev.log").read_text()[-2000:]
+
+
+async def _vxp_agencies(endpoint: str, secret: str) -> int:
+    from adapters.vxp_client import VxpClient  # noqa: PLC0415
+
+    client = VxpClient(endpoint, "sys-g22", secret, sdk=True)
+    try:
+        return len(await client.agencies())
+    finally:
+        await client.close()
