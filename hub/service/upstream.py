@@ -36,6 +36,7 @@ from hub.service.retry import backoff
 log = structlog.get_logger(__name__)
 
 UPSTREAM_SYSTEM = "upstream"
+TAKE_CONCURRENCY = 8
 _KINDS: tuple[Literal["edoc", "status"], ...] = ("edoc", "status")
 _RETRY_LATER = frozenset({"sender_not_allowed"})  # a directory sync may fix these
 
@@ -95,11 +96,19 @@ class UpstreamPoller:
                 await asyncio.sleep(self.poll_s)
 
     async def poll_once(self) -> int:
+        """Take everything waiting: documents first (a status may answer one of them),
+        ``TAKE_CONCURRENCY`` at a time."""
         taken = 0
-        for kind in _KINDS:
-            for item in await self.axis.pending(kind):
+        sem = asyncio.Semaphore(TAKE_CONCURRENCY)
+
+        async def one(item: RemoteItem) -> None:
+            async with sem:
                 await self.take(item)
-                taken += 1
+
+        for kind in _KINDS:
+            items = await self.axis.pending(kind)
+            await asyncio.gather(*(one(i) for i in items))
+            taken += len(items)
         return taken
 
     async def take(self, item: RemoteItem) -> str:
