@@ -382,16 +382,21 @@ class SqlStore(abc.ABC):
             await _insert_outbox(tx, commit.outbox)
             s = commit.status_update
             if s is not None:
-                # Statuses may arrive out of order (05 repeats); keep the latest by time.
+                # Statuses may arrive out of order (05 repeats, a federation takes them
+                # concurrently): keep the latest by time; at the same time, the
+                # further step (03 after 01) wins, so the outcome never depends on order.
                 await tx.execute(
                     "UPDATE deliveries SET business_status = ?, business_status_us = ? "
                     "WHERE package_id = ? AND recipient = ? "
-                    "AND (business_status_us IS NULL OR business_status_us <= ?)",
+                    "AND (business_status_us IS NULL OR business_status_us < ? "
+                    "OR (business_status_us = ? AND business_status <= ?))",
                     s.status_code,
                     s.at_us,
                     s.package_id,
                     s.recipient,
                     s.at_us,
+                    s.at_us,
+                    s.status_code,
                 )
 
         await self._write(w)
