@@ -108,9 +108,11 @@ class Deliverer:
         try:
             upstream_id = await self.upstream.forward(p, data)
         except Unavailable as exc:
+            self.metrics.upstream_failures.labels("forward").inc()
             await self._fail(d, p, exc.message)
             return
         except UpstreamRejected as exc:  # refused for good: retrying cannot help
+            self.metrics.upstream_failures.labels("forward_rejected").inc()
             await self._fail(d, p, exc.message, permanent=True)
             return
         await self._move(d, WAITING, State.AVAILABLE, "forwarded", upstream_id=upstream_id)

@@ -111,6 +111,22 @@ async def test_upstream_outage_is_retried_until_it_is_back(hut: HubUnderTest) ->
     assert d["attempts"] == 2
     assert axis.forwarded == [(pid, data)]
     await eventually(lambda: hut.inbox("sys-b"), lambda xs: len(xs) == 1)  # local unaffected
+    failures = hut.hub.metrics.upstream_failures.labels("forward")._value.get()
+    assert failures == 2
+
+
+async def test_upstream_refusal_is_dead_at_once(hut: HubUnderTest) -> None:
+    from hub.errors import UpstreamRejected  # noqa: PLC0415
+
+    axis: Any = hut.hub.parts.upstream
+
+    async def refuse(*_a: object) -> str:
+        raise UpstreamRejected("sendEdoc: VXP error 22: not edXML")
+
+    axis.forward = refuse
+    pid = (await (await hut.submit("sys-a", demo.document_bytes(sender=A, to=(C,)))).json())["id"]
+    d = await eventually(lambda: _delivery(hut, pid, C), lambda d: d["state"] == "dead")
+    assert d["attempts"] == 1 and "VXP error 22" in d["last_error"]
 
 
 async def test_store_down_answers_503_and_commits_nothing(hut: HubUnderTest) -> None:
