@@ -65,6 +65,8 @@ _TRANSIENT = (
 
 
 class PostgresStore(SqlStore):
+    commit_ambiguous = True
+
     def __init__(
         self, dsn: str, *, min_size: int = 2, max_size: int = 10, schema: str = "public"
     ) -> None:

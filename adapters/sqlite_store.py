@@ -47,6 +47,8 @@ _Unit = tuple[Callable[[Tx], Awaitable[Any]], "asyncio.Future[Any]"]
 
 
 class SqliteStore(SqlStore):
+    commit_ambiguous = False
+
     def __init__(self, path: Path, *, synchronous: str = "FULL") -> None:
         self.path = path
         self._synchronous = synchronous

@@ -58,6 +58,10 @@ class Directory:
 class Store(Protocol):
     """Ledger, deliveries, outbox and directory: the hub's durable state."""
 
+    # True when a commit that failed (connection lost) may still have happened on the
+    # server, so the caller must look before answering (network databases).
+    commit_ambiguous: bool
+
     async def open(self) -> None: ...
     async def close(self) -> None: ...
     async def ping(self) -> None: ...

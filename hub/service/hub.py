@@ -19,7 +19,17 @@ from hub.config import Config
 from hub.edxml.dates import VN_TZ
 from hub.edxml.xmlsafe import XmlLimits
 from hub.errors import HubError
-from hub.ports import BlobStore, Broker, Clock, Pusher, Store, SystemClock, UpstreamAxis
+from hub.ports import (
+    BlobStore,
+    Broker,
+    Clock,
+    Handler,
+    Message,
+    Pusher,
+    Store,
+    SystemClock,
+    UpstreamAxis,
+)
 from hub.service.breaker import CircuitBreaker
 from hub.service.delivery import Deliverer, RetryBudget
 from hub.service.directory_cache import DirectoryCache
@@ -45,6 +55,20 @@ class Components:
     breaker: CircuitBreaker | None = None  # around the upstream axis, when it has one
     clock: Clock = field(default_factory=SystemClock)
     closers: list[Any] = field(default_factory=list)  # objects with async close()
+
+
+def _with_context(handler: Handler, route: str) -> Handler:
+    """Bind the message's package and delivery ids to every log line of its handling."""
+
+    async def run(msg: Message) -> None:
+        with structlog.contextvars.bound_contextvars(
+            package_id=msg.body.get("package_id"),
+            delivery_id=msg.body.get("delivery_id"),
+            route=route,
+        ):
+            await handler(msg)
+
+    return run
 
 
 def start_of_today_us(now_us: int) -> int:
@@ -119,9 +143,9 @@ class Hub:
         await self.broker.connect()
         await self.directory.load()
         handlers = {
-            "local": self.deliverer.local,
-            "upstream": self.deliverer.upstream_forward,
-            "push": self.deliverer.push,
+            "local": _with_context(self.deliverer.local, "local"),
+            "upstream": _with_context(self.deliverer.upstream_forward, "upstream"),
+            "push": _with_context(self.deliverer.push, "push"),
         }
         prefix = self.cfg.broker.prefix
         for route in ROUTES:

@@ -349,8 +349,9 @@ class Intake:
         except Duplicate as dup:
             return await self._duplicate(row, dup, actor)
         except Unavailable:
-            # The connection may have died after the server committed: look before saying no.
-            if not await self._committed_anyway(row.id):
+            # A network store's connection may have died after the server committed:
+            # look before saying no. (An embedded store's failed commit did not happen.)
+            if not self.store.commit_ambiguous or not await self._committed_anyway(row.id):
                 raise
         self.on_commit(outbox)
         return Accepted(row, deliveries, row.signature)

@@ -141,3 +141,20 @@ async def test_store_down_answers_503_and_commits_nothing(hut: HubUnderTest) -> 
     assert await hut.inbox("sys-b", state="all") == []
     ok = await hut.submit("sys-a", demo.document_bytes(sender=A, to=(B,)))
     assert ok.status == 202
+
+
+async def test_worker_log_lines_carry_the_package_and_delivery() -> None:
+    import structlog  # noqa: PLC0415
+
+    from hub.ports import Message  # noqa: PLC0415
+    from hub.service.hub import _with_context  # noqa: PLC0415
+
+    seen: dict[str, Any] = {}
+
+    async def handler(_msg: Message) -> None:
+        seen.update(structlog.contextvars.get_contextvars())
+
+    wrapped = _with_context(handler, "local")
+    await wrapped(Message("delivery.local", {"package_id": "p1", "delivery_id": "d1"}))
+    assert seen == {"package_id": "p1", "delivery_id": "d1", "route": "local"}
+    assert "package_id" not in structlog.contextvars.get_contextvars()  # unbound after
