@@ -13,6 +13,7 @@ import datetime as dt
 import hashlib
 import json
 import time
+from collections import OrderedDict
 from pathlib import Path
 from typing import Any
 
@@ -204,14 +205,31 @@ async def fetch(request: web.Request) -> web.Response:
     )
 
 
+_SUMMARIES: OrderedDict[str, dict[str, Any]] = OrderedDict()  # sha256 -> summary (LRU)
+_SUMMARY_CACHE = 256
+
+
+async def _summary(hub: Hub, p: PackageRow) -> dict[str, Any]:
+    """The package's summary; bytes never change under a SHA-256, so it is cached."""
+    cached = _SUMMARIES.get(p.sha256)
+    if cached is not None:
+        _SUMMARIES.move_to_end(p.sha256)
+        return cached
+    data = await hub.blobs.get(p.sha256)
+    parsed = await asyncio.to_thread(parse_package, data, sha256=p.sha256)
+    summary = summarise(parsed, decode_attachments=False)
+    _SUMMARIES[p.sha256] = summary
+    if len(_SUMMARIES) > _SUMMARY_CACHE:
+        _SUMMARIES.popitem(last=False)
+    return summary
+
+
 async def metadata(request: web.Request) -> web.Response:
     hub, caller = _caller(request)
     p, ds = await _access(hub, caller, request.match_info["id"])
-    data = await hub.blobs.get(p.sha256)
-    parsed = await asyncio.to_thread(parse_package, data, sha256=p.sha256)
     body = {
         **_package_json(p),
-        "summary": summarise(parsed, decode_attachments=False),
+        "summary": await _summary(hub, p),
         "deliveries": [_delivery_json(d) for d in ds],
     }
     return web.json_response(body, dumps=lambda o: json.dumps(o, ensure_ascii=False, default=str))
