@@ -127,17 +127,22 @@ async def _organ(a: argparse.Namespace, admin: DirectoryAdmin, _s: Store) -> int
     return 0
 
 
+async def _known(store: Store, system_id: str) -> bool:
+    if system_id in (await store.directory()).systems:
+        return True
+    print(f"no system {system_id}")
+    return False
+
+
 async def _token(a: argparse.Namespace, admin: DirectoryAdmin, store: Store) -> int:
-    if a.system_id not in (await store.directory()).systems:
-        print(f"no system {a.system_id}")
+    if not await _known(store, a.system_id):
         return 2
     print(await admin.issue_token(a.system_id))
     return 0
 
 
 async def _vxp_secret(a: argparse.Namespace, admin: DirectoryAdmin, store: Store) -> int:
-    if a.system_id not in (await store.directory()).systems:
-        print(f"no system {a.system_id}")
+    if not await _known(store, a.system_id):
         return 2
     print(await admin.issue_vxp_secret(a.system_id))
     return 0

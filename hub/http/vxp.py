@@ -19,6 +19,7 @@ import hashlib
 import json
 import time
 from collections.abc import Awaitable, Callable
+from dataclasses import replace
 from typing import Any
 
 import structlog
@@ -35,7 +36,7 @@ from hub.service.directory_admin import DirectoryAdmin
 from hub.service.hub import Hub
 from hub.service.intake import Submission
 from hub.vxp import protocol as vxp
-from hub.vxp.auth import VxpCaller, authenticate
+from hub.vxp.auth import SYSTEM_HEADER, VxpCaller, authenticate, header
 
 log = structlog.get_logger(__name__)
 
@@ -157,18 +158,21 @@ async def received_list(hub: Hub, vc: VxpCaller, request: web.Request) -> web.Re
     return answer(vxp.ok(data=[_received_item(i.delivery, i.package) for i in items]))
 
 
-async def get_edoc(hub: Hub, vc: VxpCaller, request: web.Request) -> web.Response:
+async def _take(hub: Hub, vc: VxpCaller) -> bytes:
+    """The received document's bytes; the delivery becomes ``fetched``."""
     d, p = await _my_delivery(hub, vc, _doc_id(vc.params))
     data = await hub.blobs.get(p.sha256)
     await dl.mark_fetched(hub.store, hub.clock, d, f"system:{vc.caller.system_id}")
+    return data
+
+
+async def get_edoc(hub: Hub, vc: VxpCaller, request: web.Request) -> web.Response:
+    data = await _take(hub, vc)
     return answer(vxp.ok(data=base64.b64encode(data).decode("ascii")))
 
 
 async def download_edoc(hub: Hub, vc: VxpCaller, request: web.Request) -> web.Response:
-    d, p = await _my_delivery(hub, vc, _doc_id(vc.params))
-    data = await hub.blobs.get(p.sha256)
-    await dl.mark_fetched(hub.store, hub.clock, d, f"system:{vc.caller.system_id}")
-    return web.Response(body=data, content_type="application/xml")
+    return web.Response(body=await _take(hub, vc), content_type="application/xml")
 
 
 async def update_status(hub: Hub, vc: VxpCaller, request: web.Request) -> web.Response:
@@ -179,7 +183,7 @@ async def update_status(hub: Hub, vc: VxpCaller, request: web.Request) -> web.Re
     actor = f"system:{vc.caller.system_id}"
     if status == "processing":
         if d.state not in _IN_INBOX:
-            raise HubErrorBackwards(d.state)
+            raise StatusBackwards(d.state)
         await dl.mark_fetched(hub.store, hub.clock, d, actor)
     else:
         reason = "updateStatus fail (VXP)" if status == "fail" else None
@@ -187,7 +191,7 @@ async def update_status(hub: Hub, vc: VxpCaller, request: web.Request) -> web.Re
     return answer(vxp.ok())
 
 
-class HubErrorBackwards(InputError):
+class StatusBackwards(InputError):
     code = "vxp_status_backwards"
     http_status = 409
     vxp_code = "20"
@@ -376,8 +380,6 @@ async def delete_agency(hub: Hub, vc: VxpCaller, request: web.Request) -> web.Re
     if organ is None or organ.system_id != vc.caller.system_id:
         raise NotFound(f"no agency {code!r} of this system", code="organ_not_found")
     if not organ.closed:
-        from dataclasses import replace  # noqa: PLC0415
-
         await admin.put_organ(replace(organ, closed=True))
         await hub.directory.load()
     return answer(vxp.ok())
@@ -436,10 +438,8 @@ async def _record(hub: Hub, request: web.Request, op: str, exc: HubError) -> Non
     """A ledger record of a refused VXP call (intake records its own refusals)."""
     if exc.recorded:
         return
-    signed_system = None
-    for k, v in request.raw_headers:
-        if k.lower() == b"xroadvnpt-systemid":
-            signed_system = v.decode("utf-8", "replace")[:64]
+    claimed = header(request.raw_headers, SYSTEM_HEADER)
+    signed_system = claimed.decode("utf-8", "replace")[:64] if claimed else None
     event = Event(
         "refused",
         hub.clock.now_us(),

@@ -232,20 +232,8 @@ class Intake:
         existing = await self.store.package_by_sha256(sub.sha256)
         if existing is None:
             return None
-        await self.store.append_events(
-            [
-                Event(
-                    "duplicate",
-                    self.clock.now_us(),
-                    existing.id,
-                    organ=existing.sender_organ,
-                    actor=f"system:{caller.system_id}",
-                    data={"key": "upstream_echo", "upstream_id": sub.upstream_id},
-                )
-            ]
-        )
-        deliveries = tuple(await self.store.deliveries(existing.id))
-        return Accepted(existing, deliveries, existing.signature, duplicate=True)
+        data = {"key": "upstream_echo", "upstream_id": sub.upstream_id}
+        return await self._answer_duplicate(existing, f"system:{caller.system_id}", data)
 
     async def _commit(self, sub: Submission, caller: Caller, ex: _Examined) -> Accepted:
         pkg = ex.parsed.package
@@ -379,24 +367,24 @@ class Intake:
                 code="duplicate_document",
                 details={"existing_id": existing.id},
             )
-        await self.store.append_events(
-            [
-                Event(
-                    "duplicate",
-                    self.clock.now_us(),
-                    existing.id,
-                    organ=row.sender_organ,
-                    actor=actor,
-                    data={"key": dup.key, "sha256": row.sha256, "kind": row.kind},
-                )
-            ]
+        data = {"key": dup.key, "sha256": row.sha256, "kind": row.kind}
+        return await self._answer_duplicate(existing, actor, data, organ=row.sender_organ)
+
+    async def _answer_duplicate(
+        self, existing: PackageRow, actor: str, data: dict[str, Any], *, organ: str | None = None
+    ) -> Accepted:
+        """Record the repeat as a ``duplicate`` event; answer with the package already held."""
+        event = Event(
+            "duplicate",
+            self.clock.now_us(),
+            existing.id,
+            organ=organ or existing.sender_organ,
+            actor=actor,
+            data=data,
         )
-        return Accepted(
-            existing,
-            tuple(await self.store.deliveries(existing.id)),
-            existing.signature,
-            duplicate=True,
-        )
+        await self.store.append_events([event])
+        deliveries = tuple(await self.store.deliveries(existing.id))
+        return Accepted(existing, deliveries, existing.signature, duplicate=True)
 
     async def _record_refusal(self, sub: Submission, caller: Caller, exc: HubError) -> None:
         event = Event(

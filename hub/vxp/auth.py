@@ -28,7 +28,7 @@ log = structlog.get_logger(__name__)
 
 _SIGN = vxp.SIGN_HEADER.lower().encode("latin-1")
 _HASH = vxp.HASH_HEADER.lower().encode("latin-1")
-_SYSTEM = (vxp.PREFIX + "systemid").lower().encode("latin-1")
+SYSTEM_HEADER = (vxp.PREFIX + "systemid").lower().encode("latin-1")
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,7 +37,7 @@ class VxpCaller:
     params: dict[str, str]  # from the signed JSON, without the XroadVnpt- prefix
 
 
-def _header(raw_headers: Iterable[tuple[bytes, bytes]], name: bytes) -> bytes | None:
+def header(raw_headers: Iterable[tuple[bytes, bytes]], name: bytes) -> bytes | None:
     for k, v in raw_headers:
         if k.lower() == name:
             return v
@@ -58,8 +58,8 @@ async def authenticate(
     strict_window_s: float,
 ) -> VxpCaller:
     raw_headers = list(raw_headers)
-    raw = _header(raw_headers, _SIGN)
-    presented = _header(raw_headers, _HASH)
+    raw = header(raw_headers, _SIGN)
+    presented = header(raw_headers, _HASH)
     if raw is None or presented is None:
         raise _refuse(
             "missing XroadVnpt-sign-header or XroadVnpt-hash-header", code="missing_credentials"
@@ -76,7 +76,7 @@ async def authenticate(
     if not isinstance(signed, dict):
         raise _refuse("XroadVnpt-sign-header is not a JSON object")
     system_id = signed.get(vxp.PREFIX + "systemid")
-    loose = _header(raw_headers, _SYSTEM)
+    loose = header(raw_headers, SYSTEM_HEADER)
     if not isinstance(system_id, str) or (
         loose is not None and loose.decode("utf-8", "replace") != system_id
     ):
