@@ -7,8 +7,9 @@ concurrent commits itself. Queries are the shared ``?`` SQL, rewritten once to
 
 from __future__ import annotations
 
+import contextlib
 import re
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from functools import lru_cache
 from typing import Any, TypeVar
 
@@ -16,13 +17,19 @@ import asyncpg
 import structlog
 
 from adapters.sql.schema import MIGRATIONS, statements
-from adapters.sql.store import Row, SqlStore, Tx
+from adapters.sql.store import SqlStore
+from adapters.sql.tx import Row, Tx
 from hub.errors import Unavailable
 
 T = TypeVar("T")
 log = structlog.get_logger(__name__)
 
 _MIGRATION_LOCK = 0x6C69656E  # advisory lock id ("lien") held while migrating
+_SEAL_LOCK = 0x6C740001  # held by the one process sealing the ledger
+# Every write transaction holds this lock shared; the sealer takes it exclusively for an
+# instant, so that no transaction that drew an event sequence number is still open when it
+# reads the highest one (identity values are drawn before commit and can commit out of order).
+_WRITE_BARRIER = 0x6C740002
 
 
 @lru_cache(maxsize=512)
@@ -122,7 +129,36 @@ class PostgresStore(SqlStore):
             raise Unavailable("the PostgreSQL store is not open", code="store_unavailable")
         try:
             async with self._pool.acquire() as conn, conn.transaction():
+                await conn.execute("SELECT pg_advisory_xact_lock_shared($1)", _WRITE_BARRIER)
                 return await fn(_PgTx(conn))
+        except _TRANSIENT as exc:
+            raise Unavailable(f"PostgreSQL unavailable: {exc}", code="store_unavailable") from exc
+
+    @contextlib.asynccontextmanager
+    async def seal_lock(self) -> AsyncIterator[bool]:
+        if self._pool is None:
+            raise Unavailable("the PostgreSQL store is not open", code="store_unavailable")
+        try:
+            async with self._pool.acquire() as conn:
+                got = bool(await conn.fetchval("SELECT pg_try_advisory_lock($1)", _SEAL_LOCK))
+                try:
+                    yield got
+                finally:
+                    if got:
+                        await conn.execute("SELECT pg_advisory_unlock($1)", _SEAL_LOCK)
+        except _TRANSIENT as exc:
+            raise Unavailable(f"PostgreSQL unavailable: {exc}", code="store_unavailable") from exc
+
+    async def seal_barrier(self) -> int:
+        if self._pool is None:
+            raise Unavailable("the PostgreSQL store is not open", code="store_unavailable")
+        try:
+            async with self._pool.acquire() as conn:
+                await conn.execute("SELECT pg_advisory_lock($1)", _WRITE_BARRIER)
+                try:
+                    return int(await conn.fetchval("SELECT COALESCE(MAX(seq), 0) FROM events"))
+                finally:
+                    await conn.execute("SELECT pg_advisory_unlock($1)", _WRITE_BARRIER)
         except _TRANSIENT as exc:
             raise Unavailable(f"PostgreSQL unavailable: {exc}", code="store_unavailable") from exc
 

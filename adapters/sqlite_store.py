@@ -11,8 +11,9 @@ interleave. Reads use a separate connection (WAL lets them run beside the writer
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import sqlite3
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, TypeVar
@@ -20,7 +21,8 @@ from typing import Any, TypeVar
 import structlog
 
 from adapters.sql.schema import MIGRATIONS, statements
-from adapters.sql.store import Row, SqlStore, Tx
+from adapters.sql.store import SqlStore
+from adapters.sql.tx import Row, Tx
 from hub.errors import Unavailable
 
 T = TypeVar("T")
@@ -59,8 +61,9 @@ class SqliteStore(SqlStore):
         # The commit (the fsync) runs on its own thread: queued behind blob writes in the
         # shared default executor it would stall every waiting request.
         self._commit_pool = ThreadPoolExecutor(1, thread_name_prefix="sqlite-commit")
-        self.commits = 0
-        self._stopping = False  # transactions actually committed (for the benchmark's record)
+        self.commits = 0  # transactions actually committed (for the benchmark's record)
+        self._stopping = False
+        self._sealing = asyncio.Lock()
 
     def _connect(self) -> sqlite3.Connection:
         conn = sqlite3.connect(
@@ -117,6 +120,23 @@ class SqliteStore(SqlStore):
         if self._reader is None:
             raise Unavailable("the SQLite store is not open", code="store_unavailable")
         return await fn(_SqliteTx(self._reader))
+
+    @contextlib.asynccontextmanager
+    async def seal_lock(self) -> AsyncIterator[bool]:
+        # One process owns a SQLite file; the lock only keeps two rounds from overlapping.
+        if self._sealing.locked():
+            yield False
+            return
+        async with self._sealing:
+            yield True
+
+    async def seal_barrier(self) -> int:
+        # One writer commits whole batches, and a rolled-back unit gives its sequence numbers
+        # back, so every event the reader sees is final.
+        async def q(tx: Tx) -> int:
+            return int((await tx.fetch("SELECT COALESCE(MAX(seq), 0) AS m FROM events"))[0]["m"])
+
+        return await self._read(q)
 
     async def _run(self) -> None:
         while True:

@@ -95,6 +95,19 @@ class VxpConfig:
 
 
 @dataclass
+class LedgerConfig:
+    origin: str = "lienthong.local"  # this ledger's name, in its genesis leaf and checkpoints
+    key_file: str = "var/dev/pki/hub/hub.key"  # the hub's key: signs checkpoints
+    cert_file: str = "var/dev/pki/hub/hub.pem"
+    ca_file: str = "var/dev/pki/ca/ca.pem"  # issuer(s) of cert_file: chain and trust anchor
+    seal: bool = True  # this process may seal (one sealer at a time in any case)
+    seal_s: float = 5.0  # checkpoint interval
+    checkpoint_size: int = 65_536  # at most this many new leaves per checkpoint
+    retention_days: int = 0  # purge package bytes this many days after receipt (0: never)
+    purge_s: float = 3600.0  # how often the retention purge runs
+
+
+@dataclass
 class LogConfig:
     format: str = "auto"  # auto | json | console
     level: str = "info"
@@ -111,6 +124,7 @@ class Config:
     delivery: DeliveryConfig = field(default_factory=DeliveryConfig)
     upstream: UpstreamConfig = field(default_factory=UpstreamConfig)
     vxp: VxpConfig = field(default_factory=VxpConfig)
+    ledger: LedgerConfig = field(default_factory=LedgerConfig)
     log: LogConfig = field(default_factory=LogConfig)
 
     def redacted(self) -> dict[str, Any]:

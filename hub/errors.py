@@ -128,6 +128,14 @@ class UpstreamRejected(HubError):
     vxp_code = "20"
 
 
+class LedgerCorrupt(HubError):
+    """Stored ledger data (events, tiles, checkpoints) does not add up."""
+
+    code = "ledger_corrupt"
+    http_status = 500
+    vxp_code = "20"
+
+
 class ConfigError(HubError):
     code = "config_error"
     http_status = 500

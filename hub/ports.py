@@ -7,17 +7,20 @@ application factory receives whichever implementations the configuration chose.
 from __future__ import annotations
 
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
 from hub.records import (
     CertBinding,
+    Checkpoint,
     Credential,
     DeliveryRow,
     Event,
     InboxItem,
     IntakeCommit,
+    LedgerEvent,
     Organ,
     OutboxItem,
     PackageRow,
@@ -55,7 +58,44 @@ class Directory:
         return organ
 
 
-class Store(Protocol):
+class LedgerStore(Protocol):
+    """The sealed ledger: genesis, tiles of the Merkle tree, signed checkpoints."""
+
+    async def ledger_genesis(self, origin: str | None, now_us: int) -> tuple[str, int] | None:
+        """The ledger's (origin, created_us); written on first use unless ``origin`` is None."""
+        ...
+
+    def seal_lock(self) -> AbstractAsyncContextManager[bool]:
+        """Yield True when this process may seal now (one sealer across processes)."""
+        ...
+
+    async def seal_barrier(self) -> int:
+        """The highest event sequence below which no transaction can still add an event."""
+        ...
+
+    async def ledger_events(
+        self, after_seq: int, upto_seq: int, limit: int
+    ) -> list[LedgerEvent]: ...
+    async def package_ledger_events(self, package_id: str) -> list[LedgerEvent]: ...
+    async def tiles(self, keys: Sequence[tuple[int, int]]) -> dict[tuple[int, int], bytes]: ...
+    async def put_seal(
+        self, tiles: Mapping[tuple[int, int], bytes], checkpoint: Checkpoint, cert_pem: str
+    ) -> None:
+        """Write the grown tiles and the new checkpoint in one transaction."""
+        ...
+
+    async def checkpoints(self, after_size: int, limit: int) -> list[Checkpoint]: ...
+    async def latest_checkpoint(self) -> Checkpoint | None: ...
+    async def checkpoint_at_least(self, size: int) -> Checkpoint | None:
+        """The earliest checkpoint whose tree has at least ``size`` leaves."""
+        ...
+
+    async def certificate(self, key_id: str) -> str | None:
+        """The PEM certificate (with its chain) that signs checkpoints under ``key_id``."""
+        ...
+
+
+class Store(LedgerStore, Protocol):
     """Ledger, deliveries, outbox and directory: the hub's durable state."""
 
     # True when a commit that failed (connection lost) may still have happened on the

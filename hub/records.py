@@ -168,3 +168,30 @@ class Stats:
     overdue_acks: int
     outbox: int
     oldest_upstream_age_s: float = 0.0  # oldest upstream delivery not yet forwarded
+    last_event_seq: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class LedgerEvent:
+    """An event as the ledger hashes it: ``data_json`` is the stored text, byte for byte."""
+
+    seq: int
+    type: str
+    at_us: int
+    package_id: str | None
+    delivery_id: str | None
+    organ: str | None
+    actor: str | None
+    data_json: str
+
+
+@dataclass(frozen=True, slots=True)
+class Checkpoint:
+    """A signed statement of the ledger tree: its size and root at a time."""
+
+    origin: str
+    size: int
+    root: bytes
+    at_us: int
+    key_id: str  # SHA-256 fingerprint of the signing certificate
+    signature: bytes

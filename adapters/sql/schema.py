@@ -12,8 +12,16 @@ from typing import Literal
 Dialect = Literal["sqlite", "postgres"]
 
 _TOKENS: dict[Dialect, dict[str, str]] = {
-    "sqlite": {"serial_pk": "INTEGER PRIMARY KEY AUTOINCREMENT", "bool": "INTEGER"},
-    "postgres": {"serial_pk": "BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY", "bool": "INTEGER"},
+    "sqlite": {
+        "serial_pk": "INTEGER PRIMARY KEY AUTOINCREMENT",
+        "bool": "INTEGER",
+        "blob": "BLOB",
+    },
+    "postgres": {
+        "serial_pk": "BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY",
+        "bool": "INTEGER",
+        "blob": "BYTEA",
+    },
 }
 
 MIGRATIONS: tuple[tuple[str, ...], ...] = (
@@ -67,6 +75,25 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         "CREATE INDEX vxp_stamps_seen ON vxp_stamps (seen_us)",
         "CREATE INDEX packages_system ON packages (system_id, received_us)",
         "CREATE INDEX packages_sha256 ON packages (sha256)",
+    ),
+    # 3: the sealed ledger, audit queries, retention
+    (
+        "CREATE TABLE ledger_info (id INTEGER PRIMARY KEY, origin TEXT NOT NULL, "
+        "created_us BIGINT NOT NULL)",
+        "CREATE TABLE ledger_tiles (level INTEGER NOT NULL, idx BIGINT NOT NULL, "
+        "hashes {blob} NOT NULL, PRIMARY KEY (level, idx))",
+        "CREATE TABLE checkpoints (size BIGINT PRIMARY KEY, root {blob} NOT NULL, "
+        "at_us BIGINT NOT NULL, origin TEXT NOT NULL, key_id TEXT NOT NULL, "
+        "signature {blob} NOT NULL)",
+        "CREATE TABLE ledger_keys (key_id TEXT PRIMARY KEY, cert_pem TEXT NOT NULL)",
+        "CREATE INDEX events_type ON events (type, at_us)",
+        "CREATE INDEX packages_sender ON packages (sender_organ, received_us)",
+        "CREATE INDEX packages_doc ON packages (document_id)",
+        "CREATE INDEX packages_code ON packages (code)",
+        "CREATE INDEX deliveries_recipient ON deliveries (recipient, package_id)",
+        "ALTER TABLE packages ADD COLUMN purged_us BIGINT",
+        "CREATE TABLE legal_holds (package_id TEXT PRIMARY KEY, reason TEXT NOT NULL, "
+        "actor TEXT NOT NULL, at_us BIGINT NOT NULL)",
     ),
 )
 

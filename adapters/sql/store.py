@@ -11,8 +11,10 @@ from __future__ import annotations
 import abc
 import json
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from typing import Any, Protocol, TypeVar
+from typing import Any, TypeVar
 
+from adapters.sql.ledger import SqlLedger
+from adapters.sql.tx import Row, Tx
 from hub.ports import Directory, Duplicate
 from hub.records import (
     FINAL_STATES,
@@ -31,13 +33,6 @@ from hub.records import (
 )
 
 T = TypeVar("T")
-Row = Mapping[str, Any]
-
-
-class Tx(Protocol):
-    async def execute(self, sql: str, *params: Any) -> int: ...
-    async def executemany(self, sql: str, rows: Sequence[Sequence[Any]]) -> None: ...
-    async def fetch(self, sql: str, *params: Any) -> list[Row]: ...
 
 
 def _json(data: Mapping[str, Any]) -> str:
@@ -132,7 +127,7 @@ async def _insert_outbox(tx: Tx, items: Sequence[OutboxItem]) -> None:
         )
 
 
-class SqlStore(abc.ABC):
+class SqlStore(SqlLedger, abc.ABC):
     """Shared implementation of ``hub.ports.Store``."""
 
     @abc.abstractmethod
@@ -647,6 +642,7 @@ class SqlStore(abc.ABC):
                 "JOIN packages p ON p.id = d.package_id "
                 "WHERE d.route = 'upstream' AND d.state IN ('pending', 'retrying')"
             )
+            last = await tx.fetch("SELECT COALESCE(MAX(seq), 0) AS m FROM events")
             oldest = open_[0]["oldest"]
             up = upstream[0]["oldest"]
             return Stats(
@@ -655,6 +651,7 @@ class SqlStore(abc.ABC):
                 dead=int(dead[0]["n"]),
                 overdue_acks=int(overdue[0]["n"]),
                 outbox=int(outbox[0]["n"]),
+                last_event_seq=int(last[0]["m"]),
                 oldest_upstream_age_s=(now_us - up) / 1e6 if up else 0.0,
             )
 

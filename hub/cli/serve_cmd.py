@@ -75,7 +75,9 @@ def dev_config(base: Path, port: int) -> str:
         f'[blobs]\npath = "{base}/blobs"\n\n[broker]\nkind = "embedded"\n\n'
         f'[trust]\ndir = "{base}/pki/trust"\n\n[intake]\ndefault_policy = "if-present"\n\n'
         '[upstream]\nkind = "double"\n\n'
-        f'[vxp]\nbase_path = "/vxp"\nkey_file = "{base}/vxp.key"\n'
+        f'[vxp]\nbase_path = "/vxp"\nkey_file = "{base}/vxp.key"\n\n'
+        f'[ledger]\nkey_file = "{base}/pki/hub/hub.key"\ncert_file = "{base}/pki/hub/hub.pem"\n'
+        f'ca_file = "{base}/pki/ca/ca.pem"\n'
     )
 
 

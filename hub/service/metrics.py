@@ -88,3 +88,17 @@ class Metrics:
             "Age of the oldest package waiting to be forwarded upstream",
             registry=r,
         )
+        self.ledger_size = Gauge(
+            "lienthong_ledger_sealed_leaves", "Leaves in the latest signed checkpoint", registry=r
+        )
+        self.ledger_checkpoint_age = Gauge(
+            "lienthong_ledger_checkpoint_age_seconds",
+            "Age of the latest signed checkpoint",
+            registry=r,
+        )
+        self.ledger_unsealed = Gauge(
+            "lienthong_ledger_unsealed_events", "Events not yet in a checkpoint", registry=r
+        )
+        self.purged = Counter(
+            "lienthong_retention_purged_total", "Package bodies purged by retention", registry=r
+        )

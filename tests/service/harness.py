@@ -68,6 +68,10 @@ def config(tmp: Path, pki_dir: Path, backend: str, **overrides: Any) -> Config:
     cfg.blobs.path = str(tmp / "blobs")
     cfg.trust.dir = str(pki_dir / "trust")
     cfg.vxp.key_file = str(tmp / "vxp.key")
+    cfg.ledger.key_file = str(pki_dir / "hub" / "hub.key")
+    cfg.ledger.cert_file = str(pki_dir / "hub" / "hub.pem")
+    cfg.ledger.ca_file = str(pki_dir / "ca" / "ca.pem")
+    cfg.ledger.seal_s = 0.5
     cfg.upstream.kind = "double"
     cfg.upstream.poll_s = 3600.0  # tests drive the poller themselves (no races)
     cfg.delivery.base_s = 0.05
