@@ -64,3 +64,9 @@ class FileBlobStore:
 
     async def exists(self, sha256: str) -> bool:
         return self._path(sha256).exists()
+
+    async def delete(self, sha256: str) -> None:
+        path = self._path(sha256)
+        await asyncio.get_running_loop().run_in_executor(
+            self._pool, lambda: path.unlink(missing_ok=True)
+        )

@@ -106,6 +106,14 @@ class NotFound(HubError):
     vxp_code = "404"
 
 
+class Gone(HubError):
+    """It existed, and the record of it remains, but the bytes were purged (retention)."""
+
+    code = "gone"
+    http_status = 410
+    vxp_code = "404"
+
+
 class Conflict(HubError):
     code = "conflict"
     http_status = 409

@@ -13,6 +13,8 @@ from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
 from hub.records import (
+    AuditQuery,
+    AuditRow,
     CertBinding,
     Checkpoint,
     Credential,
@@ -95,7 +97,36 @@ class LedgerStore(Protocol):
         ...
 
 
-class Store(LedgerStore, Protocol):
+class AuditStore(Protocol):
+    """Audit queries over packages and deliveries; retention and legal hold."""
+
+    async def audit(
+        self, query: AuditQuery, *, after: tuple[int, str] | None, limit: int
+    ) -> list[AuditRow]:
+        """Newest first; ``after`` is the (received_us, package id) of the last row seen."""
+        ...
+
+    async def purged(self, package_id: str) -> int | None: ...
+    async def purge_due(self, received_before_us: int, limit: int) -> list[PackageRow]:
+        """Packages old enough to purge: not purged yet, not under legal hold."""
+        ...
+
+    async def mark_purged(self, package_id: str, event: Event) -> bool:
+        """Record the purge (and its tombstone event); False if held or already purged."""
+        ...
+
+    async def sha256_in_use(self, sha256: str) -> bool:
+        """True while some package with these bytes is not purged."""
+        ...
+
+    async def set_hold(self, package_id: str, reason: str | None, event: Event) -> bool:
+        """Place (reason) or lift (None) a legal hold; False when nothing changed."""
+        ...
+
+    async def holds(self) -> dict[str, str]: ...
+
+
+class Store(LedgerStore, AuditStore, Protocol):
     """Ledger, deliveries, outbox and directory: the hub's durable state."""
 
     # True when a commit that failed (connection lost) may still have happened on the
@@ -189,6 +220,9 @@ class BlobStore(Protocol):
     async def put(self, sha256: str, data: bytes) -> str: ...
     async def get(self, sha256: str) -> bytes: ...
     async def exists(self, sha256: str) -> bool: ...
+    async def delete(self, sha256: str) -> None:
+        """Remove the bytes (retention); absent bytes are not an error."""
+        ...
 
 
 @dataclass(frozen=True, slots=True)

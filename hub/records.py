@@ -195,3 +195,32 @@ class Checkpoint:
     at_us: int
     key_id: str  # SHA-256 fingerprint of the signing certificate
     signature: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class AuditQuery:
+    """Audit filters; every one optional, all combined with AND."""
+
+    sender: str | None = None
+    recipient: str | None = None
+    document_id: str | None = None
+    code: str | None = None
+    subject: str | None = None  # words, each must appear (case-insensitive)
+    kind: str | None = None
+    business_type: int | None = None
+    state: str | None = None  # delivery state of any recipient
+    business_status: str | None = None
+    signature: str | None = None  # signature outcome
+    since_us: int | None = None
+    until_us: int | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        return {k: getattr(self, k) for k in self.__slots__ if getattr(self, k) is not None}
+
+
+@dataclass(frozen=True, slots=True)
+class AuditRow:
+    package: PackageRow
+    deliveries: tuple[DeliveryRow, ...]
+    purged_us: int | None = None
+    held: bool = False

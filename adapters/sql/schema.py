@@ -92,6 +92,8 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         "CREATE INDEX packages_code ON packages (code)",
         "CREATE INDEX deliveries_recipient ON deliveries (recipient, package_id)",
         "ALTER TABLE packages ADD COLUMN purged_us BIGINT",
+        "ALTER TABLE packages ADD COLUMN signature_outcome TEXT",
+        "CREATE INDEX packages_received_id ON packages (received_us, id)",
         "CREATE TABLE legal_holds (package_id TEXT PRIMARY KEY, reason TEXT NOT NULL, "
         "actor TEXT NOT NULL, at_us BIGINT NOT NULL)",
     ),

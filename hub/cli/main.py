@@ -11,7 +11,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from hub.cli import client_cmd, directory_cmd, edxml_cmd, pki_cmd, serve_cmd
+from hub.cli import client_cmd, directory_cmd, edxml_cmd, ledger_cmd, pki_cmd, serve_cmd
 from hub.errors import ConfigError, HubError
 
 EXIT_OK = 0
@@ -33,6 +33,7 @@ def build_parser() -> argparse.ArgumentParser:
     serve_cmd.register(sub)
     directory_cmd.register(sub)
     client_cmd.register(sub)
+    ledger_cmd.register(sub)
     return parser
 
 

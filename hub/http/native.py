@@ -22,7 +22,7 @@ from aiohttp import web
 
 from hub.edxml.parser import parse_package
 from hub.edxml.summary import summarise
-from hub.errors import Forbidden, InputError, NotFound, PackageTooLarge
+from hub.errors import Forbidden, Gone, InputError, NotFound, PackageTooLarge
 from hub.http.app import HUB
 from hub.records import DeliveryRow, InboxItem, PackageRow, State
 from hub.service import delivery as dl
@@ -141,6 +141,17 @@ async def submit(request: web.Request) -> web.Response:
     return web.json_response(result.as_dict(), status=200 if result.duplicate else 202)
 
 
+async def json_object(request: web.Request) -> dict[str, Any]:
+    """An optional JSON object body ({} when there is none)."""
+    try:
+        body = await request.json() if request.can_read_body else {}
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise InputError("the body must be JSON", code="bad_json") from exc
+    if not isinstance(body, dict):
+        raise InputError("the body must be a JSON object", code="bad_json")
+    return body
+
+
 def _int(request: web.Request, name: str, default: int | None = None) -> int | None:
     raw = request.query.get(name)
     if raw is None:
@@ -190,6 +201,10 @@ async def inbox(request: web.Request) -> web.Response:
 async def fetch(request: web.Request) -> web.Response:
     hub, caller = _caller(request)
     p, ds = await _access(hub, caller, request.match_info["id"])
+    if await hub.store.purged(p.id) is not None:
+        raise Gone(
+            f"the bytes of package {p.id} were purged under retention", code="package_purged"
+        )
     data = await hub.blobs.get(p.sha256)
     for d in ds:
         if d.recipient in caller.organs:
@@ -295,10 +310,7 @@ async def organs(request: web.Request) -> web.Response:
 async def resend(request: web.Request) -> web.Response:
     hub, caller = _caller(request)
     caller.require_role("admin")
-    try:
-        body = await request.json() if request.can_read_body else {}
-    except ValueError as exc:
-        raise InputError("the body must be JSON", code="bad_json") from exc
+    body = await json_object(request)
     reason = str(body.get("reason") or "resent by an administrator")
     item = await dl.resend(
         hub.store, hub.clock, request.match_info["id"], f"system:{caller.system_id}", reason

@@ -38,6 +38,7 @@ from hub.service.directory_cache import DirectoryCache
 from hub.service.intake import Intake
 from hub.service.metrics import Metrics
 from hub.service.relay import OutboxRelay
+from hub.service.retention import Retention
 from hub.service.topology import ROUTES, queue_name, routing_key
 from hub.service.upstream import UpstreamPoller
 from hub.signature.policy import SignaturePolicy
@@ -144,6 +145,14 @@ class Hub:
             interval_s=cfg.ledger.seal_s,
             checkpoint_size=cfg.ledger.checkpoint_size,
         )
+        self.retention = Retention(
+            parts.store,
+            parts.blobs,
+            parts.clock,
+            self.metrics,
+            days=cfg.ledger.retention_days,
+            interval_s=cfg.ledger.purge_s,
+        )
         if parts.breaker is not None:
             breaker = parts.breaker
             self.metrics.upstream_circuit.set_function(lambda: float(breaker.is_open))
@@ -189,6 +198,8 @@ class Hub:
             self._tasks.append(asyncio.create_task(self.poller.run(), name="upstream-poller"))
         if self.cfg.ledger.seal:
             self._tasks.append(asyncio.create_task(self.sealer.run(), name="ledger-sealer"))
+        if self.cfg.ledger.retention_days > 0:
+            self._tasks.append(asyncio.create_task(self.retention.run(), name="retention"))
         log.info("hub_started", store=self.cfg.store.kind, broker=self.cfg.broker.kind)
 
     async def stop(self) -> None:

@@ -21,6 +21,7 @@ from hub.pki import init_pki
 from hub.ports import Store, SystemClock
 from hub.records import Event
 from tests.service import harness
+from tests.service.conftest import hut, pki_dir  # noqa: F401 - fixtures shared with these tests
 
 
 @pytest.fixture(scope="session")
@@ -30,14 +31,14 @@ def ledger_pki(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return root
 
 
-def signer_for(pki_dir: Path) -> CheckpointSigner:
+def signer_for(pki: Path) -> CheckpointSigner:
     return CheckpointSigner.from_files(
-        pki_dir / "hub" / "hub.key", pki_dir / "hub" / "hub.pem", pki_dir / "ca" / "ca.pem"
+        pki / "hub" / "hub.key", pki / "hub" / "hub.pem", pki / "ca" / "ca.pem"
     )
 
 
-def anchors_for(pki_dir: Path) -> list[x509.Certificate]:
-    return x509.load_pem_x509_certificates((pki_dir / "ca" / "ca.pem").read_bytes())
+def anchors_for(pki: Path) -> list[x509.Certificate]:
+    return x509.load_pem_x509_certificates((pki / "ca" / "ca.pem").read_bytes())
 
 
 @dataclass

@@ -15,7 +15,9 @@ async def test_nothing_but_health_checks_answers_without_credentials(hut: HubUnd
     for resource in hut.client.app.router.resources():
         info = resource.get_info()
         path = info.get("path") or info.get("formatter", "")
-        concrete = path.replace("{id}", "00000000-0000-0000-0000-000000000000")
+        concrete = path.replace("{id}", "00000000-0000-0000-0000-000000000000").replace(
+            "{fmt}", "csv"
+        )
         if "{op}" in path:  # the VXP face: every operation, VXP error shape
             checked += await _vxp_needs_credentials(hut)
             continue

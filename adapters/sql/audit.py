@@ -1,0 +1,188 @@
+"""Audit queries, retention and legal hold in portable SQL (a mixin of ``SqlStore``).
+
+Audit results are packages, newest first, keyset-paginated on (received_us, id);
+delivery-level filters are ``EXISTS`` sub-queries so each package appears once. The
+indexes of migration 3 keep a sender + date-range query on an index range scan.
+"""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
+
+from adapters.sql.rows import (
+    _DELIVERY_COLS,
+    _EVENT_INSERT,
+    _PACKAGE_COLS,
+    _delivery,
+    _event_params,
+    _marks,
+    _package,
+)
+from adapters.sql.tx import Tx
+from hub.records import AuditQuery, AuditRow, DeliveryRow, Event, PackageRow
+
+T = TypeVar("T")
+
+_P_COLS = ", ".join(f"p.{c.strip()}" for c in _PACKAGE_COLS.split(","))
+
+
+def _where(q: AuditQuery) -> tuple[list[str], list[Any]]:
+    where: list[str] = []
+    params: list[Any] = []
+    for column, value in (
+        ("p.sender_organ", q.sender),
+        ("p.document_id", q.document_id),
+        ("p.code", q.code),
+        ("p.kind", q.kind),
+        ("p.business_type", q.business_type),
+        ("p.signature_outcome", q.signature),
+    ):
+        if value is not None:
+            where.append(f"{column} = ?")
+            params.append(value)
+    if q.since_us is not None:
+        where.append("p.received_us >= ?")
+        params.append(q.since_us)
+    if q.until_us is not None:
+        where.append("p.received_us < ?")
+        params.append(q.until_us)
+    for word in (q.subject or "").split():
+        where.append("LOWER(p.subject) LIKE ?")
+        params.append(f"%{word.lower()}%")
+    sub: list[str] = []
+    for column, value in (
+        ("d.recipient", q.recipient),
+        ("d.state", q.state),
+        ("d.business_status", q.business_status),
+    ):
+        if value is not None:
+            sub.append(f"{column} = ?")
+            params.append(value)
+    if sub:
+        where.append(
+            "EXISTS (SELECT 1 FROM deliveries d WHERE d.package_id = p.id AND "
+            + " AND ".join(sub)
+            + ")"
+        )
+    return where, params
+
+
+class SqlAudit(abc.ABC):
+    @abc.abstractmethod
+    async def _write(self, fn: Callable[[Tx], Awaitable[T]]) -> T: ...
+
+    @abc.abstractmethod
+    async def _read(self, fn: Callable[[Tx], Awaitable[T]]) -> T: ...
+
+    async def audit(
+        self, query: AuditQuery, *, after: tuple[int, str] | None, limit: int
+    ) -> list[AuditRow]:
+        where, params = _where(query)
+        if after is not None:
+            where.append("(p.received_us < ? OR (p.received_us = ? AND p.id < ?))")
+            params += [after[0], after[0], after[1]]
+        sql = (
+            f"SELECT {_P_COLS}, p.purged_us, h.package_id AS held FROM packages p "
+            "LEFT JOIN legal_holds h ON h.package_id = p.id "
+            f"WHERE {' AND '.join(where) or '1 = 1'} "
+            "ORDER BY p.received_us DESC, p.id DESC LIMIT ?"
+        )
+
+        async def q(tx: Tx) -> list[AuditRow]:
+            rows = await tx.fetch(sql, *params, limit)
+            if not rows:
+                return []
+            ids = [r["id"] for r in rows]
+            by_package: dict[str, list[DeliveryRow]] = {}
+            for d in await tx.fetch(
+                f"SELECT {_DELIVERY_COLS} FROM deliveries WHERE package_id IN "
+                f"({_marks(len(ids))}) ORDER BY seq",
+                *ids,
+            ):
+                by_package.setdefault(d["package_id"], []).append(_delivery(d))
+            return [
+                AuditRow(
+                    _package(r),
+                    tuple(by_package.get(r["id"], ())),
+                    r["purged_us"],
+                    r["held"] is not None,
+                )
+                for r in rows
+            ]
+
+        return await self._read(q)
+
+    async def purged(self, package_id: str) -> int | None:
+        async def q(tx: Tx) -> int | None:
+            rows = await tx.fetch("SELECT purged_us FROM packages WHERE id = ?", package_id)
+            return rows[0]["purged_us"] if rows else None
+
+        return await self._read(q)
+
+    async def purge_due(self, received_before_us: int, limit: int) -> list[PackageRow]:
+        async def q(tx: Tx) -> list[PackageRow]:
+            rows = await tx.fetch(
+                f"SELECT {_P_COLS} FROM packages p WHERE p.received_us < ? "
+                "AND p.purged_us IS NULL AND NOT EXISTS "
+                "(SELECT 1 FROM legal_holds h WHERE h.package_id = p.id) "
+                "ORDER BY p.received_us LIMIT ?",
+                received_before_us,
+                limit,
+            )
+            return [_package(r) for r in rows]
+
+        return await self._read(q)
+
+    async def mark_purged(self, package_id: str, event: Event) -> bool:
+        async def w(tx: Tx) -> bool:
+            changed = await tx.execute(
+                "UPDATE packages SET purged_us = ? WHERE id = ? AND purged_us IS NULL "
+                "AND NOT EXISTS (SELECT 1 FROM legal_holds h WHERE h.package_id = ?)",
+                event.at_us,
+                package_id,
+                package_id,
+            )
+            if changed:
+                await tx.execute(_EVENT_INSERT, *_event_params(event))
+            return changed > 0
+
+        return await self._write(w)
+
+    async def sha256_in_use(self, sha256: str) -> bool:
+        async def q(tx: Tx) -> bool:
+            rows = await tx.fetch(
+                "SELECT 1 AS x FROM packages WHERE sha256 = ? AND purged_us IS NULL LIMIT 1", sha256
+            )
+            return bool(rows)
+
+        return await self._read(q)
+
+    async def set_hold(self, package_id: str, reason: str | None, event: Event) -> bool:
+        async def w(tx: Tx) -> bool:
+            if reason is None:
+                changed = await tx.execute(
+                    "DELETE FROM legal_holds WHERE package_id = ?", package_id
+                )
+            else:
+                changed = await tx.execute(
+                    "INSERT INTO legal_holds (package_id, reason, actor, at_us) VALUES (?,?,?,?) "
+                    "ON CONFLICT DO NOTHING",
+                    package_id,
+                    reason,
+                    event.actor or "",
+                    event.at_us,
+                )
+            if changed:
+                await tx.execute(_EVENT_INSERT, *_event_params(event))
+            return changed > 0
+
+        return await self._write(w)
+
+    async def holds(self) -> dict[str, str]:
+        async def q(tx: Tx) -> dict[str, str]:
+            rows = await tx.fetch("SELECT package_id, reason FROM legal_holds ORDER BY at_us")
+            return {r["package_id"]: r["reason"] for r in rows}
+
+        return await self._read(q)

@@ -1,0 +1,94 @@
+"""Column lists and row conversions shared by the SQL query modules."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from typing import Any
+
+from adapters.sql.tx import Row
+from hub.records import DeliveryRow, Event, PackageRow, State
+
+
+def _json(data: Mapping[str, Any]) -> str:
+    return json.dumps(data, ensure_ascii=False, separators=(",", ":"), sort_keys=True)
+
+
+def _marks(n: int) -> str:
+    return ",".join("?" * n)
+
+
+_PACKAGE_COLS = (
+    "id, sha256, size, kind, sender_organ, system_id, received_us, document_id, code, "
+    "subject, business_type, status_code, response_for_organ, response_for_doc, "
+    "related_package_id, signature, dedupe_key"
+)
+_DELIVERY_COLS = (
+    "seq, id, package_id, recipient, route, state, attempts, next_attempt_us, updated_us, "
+    "last_error, business_status, business_status_us"
+)
+# Built once: every inbox query selects both rows, delivery columns prefixed ``d_``.
+_INBOX_COLS = ", ".join(
+    [f"d.{c.strip()} AS d_{c.strip()}" for c in _DELIVERY_COLS.split(",")]
+    + [f"p.{c.strip()}" for c in _PACKAGE_COLS.split(",")]
+)
+_EVENT_INSERT = (
+    "INSERT INTO events (type, at_us, package_id, delivery_id, organ, actor, data) "
+    "VALUES (?,?,?,?,?,?,?)"
+)
+
+
+def _event_params(e: Event) -> tuple[Any, ...]:
+    return (e.type, e.at_us, e.package_id, e.delivery_id, e.organ, e.actor, _json(e.data))
+
+
+def _package(r: Row) -> PackageRow:
+    return PackageRow(
+        id=r["id"],
+        sha256=r["sha256"],
+        size=r["size"],
+        kind=r["kind"],
+        sender_organ=r["sender_organ"],
+        system_id=r["system_id"],
+        received_us=r["received_us"],
+        document_id=r["document_id"],
+        code=r["code"],
+        subject=r["subject"],
+        business_type=r["business_type"],
+        status_code=r["status_code"],
+        response_for_organ=r["response_for_organ"],
+        response_for_doc=r["response_for_doc"],
+        related_package_id=r["related_package_id"],
+        signature=json.loads(r["signature"]),
+        dedupe_key=r["dedupe_key"],
+    )
+
+
+def _delivery(r: Row, prefix: str = "") -> DeliveryRow:
+    return DeliveryRow(
+        seq=r[prefix + "seq"],
+        id=r[prefix + "id"],
+        package_id=r[prefix + "package_id"],
+        recipient=r[prefix + "recipient"],
+        route=r[prefix + "route"],
+        state=State(r[prefix + "state"]),
+        attempts=r[prefix + "attempts"],
+        next_attempt_us=r[prefix + "next_attempt_us"],
+        updated_us=r[prefix + "updated_us"],
+        last_error=r[prefix + "last_error"],
+        business_status=r[prefix + "business_status"],
+        business_status_us=r[prefix + "business_status_us"],
+    )
+
+
+def _event(r: Row) -> Event:
+    return Event(
+        seq=r["seq"],
+        type=r["type"],
+        at_us=r["at_us"],
+        package_id=r["package_id"],
+        delivery_id=r["delivery_id"],
+        organ=r["organ"],
+        actor=r["actor"],
+        data=json.loads(r["data"]),
+    )

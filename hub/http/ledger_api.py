@@ -1,0 +1,158 @@
+"""Ledger, audit and evidence endpoints (``/api/v1/ledger``, ``/api/v1/audit``).
+
+Auditors and administrators read; only administrators place or lift legal holds.
+Audit queries and exports are recorded as ledger events before they answer.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from aiohttp import web
+
+from hub.errors import InputError
+from hub.http.native import _caller, _delivery_json, _int, _package_json, iso, json_object
+from hub.ledger import evidence, proofs
+from hub.records import AuditRow, LedgerEvent
+from hub.service import audit
+
+_READERS = ("admin", "auditor")
+
+
+def _json(body: Any, status: int = 200) -> web.Response:
+    return web.json_response(
+        body, status=status, dumps=lambda o: json.dumps(o, ensure_ascii=False, default=str)
+    )
+
+
+def audit_json(row: AuditRow) -> dict[str, Any]:
+    return {
+        **_package_json(row.package),
+        "purged_at": iso(row.purged_us),
+        "legal_hold": row.held,
+        "deliveries": [_delivery_json(d) for d in row.deliveries],
+    }
+
+
+def event_json(e: LedgerEvent) -> dict[str, Any]:
+    return {
+        "seq": e.seq,
+        "type": e.type,
+        "at": iso(e.at_us),
+        "delivery_id": e.delivery_id,
+        "organ": e.organ,
+        "actor": e.actor,
+        "data": json.loads(e.data_json),
+    }
+
+
+async def checkpoint(request: web.Request) -> web.Response:
+    hub, _ = _caller(request)  # any authenticated system may see the signed tree head
+    cp = await hub.store.latest_checkpoint()
+    if cp is None:
+        return _json({"checkpoint": None})
+    return _json({"checkpoint": proofs.checkpoint_json(cp), "certificates": hub.signer.chain_pem()})
+
+
+async def inclusion(request: web.Request) -> web.Response:
+    hub, caller = _caller(request)
+    caller.require_role(*_READERS)
+    seq = _int(request, "seq")
+    if seq is None:
+        raise InputError("seq is required", code="bad_parameter")
+    proof = await proofs.inclusion(hub.store, seq, _int(request, "size"))
+    return _json(proof.as_dict())
+
+
+async def consistency(request: web.Request) -> web.Response:
+    hub, caller = _caller(request)
+    caller.require_role(*_READERS)
+    old = _int(request, "old")
+    if old is None:
+        raise InputError("old is required", code="bad_parameter")
+    return _json(await proofs.consistency(hub.store, old, _int(request, "new")))
+
+
+async def events(request: web.Request) -> web.Response:
+    hub, caller = _caller(request)
+    caller.require_role(*_READERS)
+    rows = await hub.store.package_ledger_events(request.match_info["id"])
+    return _json({"package_id": request.match_info["id"], "events": [event_json(r) for r in rows]})
+
+
+async def evidence_bundle(request: web.Request) -> web.Response:
+    hub, caller = _caller(request)
+    caller.require_role(*_READERS)
+    pid = request.match_info["id"]
+    data = await evidence.export_bundle(hub.store, hub.blobs, pid)
+    actor = f"system:{caller.system_id}"
+    await audit.record(hub.store, hub.clock, actor, audit.parse_query({}), f"evidence:{pid}")
+    return web.Response(
+        body=data,
+        content_type="application/json",
+        headers={"Content-Disposition": f'attachment; filename="evidence-{pid}.json"'},
+    )
+
+
+async def audit_packages(request: web.Request) -> web.Response:
+    hub, caller = _caller(request)
+    caller.require_role(*_READERS)
+    query = audit.parse_query(request.query)
+    limit = max(1, min(_int(request, "limit", 100) or 100, 1000))
+    rows, nxt = await audit.page(
+        hub.store,
+        hub.clock,
+        f"system:{caller.system_id}",
+        query,
+        after=request.query.get("after"),
+        limit=limit,
+    )
+    return _json({"items": [audit_json(r) for r in rows], "next": nxt})
+
+
+async def audit_export(request: web.Request) -> web.StreamResponse:
+    hub, caller = _caller(request)
+    caller.require_role(*_READERS)
+    fmt = request.match_info["fmt"]
+    query = audit.parse_query(request.query)
+    chunks = audit.export(hub.store, hub.clock, f"system:{caller.system_id}", query, fmt)
+    first = await anext(chunks)  # validates the format and records the export
+    resp = web.StreamResponse(
+        headers={
+            "Content-Type": "text/csv; charset=utf-8" if fmt == "csv" else "application/x-ndjson",
+            "Content-Disposition": f'attachment; filename="audit.{fmt}"',
+        }
+    )
+    await resp.prepare(request)
+    await resp.write(first)
+    async for chunk in chunks:
+        await resp.write(chunk)
+    await resp.write_eof()
+    return resp
+
+
+async def hold(request: web.Request) -> web.Response:
+    hub, caller = _caller(request)
+    caller.require_role("admin")
+    pid = request.match_info["id"]
+    reason = None
+    if request.method == "POST":
+        reason = str((await json_object(request)).get("reason") or "").strip()
+        if not reason:
+            raise InputError("a legal hold needs a reason", code="reason_required")
+    changed = await hub.retention.hold(pid, reason, f"system:{caller.system_id}")
+    return _json({"package_id": pid, "legal_hold": reason is not None, "changed": changed})
+
+
+def setup(app: web.Application) -> None:
+    r = app.router
+    r.add_get("/api/v1/ledger/checkpoint", checkpoint)
+    r.add_get("/api/v1/ledger/proof/inclusion", inclusion)
+    r.add_get("/api/v1/ledger/proof/consistency", consistency)
+    r.add_get("/api/v1/packages/{id}/events", events)
+    r.add_get("/api/v1/packages/{id}/evidence", evidence_bundle)
+    r.add_get("/api/v1/audit/packages", audit_packages)
+    r.add_get("/api/v1/audit/packages.{fmt}", audit_export)
+    r.add_post("/api/v1/admin/packages/{id}/hold", hold)
+    r.add_delete("/api/v1/admin/packages/{id}/hold", hold)
