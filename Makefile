@@ -14,11 +14,16 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 # Tools the test suite drives from outside Python: the independent xmlsec1 CLI
-# (interoperability tests). Installed from Debian's packages when missing.
+# (interoperability tests) and Debian's chromium (admin console browser tests, driven
+# by Playwright with no browser download). Installed from Debian's packages when missing.
 system-deps:
-	@command -v xmlsec1 >/dev/null 2>&1 || { \
-	  echo "installing xmlsec1 (Debian package)"; \
-	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq xmlsec1 >/dev/null; }
+	@missing=""; \
+	command -v xmlsec1 >/dev/null 2>&1 || missing="$$missing xmlsec1"; \
+	test -x /usr/bin/chromium || missing="$$missing chromium"; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing$$missing (Debian packages)"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
+	fi
 
 run: $(STAMP)
 	$(VENV)/bin/lienthong dev

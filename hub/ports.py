@@ -124,6 +124,9 @@ class AuditStore(Protocol):
         ...
 
     async def holds(self) -> dict[str, str]: ...
+    async def event_counts(self, types: Sequence[str], since_us: int) -> dict[str, int]:
+        """How many events of each type since a time (dashboard throughput)."""
+        ...
 
 
 class Store(LedgerStore, AuditStore, Protocol):

@@ -8,7 +8,7 @@ indexes of migration 3 keep a sender + date-range query on an index range scan.
 from __future__ import annotations
 
 import abc
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, TypeVar
 
 from adapters.sql.rows import (
@@ -184,5 +184,17 @@ class SqlAudit(abc.ABC):
         async def q(tx: Tx) -> dict[str, str]:
             rows = await tx.fetch("SELECT package_id, reason FROM legal_holds ORDER BY at_us")
             return {r["package_id"]: r["reason"] for r in rows}
+
+        return await self._read(q)
+
+    async def event_counts(self, types: Sequence[str], since_us: int) -> dict[str, int]:
+        async def q(tx: Tx) -> dict[str, int]:
+            out = {}
+            for t in types:  # one index range scan per type on events (type, at_us)
+                rows = await tx.fetch(
+                    "SELECT COUNT(*) AS n FROM events WHERE type = ? AND at_us >= ?", t, since_us
+                )
+                out[t] = int(rows[0]["n"])
+            return out
 
         return await self._read(q)

@@ -7,15 +7,18 @@ Audit queries and exports are recorded as ledger events before they answer.
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from typing import Any
 
 from aiohttp import web
 
 from hub.errors import InputError
+from hub.http.app import HUB
 from hub.http.native import _caller, _delivery_json, _int, _package_json, iso, json_object
 from hub.ledger import evidence, proofs
 from hub.records import AuditRow, LedgerEvent
 from hub.service import audit
+from hub.service.auth import Caller
 
 _READERS = ("admin", "auditor")
 
@@ -111,17 +114,19 @@ async def audit_packages(request: web.Request) -> web.Response:
     return _json({"items": [audit_json(r) for r in rows], "next": nxt})
 
 
-async def audit_export(request: web.Request) -> web.StreamResponse:
-    hub, caller = _caller(request)
-    caller.require_role(*_READERS)
+async def stream_export(
+    request: web.Request, caller: Caller, params: Mapping[str, str], filename: str
+) -> web.StreamResponse:
+    """Stream an audit export (CSV or JSON Lines); the API and the console share it."""
+    hub = request.app[HUB]
     fmt = request.match_info["fmt"]
-    query = audit.parse_query(request.query)
+    query = audit.parse_query(params)
     chunks = audit.export(hub.store, hub.clock, f"system:{caller.system_id}", query, fmt)
     first = await anext(chunks)  # validates the format and records the export
     resp = web.StreamResponse(
         headers={
             "Content-Type": "text/csv; charset=utf-8" if fmt == "csv" else "application/x-ndjson",
-            "Content-Disposition": f'attachment; filename="audit.{fmt}"',
+            "Content-Disposition": f'attachment; filename="{filename}.{fmt}"',
         }
     )
     await resp.prepare(request)
@@ -130,6 +135,12 @@ async def audit_export(request: web.Request) -> web.StreamResponse:
         await resp.write(chunk)
     await resp.write_eof()
     return resp
+
+
+async def audit_export(request: web.Request) -> web.StreamResponse:
+    _, caller = _caller(request)
+    caller.require_role(*_READERS)
+    return await stream_export(request, caller, request.query, "audit")
 
 
 async def hold(request: web.Request) -> web.Response:

@@ -39,6 +39,7 @@ from hub.service.intake import Intake
 from hub.service.metrics import Metrics
 from hub.service.relay import OutboxRelay
 from hub.service.retention import Retention
+from hub.service.sessions import Sessions, derive_key
 from hub.service.topology import ROUTES, queue_name, routing_key
 from hub.service.upstream import UpstreamPoller
 from hub.signature.policy import SignaturePolicy
@@ -123,7 +124,9 @@ class Hub:
             on_commit=self.relay.kick,
             allow_sha1=cfg.intake.allow_sha1,
         )
-        self.vxp_box = SecretBox(load_or_create_key(Path(cfg.vxp.key_file)))
+        secret = load_or_create_key(Path(cfg.vxp.key_file))
+        self.vxp_box = SecretBox(secret)
+        self.sessions = Sessions(derive_key(secret))
         self.poller: UpstreamPoller | None = None
         if parts.upstream is not None:
             self.poller = UpstreamPoller(

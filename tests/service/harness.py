@@ -4,17 +4,18 @@ a small directory, tokens per system, and a client that drives the real HTTP app
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import io
 import os
 import socket
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
 import pytest
-from aiohttp import ClientResponse
+from aiohttp import ClientResponse, web
 from aiohttp.test_utils import TestClient, TestServer
 
 from adapters.factory import components, opened_store
@@ -201,3 +202,39 @@ def signed(pki_dir: Path, organ: str, data: bytes) -> bytes:
     key = (pki_dir / "agencies" / f"{organ}.key").read_bytes()
     cert = x509.load_pem_x509_certificate((pki_dir / "agencies" / f"{organ}.pem").read_bytes())
     return sign_package(data, key, cert)
+
+
+class Endpoint:
+    """An agency's push endpoint that can be told to fail."""
+
+    def __init__(self) -> None:
+        self.received: list[tuple[dict[str, str], bytes]] = []
+        self.fail = False
+
+    async def handle(self, request: web.Request) -> web.Response:
+        if self.fail:
+            return web.Response(status=503, text="maintenance")
+        self.received.append((dict(request.headers), await request.read()))
+        return web.Response(status=204)
+
+
+@contextlib.asynccontextmanager
+async def pushed_hub(
+    tmp: Path, pki: tuple[Path, dict[str, str]], backend: str
+) -> AsyncIterator[tuple[HubUnderTest, Endpoint]]:
+    """A hub whose organ PUSHED is delivered by POST to a local ``Endpoint``."""
+    endpoint = Endpoint()
+    app = web.Application()
+    app.router.add_post("/inbox", endpoint.handle)
+    server = TestServer(app)
+    await server.start_server()
+    root, bindings = pki
+    cfg = config(tmp, root, backend)
+    tokens = await seed_directory(cfg, bindings, push_url=str(server.make_url("/inbox")))
+    h = await start(cfg, tokens, root)
+    try:
+        yield h, endpoint
+    finally:
+        await stop(h)
+        await server.close()
+        await drop_backends(cfg)

@@ -3,6 +3,8 @@ only for its own organs; roles limit what administrators and auditors may do."""
 
 from __future__ import annotations
 
+from typing import Any
+
 from hub.edxml import demo
 from hub.ports import Store
 from hub.records import Event
@@ -14,12 +16,15 @@ async def test_nothing_but_health_checks_answers_without_credentials(hut: HubUnd
     checked = 0
     for resource in hut.client.app.router.resources():
         info = resource.get_info()
-        path = info.get("path") or info.get("formatter", "")
+        path = info.get("path") or info.get("formatter") or info.get("prefix", "")
         concrete = path.replace("{id}", "00000000-0000-0000-0000-000000000000").replace(
             "{fmt}", "csv"
         )
         if "{op}" in path:  # the VXP face: every operation, VXP error shape
             checked += await _vxp_needs_credentials(hut)
+            continue
+        if path.startswith("/admin"):
+            checked += await _console_needs_a_session(hut, resource, concrete)
             continue
         for route in resource:
             if route.method == "HEAD":
@@ -34,6 +39,23 @@ async def test_nothing_but_health_checks_answers_without_credentials(hut: HubUnd
     assert checked >= 10
     bad = await hut.client.get("/api/v1/inbox", headers={"Authorization": "Bearer ltx.nope"})
     assert bad.status == 401 and (await bad.json())["error"]["code"] == "bad_credentials"
+
+
+async def _console_needs_a_session(hut: HubUnderTest, resource: Any, concrete: str) -> int:
+    """Console pages send whoever has no session to the login page; only it is open."""
+    concrete = concrete.replace("{delivery}", "d")
+    if concrete.startswith(("/admin/static", "/admin/login")):
+        return 0
+    checked = 0
+    for route in resource:
+        if route.method == "HEAD":
+            continue
+        r = await hut.client.request(route.method, concrete, allow_redirects=False)
+        assert r.status == 303, (route.method, concrete, r.status)
+        expected = "/admin/" if concrete == "/admin" else "/admin/login"
+        assert r.headers["Location"].startswith(expected), (concrete, r.headers["Location"])
+        checked += 1
+    return checked
 
 
 async def _vxp_needs_credentials(hut: HubUnderTest) -> int:
@@ -121,7 +143,9 @@ async def test_openapi_document_lists_every_route(hut: HubUnderTest) -> None:
     documented = {p.replace("{id}", "*") for p in spec["paths"]}
     for resource in hut.client.app.router.resources():
         info = resource.get_info()
-        path = (info.get("path") or info.get("formatter", "")).replace("{id}", "*")
-        if "{op}" in path:
-            continue  # the VXP face follows the SDK's contract: docs/vxp.md
+        path = (info.get("path") or info.get("formatter") or info.get("prefix", "")).replace(
+            "{id}", "*"
+        )
+        if "{op}" in path or path.startswith("/admin"):
+            continue  # the VXP face follows the SDK's contract (docs/vxp.md); /admin is HTML
         assert path in documented, path

@@ -8,26 +8,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from aiohttp import web
-from aiohttp.test_utils import TestServer
 
 from hub.edxml import demo
 from tests.service import harness
-from tests.service.harness import PUSHED, A, B, C, HubUnderTest, eventually
-
-
-class Endpoint:
-    """An agency's push endpoint that can be told to fail."""
-
-    def __init__(self) -> None:
-        self.received: list[tuple[dict[str, str], bytes]] = []
-        self.fail = False
-
-    async def handle(self, request: web.Request) -> web.Response:
-        if self.fail:
-            return web.Response(status=503, text="maintenance")
-        self.received.append((dict(request.headers), await request.read()))
-        return web.Response(status=204)
+from tests.service.harness import PUSHED, A, B, C, Endpoint, HubUnderTest, eventually
 
 
 @pytest.fixture(params=["embedded", "scaled"])
@@ -36,21 +20,8 @@ async def pushed(
 ) -> AsyncIterator[tuple[HubUnderTest, Endpoint]]:
     if request.param == "scaled":
         harness.require_services()
-    endpoint = Endpoint()
-    app = web.Application()
-    app.router.add_post("/inbox", endpoint.handle)
-    server = TestServer(app)
-    await server.start_server()
-    root, bindings = pki_dir
-    cfg = harness.config(tmp_path, root, request.param)
-    tokens = await harness.seed_directory(cfg, bindings, push_url=str(server.make_url("/inbox")))
-    h = await harness.start(cfg, tokens, root)
-    try:
-        yield h, endpoint
-    finally:
-        await harness.stop(h)
-        await server.close()
-        await harness.drop_backends(cfg)
+    async with harness.pushed_hub(tmp_path, pki_dir, request.param) as pair:
+        yield pair
 
 
 async def _delivery(h: HubUnderTest, pid: str, organ: str) -> dict[str, Any]:
