@@ -4,9 +4,14 @@ from __future__ import annotations
 
 import sys
 
-from bench import e2e_bench, edxml_bench, vxp_bench
+from bench import e2e_bench, edxml_bench, ledger_bench, vxp_bench
 
-TARGETS = {"edxml": edxml_bench.main, "e2e": e2e_bench.main, "vxp": vxp_bench.main}
+TARGETS = {
+    "edxml": edxml_bench.main,
+    "e2e": e2e_bench.main,
+    "vxp": vxp_bench.main,
+    "ledger": ledger_bench.main,
+}
 
 
 def main(argv: list[str]) -> int:

@@ -19,16 +19,9 @@ _CHECKPOINT_COLS = "size, root, at_us, origin, key_id, signature"
 
 
 def _ledger_event(r: Row) -> LedgerEvent:
-    return LedgerEvent(
-        int(r["seq"]),
-        r["type"],
-        int(r["at_us"]),
-        r["package_id"],
-        r["delivery_id"],
-        r["organ"],
-        r["actor"],
-        r["data"],
-    )
+    # Positional (asyncpg records and sqlite3 rows iterate over their values, in the order
+    # of _EVENT_COLS): the verifier turns every event into one of these.
+    return LedgerEvent(*r)  # type: ignore[arg-type]  # Row is typed as a Mapping
 
 
 def _checkpoint(r: Row) -> Checkpoint:
@@ -95,6 +88,18 @@ class SqlLedger(abc.ABC):
                 f"SELECT level, idx, hashes FROM ledger_tiles WHERE {where}", *params
             )
             return {(int(r["level"]), int(r["idx"])): bytes(r["hashes"]) for r in rows}
+
+        return await self._read(q)
+
+    async def tile_range(self, level: int, first: int, last: int) -> dict[int, bytes]:
+        async def q(tx: Tx) -> dict[int, bytes]:
+            rows = await tx.fetch(
+                "SELECT idx, hashes FROM ledger_tiles WHERE level = ? AND idx >= ? AND idx <= ?",
+                level,
+                first,
+                last,
+            )
+            return {int(r["idx"]): bytes(r["hashes"]) for r in rows}
 
         return await self._read(q)
 

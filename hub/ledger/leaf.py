@@ -10,7 +10,11 @@ Event ``data`` is hashed as the stored JSON text, never re-serialised.
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import AsyncIterator, Sequence
+
 from hub.ledger.merkle import leaf_hash
+from hub.ports import LedgerStore
 from hub.records import LedgerEvent
 
 _ABSENT = b"\xff\xff\xff\xff"
@@ -32,17 +36,30 @@ def genesis_bytes(origin: str, created_us: int) -> bytes:
     return encode("lienthong-genesis/1", origin, created_us)
 
 
+def _field(s: str | None) -> bytes:
+    if s is None:
+        return _ABSENT
+    b = s.encode()
+    return len(b).to_bytes(4, "big") + b
+
+
+_EVENT_TAG = encode("lienthong-event/1")
+
+
 def event_bytes(e: LedgerEvent) -> bytes:
-    return encode(
-        "lienthong-event/1",
-        e.seq,
-        e.type,
-        e.at_us,
-        e.package_id,
-        e.delivery_id,
-        e.organ,
-        e.actor,
-        e.data_json,
+    # encode() spelled out for the one hot case: verification hashes every event.
+    return b"".join(
+        (
+            _EVENT_TAG,
+            _field(str(e.seq)),
+            _field(e.type),
+            _field(str(e.at_us)),
+            _field(e.package_id),
+            _field(e.delivery_id),
+            _field(e.organ),
+            _field(e.actor),
+            _field(e.data_json),
+        )
     )
 
 
@@ -54,9 +71,47 @@ def event_leaf(e: LedgerEvent) -> bytes:
     return leaf_hash(event_bytes(e))
 
 
+def leaves_for(events: Sequence[LedgerEvent], start: int, end: int) -> list[bytes]:
+    """Leaf hashes for sequence numbers [start, end): events where present, else void."""
+    out: list[bytes] = []
+    seq = start
+    for e in events:
+        if e.seq >= end:
+            break
+        while seq < e.seq:
+            out.append(void_leaf(seq))
+            seq += 1
+        out.append(event_leaf(e))
+        seq += 1
+    while seq < end:
+        out.append(void_leaf(seq))
+        seq += 1
+    return out
+
+
 def void_leaf(seq: int) -> bytes:
     return leaf_hash(void_bytes(seq))
 
 
 def genesis_leaf(origin: str, created_us: int) -> bytes:
     return leaf_hash(genesis_bytes(origin, created_us))
+
+
+async def prefetched(
+    store: LedgerStore, start: int, end: int, batch: int
+) -> AsyncIterator[tuple[list[LedgerEvent], int]]:
+    """Events of sequence numbers [start, end) in batches, each with the sequence number it
+    covers up to (exclusive); the next batch is read while the caller hashes this one."""
+    pending = asyncio.ensure_future(store.ledger_events(start - 1, end - 1, batch))
+    try:
+        while True:
+            events = await pending
+            stop = events[-1].seq + 1 if len(events) == batch else end
+            if stop < end:
+                pending = asyncio.ensure_future(store.ledger_events(stop - 1, end - 1, batch))
+            yield events, stop
+            if stop >= end:
+                return
+    finally:
+        if not pending.done():
+            pending.cancel()

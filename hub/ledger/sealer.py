@@ -17,14 +17,14 @@ import structlog
 
 from hub.errors import HubError
 from hub.ledger.checkpoint import CheckpointSigner
-from hub.ledger.leaf import event_leaf, genesis_leaf, void_leaf
+from hub.ledger.leaf import genesis_leaf, leaves_for, prefetched
 from hub.ledger.tiles import TileBuilder
 from hub.ports import Clock, LedgerStore
 from hub.records import Checkpoint
 
 log = structlog.get_logger(__name__)
 
-_READ_BATCH = 5_000
+_READ_BATCH = 10_000
 
 
 class Sealer:
@@ -91,19 +91,9 @@ class Sealer:
     async def _append(self, builder: TileBuilder, end: int) -> int:
         """Append the leaves for sequence numbers [builder.size, end); return the voids."""
         voids = 0
-        seq = builder.size
-        while seq < end:
-            events = await self.store.ledger_events(seq - 1, end - 1, _READ_BATCH)
-            for e in events:
-                while seq < e.seq:
-                    builder.append(void_leaf(seq))
-                    seq += 1
-                    voids += 1
-                builder.append(event_leaf(e))
-                seq += 1
-            if len(events) < _READ_BATCH:
-                while seq < end:
-                    builder.append(void_leaf(seq))
-                    seq += 1
-                    voids += 1
+        async for events, stop in prefetched(self.store, builder.size, end, _READ_BATCH):
+            start = builder.size
+            for h in leaves_for(events, start, stop):
+                builder.append(h)
+            voids += (stop - start) - len(events)
         return voids

@@ -96,6 +96,10 @@ class TileBuilder:
             if height % TILE_HEIGHT == 0:
                 self._put(height // TILE_HEIGHT, index, sub)
 
+    def extend(self, hashes: Sequence[bytes]) -> None:
+        for h in hashes:
+            self.append(h)
+
     def _put(self, level: int, index: int, h: bytes) -> None:
         key = (level, index // TILE_WIDTH)
         tile = self._tiles.setdefault(key, bytearray())

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field, replace
 from cryptography import x509
 
 from hub.ledger.checkpoint import chain_problem, signature_ok
-from hub.ledger.leaf import event_leaf, genesis_leaf, void_leaf
+from hub.ledger.leaf import event_leaf, genesis_leaf, leaves_for, prefetched, void_leaf
 from hub.ledger.merkle import HASH_SIZE, Frontier
 from hub.ledger.tiles import TILE_WIDTH, TileBuilder
 from hub.ports import LedgerStore
@@ -75,6 +75,7 @@ class _Verifier:
         self.certs = _Certs(store, anchors)
         self.builder = TileBuilder(Frontier(), {})
         self.report = Report()
+        self.pending: list[Checkpoint] = []
         self._tile_key = (-1, -1)
         self._tile = b""
 
@@ -93,6 +94,64 @@ class _Verifier:
             return False
         self.builder.append(recomputed)
         return True
+
+    async def reached(self, size: int) -> bool:
+        """Check every checkpoint of exactly ``size`` leaves (the tree has that many now)."""
+        while self.pending and self.pending[0].size == size:
+            if not await self.checkpoint(self.pending.pop(0)):
+                return False
+            if not self.pending:
+                self.pending = await self.store.checkpoints(size, 1000)
+        return True
+
+    async def walk(self, total: int, progress: Progress | None, started: float) -> None:
+        """Leaves 1 .. total-1, a batch at a time; stop at the first inconsistency."""
+        seq = 1
+        batches = prefetched(self.store, 1, total, _BATCH)
+        async for events, end in batches:
+            leaves = leaves_for(events, seq, end)
+            if await self.sealed_as(seq, leaves):  # the usual case: one comparison per batch
+                while leaves:  # in runs that end where checkpoints are
+                    cut = self.pending[0].size - seq if self.pending else len(leaves)
+                    if cut <= 0:  # a checkpoint size the walk has passed: not a real one
+                        self.fail("checkpoint_size", f"checkpoint {seq + cut} is out of order")
+                        return
+                    run, leaves = leaves[:cut], leaves[cut:]
+                    self.builder.extend(run)
+                    seq += len(run)
+                    if not await self.reached(seq):
+                        return
+            elif not await self._leaf_by_leaf(events, seq, end):
+                return
+            else:
+                seq = end
+            if not await self.tiles():
+                return
+            self.report.leaves = seq
+            if progress is not None:
+                progress(seq, total, time.perf_counter() - started)
+
+    async def _leaf_by_leaf(self, events: list[LedgerEvent], seq: int, end: int) -> bool:
+        """Find and name the first difference in a batch that did not match as a whole."""
+        i = 0
+        while seq < end:
+            event = events[i] if i < len(events) and events[i].seq == seq else None
+            if event is not None:
+                i += 1
+            following = events[i] if i < len(events) else None
+            ok = await self.leaf(seq, event, following)
+            seq += 1
+            if not (ok and await self.reached(seq)):
+                return False
+        return True
+
+    async def sealed_as(self, start: int, leaves: list[bytes]) -> bool:
+        """True when the stored level-0 tiles hold exactly ``leaves`` from ``start`` on."""
+        first, last = start // TILE_WIDTH, (start + len(leaves) - 1) // TILE_WIDTH
+        tiles = await self.store.tile_range(0, first, last)
+        stored = b"".join(tiles.get(i, b"") for i in range(first, last + 1))
+        off = (start % TILE_WIDTH) * HASH_SIZE
+        return stored[off : off + len(leaves) * HASH_SIZE] == b"".join(leaves)
 
     def fail(self, code: str, message: str, seq: int | None = None) -> None:
         self.report.findings.append(Finding(code, message, seq))
@@ -175,48 +234,17 @@ async def verify_ledger(
 ) -> Report:
     started = time.perf_counter()
     v = _Verifier(store, anchors)
-    report = v.report
     latest = await store.latest_checkpoint()
     genesis = await store.ledger_genesis(None, 0)
     if latest is None:
-        return report
+        return v.report
     if genesis is None:
         v.fail("genesis_missing", "the ledger's genesis record is missing", 0)
-        return report
-    pending = await store.checkpoints(0, 1000)
-
-    async def reached(size: int) -> bool:
-        nonlocal pending
-        while pending and pending[0].size == size:
-            if not await v.checkpoint(pending.pop(0)):
-                return False
-            if not pending:
-                pending = await store.checkpoints(size, 1000)
-        return True
-
-    total = latest.size
-    if not (await v.genesis(genesis_leaf(*genesis)) and await reached(1)):
-        return report
-    seq = 1
-    while seq < total:
-        events = await store.ledger_events(seq - 1, total - 1, _BATCH)
-        end = min(total, (events[-1].seq + 1) if len(events) == _BATCH else total)
-        i = 0
-        while seq < end:
-            event = events[i] if i < len(events) and events[i].seq == seq else None
-            if event is not None:
-                i += 1
-            following = events[i] if i < len(events) else None
-            ok = await v.leaf(seq, event, following)
-            seq += 1
-            if not (ok and await reached(seq)):
-                return report
-        if not await v.tiles():
-            return report
-        report.leaves = seq
-        if progress is not None:
-            progress(seq, total, time.perf_counter() - started)
-    report.leaves = seq
-    report.unsealed = max(0, await store.seal_barrier() + 1 - total)
-    report.seconds = time.perf_counter() - started
-    return report
+        return v.report
+    v.pending = await store.checkpoints(0, 1000)
+    if await v.genesis(genesis_leaf(*genesis)) and await v.reached(1):
+        v.report.leaves = 1
+        await v.walk(latest.size, progress, started)
+    v.report.unsealed = max(0, await store.seal_barrier() + 1 - latest.size)
+    v.report.seconds = time.perf_counter() - started
+    return v.report
