@@ -108,8 +108,9 @@ async def _run(n_events: int) -> None:
         )
         q_ms, rec_ms, rows = await _audit_latency(store, time.time_ns() // 1000)
         print(
-            f"   audit query, sender + 30-day range, first page of 100 ({rows / len(q_ms):.0f} rows "
-            f"on average): p50 {statistics.median(q_ms):.1f} ms, p99 {_pct(q_ms, 0.99):.1f} ms, "
+            "   audit query, sender + 30-day range, first page of 100 "
+            f"({rows / len(q_ms):.0f} rows on average): p50 {statistics.median(q_ms):.1f} ms, "
+            f"p99 {_pct(q_ms, 0.99):.1f} ms, "
             f"max {max(q_ms):.1f} ms (target < 200 ms)"
         )
         print(

@@ -18,6 +18,7 @@ from typing import Any
 
 from cryptography import x509
 
+from hub import logs
 from hub.config import Config, load
 from hub.ledger import evidence, proofs
 from hub.ledger.checkpoint import CheckpointSigner
@@ -95,6 +96,7 @@ def _run(
     from adapters.factory import opened_store  # noqa: PLC0415 - the composition root
 
     cfg = load(args.config)
+    logs.configure(cfg.log.format, cfg.log.level)  # logs on stderr; stdout is the answer
 
     async def main() -> int:
         async with opened_store(cfg) as store:

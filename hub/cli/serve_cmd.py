@@ -133,6 +133,7 @@ def _dev(args: argparse.Namespace) -> int:
         f"  {lt} status PACKAGE_ID --token-file {base}/tokens/sys-h53.token\n"
         f"VXP SDK endpoint (existing agency software): {url}{cfg.vxp.base_path}  "
         f"systemId sys-h53, secret in {base}/tokens/sys-h53.vxp-secret\n"
+        f"Admin console: {url}/admin/  (token in {base}/tokens/admin.token or auditor.token)\n"
         f"Health: {url}/healthz   Metrics: {url}/metrics (admin token)\n"
     )
     if args.no_serve:
