@@ -55,7 +55,7 @@ async def context_middleware(request: web.Request, handler: Handler) -> web.Stre
 
 
 def build_app(hub: Hub, *, manage_lifecycle: bool = True) -> web.Application:
-    from hub.http import console, health, ledger_api, native, vxp  # noqa: PLC0415 - need HUB
+    from hub.http import admin_api, console, health, ledger_api, native, vxp  # noqa: PLC0415
 
     app = web.Application(
         middlewares=[context_middleware], client_max_size=hub.cfg.server.max_body_bytes
@@ -73,6 +73,7 @@ def build_app(hub: Hub, *, manage_lifecycle: bool = True) -> web.Application:
     health.setup(app)
     native.setup(app)
     ledger_api.setup(app)
+    admin_api.setup(app)
     console.setup(app)
     if hub.cfg.vxp.enabled:
         vxp.setup(app, hub.cfg.vxp.base_path)

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from hub.edxml.organ import classify
-from hub.errors import InputError
+from hub.errors import InputError, NotFound
 from hub.ports import Clock, Store
 from hub.records import CertBinding, Event, Organ, System
 from hub.service.auth import new_token
@@ -97,6 +97,19 @@ class DirectoryAdmin:
             cred, self._event("directory_token_issued", system_id=system_id, token_id=cred.token_id)
         )
         return token
+
+    async def revoke_token(self, token_id: str) -> bool:
+        """Revoke a bearer token; False when it was already revoked."""
+        cred = (await self.store.directory()).credentials.get(token_id)
+        if cred is None:
+            raise NotFound(f"no token {token_id}", code="token_not_found")
+        if cred.revoked:
+            return False
+        await self.store.put_credential(
+            replace(cred, revoked=True),
+            self._event("directory_token_revoked", system_id=cred.system_id, token_id=token_id),
+        )
+        return True
 
     async def issue_vxp_secret(self, system_id: str) -> str:
         """A new VXP secret for ``system_id``, stored sealed; returned once."""

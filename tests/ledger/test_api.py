@@ -211,3 +211,52 @@ async def test_retention_purges_bytes_keeps_the_ledger_and_respects_legal_hold(
 
     anchors = x509.load_pem_x509_certificates((hut.pki_dir / "ca" / "ca.pem").read_bytes())
     assert (await verify_ledger(hut.hub.store, anchors)).ok
+
+
+async def test_administrators_manage_the_directory_and_credentials_auditors_cannot(
+    hut: HubUnderTest,
+) -> None:
+    calls = [
+        ("/api/v1/admin/systems", {"system_id": "sys-new", "name": "Sở Y tế DMS"}),
+        (
+            "/api/v1/admin/organs",
+            {"organ_id": "000.00.11.H53", "name": "Sở Y tế", "system_id": "sys-new"},
+        ),
+        ("/api/v1/admin/systems/sys-new/tokens", {}),
+    ]
+    for path, body in calls:
+        r = await hut.client.post(path, json=body, headers=hut.auth("auditor"))
+        assert r.status == 403 and (await r.json())["error"]["code"] == "role_forbidden", path
+    assert "sys-new" not in hut.hub.directory.current.systems
+    for path, body in calls:
+        r = await hut.client.post(path, json=body, headers=hut.auth("admin"))
+        assert r.status in (200, 201), (path, await r.text())
+    token = (await r.json())["token"]
+    new = {"Authorization": f"Bearer {token}"}
+    assert (await hut.client.get("/api/v1/inbox", headers=new)).status == 200
+    assert hut.hub.directory.current.systems["sys-new"].organs == ("000.00.11.H53",)
+    bad = await hut.client.post(
+        "/api/v1/admin/organs",
+        json={"organ_id": "not an organ", "name": "x"},
+        headers=hut.auth("admin"),
+    )
+    assert bad.status == 400 and (await bad.json())["error"]["code"] == "bad_organ_id"
+    token_id = token.split(".")[0]
+    denied = await hut.client.post(
+        f"/api/v1/admin/tokens/{token_id}/revoke", headers=hut.auth("auditor")
+    )
+    assert denied.status == 403
+    r = await hut.client.post(f"/api/v1/admin/tokens/{token_id}/revoke", headers=hut.auth("admin"))
+    assert (await r.json())["changed"] is True
+    assert (await hut.client.get("/api/v1/inbox", headers=new)).status == 401
+    changes = [
+        (e.type, e.actor)
+        for e in await hut.hub.store.ledger(0, 100_000)
+        if e.type.startswith("directory_") and e.actor == "system:admin"
+    ]
+    assert [t for t, _ in changes] == [
+        "directory_system_saved",
+        "directory_organ_saved",
+        "directory_token_issued",
+        "directory_token_revoked",
+    ]

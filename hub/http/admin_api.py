@@ -1,0 +1,105 @@
+"""Administrator endpoints that change the directory and credentials (``/api/v1/admin``).
+
+Only the ``admin`` role; every change is a ledger event naming the administrator
+(``DirectoryAdmin``), and the directory cache is refreshed before answering, so the
+change is in force when the call returns. Tokens are shown once, in the answer.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from aiohttp import web
+
+from hub.errors import InputError
+from hub.http.native import _caller, json_object
+from hub.records import Organ, System
+from hub.service.directory_admin import DirectoryAdmin
+from hub.service.hub import Hub
+
+
+async def _admin(request: web.Request) -> tuple[Hub, DirectoryAdmin, dict[str, Any]]:
+    hub, caller = _caller(request)
+    caller.require_role("admin")
+    body = await json_object(request)
+    admin = DirectoryAdmin(
+        hub.store, hub.clock, f"system:{caller.system_id}", vxp_key=Path(hub.cfg.vxp.key_file)
+    )
+    return hub, admin, body
+
+
+def _str(body: dict[str, Any], key: str, *, required: bool = False) -> str | None:
+    value = body.get(key)
+    if value is None or value == "":
+        if required:
+            raise InputError(f"{key} is required", code="bad_parameter")
+        return None
+    if not isinstance(value, str):
+        raise InputError(f"{key} must be a string", code="bad_parameter")
+    return value
+
+
+async def put_system(request: web.Request) -> web.Response:
+    hub, admin, body = await _admin(request)
+    system_id = _str(body, "system_id", required=True) or ""
+    system = System(
+        system_id,
+        _str(body, "name") or system_id,
+        role=_str(body, "role") or "agency",  # type: ignore[arg-type]  # checked by put_system
+        signature_policy=_str(body, "signature_policy"),
+        vxp_strict=bool(body.get("vxp_strict")),
+        may_register=bool(body.get("may_register")),
+    )
+    await admin.put_system(system)
+    await hub.directory.refresh()
+    return web.json_response({"system_id": system_id, "saved": True})
+
+
+async def put_organ(request: web.Request) -> web.Response:
+    hub, admin, body = await _admin(request)
+    aliases = body.get("aliases") or []
+    if not isinstance(aliases, list) or not all(isinstance(a, str) for a in aliases):
+        raise InputError("aliases must be a list of organ ids", code="bad_parameter")
+    organ = Organ(
+        _str(body, "organ_id", required=True) or "",
+        _str(body, "name", required=True) or "",
+        _str(body, "system_id"),
+        location=_str(body, "location") or "local",  # type: ignore[arg-type]  # checked
+        parent=_str(body, "parent"),
+        closed=bool(body.get("closed")),
+        push_url=_str(body, "push_url"),
+        aliases=tuple(aliases),
+    )
+    if organ.system_id and organ.system_id not in hub.directory.current.systems:
+        raise InputError(f"no system {organ.system_id}", code="unknown_system")
+    await admin.put_organ(organ)
+    await hub.directory.refresh()
+    return web.json_response({"organ_id": organ.organ_id, "saved": True})
+
+
+async def issue_token(request: web.Request) -> web.Response:
+    hub, admin, _ = await _admin(request)
+    system_id = request.match_info["id"]
+    if system_id not in hub.directory.current.systems:
+        raise InputError(f"no system {system_id}", code="unknown_system")
+    token = await admin.issue_token(system_id)
+    await hub.directory.refresh()
+    return web.json_response({"system_id": system_id, "token": token}, status=201)
+
+
+async def revoke_token(request: web.Request) -> web.Response:
+    hub, admin, _ = await _admin(request)
+    changed = await admin.revoke_token(request.match_info["id"])
+    await hub.directory.refresh()
+    return web.json_response(
+        {"token_id": request.match_info["id"], "revoked": True, "changed": changed}
+    )
+
+
+def setup(app: web.Application) -> None:
+    r = app.router
+    r.add_post("/api/v1/admin/systems", put_system)
+    r.add_post("/api/v1/admin/organs", put_organ)
+    r.add_post("/api/v1/admin/systems/{id}/tokens", issue_token)
+    r.add_post("/api/v1/admin/tokens/{id}/revoke", revoke_token)
