@@ -13,7 +13,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any, Literal, TypeVar
 
 from adapters.vxp_client import VxpClient
-from hub.errors import UpstreamRejected
+from hub.errors import NotFound, UpstreamRejected
 from hub.ports import RemoteItem, RemoteOrgan
 from hub.records import PackageRow
 from hub.service.breaker import CircuitBreaker
@@ -36,9 +36,15 @@ class VxpAxis:
 
     async def forward(self, package: PackageRow, data: bytes) -> str:
         kind = package.kind
-        return await self._call(
-            lambda: self.client.send_edoc(data, from_=package.sender_organ, messagetype=kind)
-        )
+        try:
+            return await self._call(
+                lambda: self.client.send_edoc(data, from_=package.sender_organ, messagetype=kind)
+            )
+        except NotFound as exc:  # e.g. a recipient the axis does not know: no retry helps
+            raise UpstreamRejected(
+                f"the upstream axis refused the package: {exc.message}",
+                code="upstream_not_found",
+            ) from exc
 
     async def pending(self, kind: Literal["edoc", "status"]) -> list[RemoteItem]:
         items = await self._call(lambda: self.client.received(kind))

@@ -12,16 +12,14 @@ from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, TypeVar
 
 from adapters.sql.rows import (
-    _DELIVERY_COLS,
     _EVENT_INSERT,
     _PACKAGE_COLS,
-    _delivery,
     _event_params,
-    _marks,
     _package,
+    deliveries_by_package,
 )
 from adapters.sql.tx import Tx
-from hub.records import AuditQuery, AuditRow, DeliveryRow, Event, PackageRow
+from hub.records import AuditQuery, AuditRow, Event, PackageRow
 
 T = TypeVar("T")
 
@@ -94,14 +92,7 @@ class SqlAudit(abc.ABC):
             rows = await tx.fetch(sql, *params, limit)
             if not rows:
                 return []
-            ids = [r["id"] for r in rows]
-            by_package: dict[str, list[DeliveryRow]] = {}
-            for d in await tx.fetch(
-                f"SELECT {_DELIVERY_COLS} FROM deliveries WHERE package_id IN "
-                f"({_marks(len(ids))}) ORDER BY seq",
-                *ids,
-            ):
-                by_package.setdefault(d["package_id"], []).append(_delivery(d))
+            by_package = await deliveries_by_package(tx, [r["id"] for r in rows])
             return [
                 AuditRow(
                     _package(r),

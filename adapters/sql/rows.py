@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
-from adapters.sql.tx import Row
+from adapters.sql.tx import Row, Tx
 from hub.records import DeliveryRow, Event, PackageRow, State
 
 
@@ -92,3 +92,14 @@ def _event(r: Row) -> Event:
         actor=r["actor"],
         data=json.loads(r["data"]),
     )
+
+
+async def deliveries_by_package(tx: Tx, package_ids: Sequence[str]) -> dict[str, list[DeliveryRow]]:
+    out: dict[str, list[DeliveryRow]] = {}
+    for r in await tx.fetch(
+        f"SELECT {_DELIVERY_COLS} FROM deliveries WHERE package_id IN "
+        f"({_marks(len(package_ids))}) ORDER BY seq",
+        *package_ids,
+    ):
+        out.setdefault(r["package_id"], []).append(_delivery(r))
+    return out

@@ -87,7 +87,7 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         "signature {blob} NOT NULL)",
         "CREATE TABLE ledger_keys (key_id TEXT PRIMARY KEY, cert_pem TEXT NOT NULL)",
         "CREATE INDEX events_type ON events (type, at_us)",
-        "CREATE INDEX packages_sender ON packages (sender_organ, received_us)",
+        "CREATE INDEX packages_sender ON packages (sender_organ, received_us, id)",
         "CREATE INDEX packages_doc ON packages (document_id)",
         "CREATE INDEX packages_code ON packages (code)",
         "CREATE INDEX deliveries_recipient ON deliveries (recipient, package_id)",

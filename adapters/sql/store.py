@@ -26,6 +26,7 @@ from adapters.sql.rows import (
     _json,
     _marks,
     _package,
+    deliveries_by_package,
 )
 from adapters.sql.tx import Tx
 from hub.ports import Directory, Duplicate
@@ -54,6 +55,37 @@ async def _insert_outbox(tx: Tx, items: Sequence[OutboxItem]) -> None:
             "INSERT INTO outbox (id, routing_key, body, created_us) VALUES (?,?,?,?)",
             [(o.id, o.routing_key, _json(o.body), o.created_us) for o in items],
         )
+
+
+def _organ_steps(organ: Organ, at_us: int) -> list[tuple[str, Sequence[Any]]]:
+    steps: list[tuple[str, Sequence[Any]]] = [
+        ("DELETE FROM organs WHERE organ_id = ?", (organ.organ_id,)),
+        (
+            "INSERT INTO organs (organ_id, name, system_id, location, parent, closed, "
+            "push_url, modified_us, version) VALUES (?,?,?,?,?,?,?,?,"
+            "(SELECT value + 1 FROM meta WHERE key = 'directory_version'))",
+            (
+                organ.organ_id,
+                organ.name,
+                organ.system_id,
+                organ.location,
+                organ.parent,
+                int(organ.closed),
+                organ.push_url,
+                at_us,
+            ),
+        ),
+        ("DELETE FROM organ_aliases WHERE organ_id = ?", (organ.organ_id,)),
+    ]
+    steps += [
+        (
+            "INSERT INTO organ_aliases (alias, organ_id) VALUES (?,?) "
+            "ON CONFLICT (alias) DO UPDATE SET organ_id = excluded.organ_id",
+            (a, organ.organ_id),
+        )
+        for a in organ.aliases
+    ]
+    return steps
 
 
 class SqlStore(SqlLedger, SqlAudit, abc.ABC):
@@ -148,48 +180,29 @@ class SqlStore(SqlLedger, SqlAudit, abc.ABC):
 
         return await self._read(q)
 
-    async def _directory_write(self, event: Event, *steps: tuple[str, Sequence[Any]]) -> None:
+    async def _directory_write(
+        self, events: Sequence[Event], *steps: tuple[str, Sequence[Any]]
+    ) -> None:
         async def w(tx: Tx) -> None:
             for sql, params in steps:
                 await tx.execute(sql, *params)
             await tx.execute("UPDATE meta SET value = value + 1 WHERE key = 'directory_version'")
-            await tx.execute(_EVENT_INSERT, *_event_params(event))
+            await tx.executemany(_EVENT_INSERT, [_event_params(e) for e in events])
 
         await self._write(w)
 
     async def put_organ(self, organ: Organ, event: Event) -> None:
-        steps: list[tuple[str, Sequence[Any]]] = [
-            ("DELETE FROM organs WHERE organ_id = ?", (organ.organ_id,)),
-            (
-                "INSERT INTO organs (organ_id, name, system_id, location, parent, closed, "
-                "push_url, modified_us, version) VALUES (?,?,?,?,?,?,?,?,"
-                "(SELECT value + 1 FROM meta WHERE key = 'directory_version'))",
-                (
-                    organ.organ_id,
-                    organ.name,
-                    organ.system_id,
-                    organ.location,
-                    organ.parent,
-                    int(organ.closed),
-                    organ.push_url,
-                    event.at_us,
-                ),
-            ),
-            ("DELETE FROM organ_aliases WHERE organ_id = ?", (organ.organ_id,)),
-        ]
-        steps += [
-            (
-                "INSERT INTO organ_aliases (alias, organ_id) VALUES (?,?) "
-                "ON CONFLICT (alias) DO UPDATE SET organ_id = excluded.organ_id",
-                (a, organ.organ_id),
-            )
-            for a in organ.aliases
-        ]
-        await self._directory_write(event, *steps)
+        await self._directory_write([event], *_organ_steps(organ, event.at_us))
+
+    async def put_organs(self, items: Sequence[tuple[Organ, Event]]) -> None:
+        """Many organs in one transaction (a directory sync), one event each."""
+        if items:
+            steps = [step for o, e in items for step in _organ_steps(o, e.at_us)]
+            await self._directory_write([e for _, e in items], *steps)
 
     async def put_system(self, system: System, event: Event) -> None:
         await self._directory_write(
-            event,
+            [event],
             ("DELETE FROM systems WHERE system_id = ?", (system.system_id,)),
             (
                 "INSERT INTO systems (system_id, name, role, signature_policy, vxp_strict, "
@@ -207,7 +220,7 @@ class SqlStore(SqlLedger, SqlAudit, abc.ABC):
 
     async def put_vxp_secret(self, system_id: str, sealed: str, event: Event) -> None:
         await self._directory_write(
-            event,
+            [event],
             ("DELETE FROM vxp_secrets WHERE system_id = ?", (system_id,)),
             (
                 "INSERT INTO vxp_secrets (system_id, sealed, created_us) VALUES (?,?,?)",
@@ -233,7 +246,7 @@ class SqlStore(SqlLedger, SqlAudit, abc.ABC):
 
     async def put_credential(self, cred: Credential, event: Event) -> None:
         await self._directory_write(
-            event,
+            [event],
             ("DELETE FROM credentials WHERE token_id = ?", (cred.token_id,)),
             (
                 "INSERT INTO credentials (token_id, system_id, secret_sha256, created_us, "
@@ -250,7 +263,7 @@ class SqlStore(SqlLedger, SqlAudit, abc.ABC):
 
     async def put_binding(self, binding: CertBinding, event: Event) -> None:
         await self._directory_write(
-            event,
+            [event],
             (
                 "INSERT INTO cert_bindings (fingerprint, organ_id) VALUES (?,?) "
                 "ON CONFLICT DO NOTHING",
@@ -368,6 +381,15 @@ class SqlStore(SqlLedger, SqlAudit, abc.ABC):
                 package_id,
             )
             return [_delivery(r) for r in rows]
+
+        return await self._read(q)
+
+    async def deliveries_of(self, package_ids: Sequence[str]) -> dict[str, list[DeliveryRow]]:
+        if not package_ids:
+            return {}
+
+        async def q(tx: Tx) -> dict[str, list[DeliveryRow]]:
+            return await deliveries_by_package(tx, package_ids)
 
         return await self._read(q)
 

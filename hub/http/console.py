@@ -302,14 +302,13 @@ async def _verify(hub: Hub, state: VerifyState, system_id: str) -> None:
     anchors = list(hub.signer.chain[1:]) or list(hub.signer.chain[:1])
     started = time.time()
     try:
-        state.report = await verify_ledger(hub.store, anchors)
-        state.at_us = hub.clock.now_us()
-        r = state.report
+        r = await verify_ledger(hub.store, anchors)
+        at_us = hub.clock.now_us()
         await hub.store.append_events(
             [
                 Event(
                     "ledger_verified",
-                    state.at_us,
+                    at_us,
                     actor=f"system:{system_id}",
                     data={
                         "ok": r.ok,
@@ -320,6 +319,7 @@ async def _verify(hub: Hub, state: VerifyState, system_id: str) -> None:
                 )
             ]
         )
+        state.report, state.at_us = r, at_us  # shown only once it is on the record
     finally:
         state.running = False
 

@@ -244,8 +244,9 @@ async def sent_list(hub: Hub, vc: VxpCaller, request: web.Request) -> web.Respon
             vc.caller.system_id, kind=_kind(vc.params), limit=hub.cfg.vxp.list_limit
         )
     items: list[dict[str, Any]] = []
+    by_package = await hub.store.deliveries_of([p.id for p in packages])  # one query, not N
     for p in packages:
-        items += _sent_items(p, await hub.store.deliveries(p.id))
+        items += _sent_items(p, by_package.get(p.id, []))
     return answer(vxp.ok(data=items))
 
 

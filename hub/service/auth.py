@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import secrets
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from hub.errors import AuthenticationFailed, Forbidden
 from hub.ports import Directory
@@ -21,14 +21,14 @@ from hub.records import Credential, System
 class Caller:
     system: System
     token_id: str
+    organs: frozenset[str] = field(init=False)  # built once: asked on every request
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "organs", frozenset(self.system.organs))
 
     @property
     def system_id(self) -> str:
         return self.system.system_id
-
-    @property
-    def organs(self) -> frozenset[str]:
-        return frozenset(self.system.organs)
 
     def require_role(self, *roles: str) -> None:
         if self.system.role not in roles:

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from hub.edxml.organ import classify
-from hub.errors import InputError, NotFound
+from hub.errors import HubError, InputError, NotFound
 from hub.ports import Clock, Store
 from hub.records import CertBinding, Event, Organ, System
 from hub.service.auth import new_token
@@ -69,7 +69,7 @@ class DirectoryAdmin:
             ),
         )
 
-    async def put_organ(self, organ: Organ) -> None:
+    def _organ_change(self, organ: Organ) -> tuple[Organ, Event]:
         try:
             classify(organ.organ_id)
         except ValueError as exc:
@@ -78,18 +78,31 @@ class DirectoryAdmin:
             raise InputError("location must be local or upstream", code="bad_location")
         if organ.parent is None:
             organ = replace(organ, parent=_parent(organ.organ_id))
-        await self.store.put_organ(
-            organ,
-            self._event(
-                "directory_organ_saved",
-                organ.organ_id,
-                system_id=organ.system_id,
-                location=organ.location,
-                closed=organ.closed,
-                push=bool(organ.push_url),
-                aliases=list(organ.aliases),
-            ),
+        event = self._event(
+            "directory_organ_saved",
+            organ.organ_id,
+            system_id=organ.system_id,
+            location=organ.location,
+            closed=organ.closed,
+            push=bool(organ.push_url),
+            aliases=list(organ.aliases),
         )
+        return organ, event
+
+    async def put_organ(self, organ: Organ) -> None:
+        await self.store.put_organ(*self._organ_change(organ))
+
+    async def put_organs(self, organs: Iterable[Organ]) -> list[tuple[str, str]]:
+        """Save many organs in one transaction; return (organ id, error code) of those refused."""
+        changes: list[tuple[Organ, Event]] = []
+        refused: list[tuple[str, str]] = []
+        for organ in organs:
+            try:
+                changes.append(self._organ_change(organ))
+            except HubError as exc:
+                refused.append((organ.organ_id, exc.error_code))
+        await self.store.put_organs(changes)
+        return refused
 
     async def issue_token(self, system_id: str) -> str:
         token, cred = new_token(system_id, self.clock.now_us())

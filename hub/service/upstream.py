@@ -63,12 +63,19 @@ class UpstreamPoller:
         self.poll_s = poll_s
         self.sync_s = sync_s
         self._last_sync: float | None = None  # monotonic time of the last sync
+        self._caller: tuple[int, Caller] | None = None  # (directory version, caller)
 
     def caller(self) -> Caller:
-        """The upstream axis as a caller: it may speak for every organ it serves."""
+        """The upstream axis as a caller: it may speak for every organ it serves.
+
+        Built once per directory version (the national directory has thousands of organs).
+        """
         d = self.directory.current
-        organs = tuple(o.organ_id for o in d.organs.values() if o.location == "upstream")
-        return Caller(System(UPSTREAM_SYSTEM, "upstream axis", organs=organs), "upstream")
+        if self._caller is None or self._caller[0] != d.version:
+            organs = tuple(o.organ_id for o in d.organs.values() if o.location == "upstream")
+            system = System(UPSTREAM_SYSTEM, "upstream axis", organs=organs)
+            self._caller = (d.version, Caller(system, "upstream"))
+        return self._caller[1]
 
     # ------------------------------------------------------------------ loop
     async def run(self) -> None:
@@ -155,6 +162,7 @@ class UpstreamPoller:
         admin = DirectoryAdmin(self.store, self.clock, "upstream-sync")
         d = self.directory.current
         counts = {"added": 0, "updated": 0, "unchanged": 0, "ours": 0}
+        changed: dict[str, Organ] = {}
         for r in remote:
             existing = d.resolve(r.organ_id)
             if existing is not None and existing.location == "local":
@@ -164,12 +172,12 @@ class UpstreamPoller:
             if existing is not None and _same(existing, wanted):
                 counts["unchanged"] += 1
                 continue
-            try:
-                await admin.put_organ(wanted)
-            except HubError as exc:
-                log.warning("upstream_organ_skipped", organ=r.organ_id, error=exc.error_code)
-                continue
+            changed[wanted.organ_id] = wanted
             counts["updated" if existing else "added"] += 1
+        # One transaction for the lot: a first sync brings thousands of organs.
+        for organ_id, code in await admin.put_organs(changed.values()):
+            log.warning("upstream_organ_skipped", organ=organ_id, error=code)
+            counts["updated" if d.resolve(organ_id) else "added"] -= 1
         if counts["added"] or counts["updated"]:
             await self.directory.load()
         log.info("upstream_directory_synced", **counts)

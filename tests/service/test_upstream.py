@@ -131,3 +131,23 @@ async def test_circuit_breaker_opens_and_half_opens() -> None:
     now[0] = 22.0
     assert await breaker.call(up) == "ok"  # the trial succeeds: closed
     assert not breaker.is_open and changes == [True, False]
+
+
+async def test_a_large_first_sync_is_one_directory_change(hut: HubUnderTest) -> None:
+    """A national directory of a thousand organs lands in one transaction, one version."""
+    axis = _axis(hut)
+    poller = hut.hub.poller
+    assert poller is not None
+    axis.directory = [  # type: ignore[attr-defined]
+        RemoteOrgan(f"000.00.{i % 100:02d}.G{10 + i // 100:02d}", f"Organ {i}") for i in range(1000)
+    ] + [RemoteOrgan("bad id", "refused, skipped")]
+    before = await hut.hub.store.directory_version()
+    counts = await poller.sync()
+    assert counts["added"] == 1000
+    assert await hut.hub.store.directory_version() == before + 1
+    assert (
+        len([o for o in hut.hub.directory.current.organs.values() if o.name.startswith("Organ ")])
+        == 1000
+    )
+    saved = [e for e in await hut.hub.store.ledger(0, 100_000) if e.type == "directory_organ_saved"]
+    assert sum(1 for e in saved if e.actor == "upstream-sync") == 1000
