@@ -208,7 +208,11 @@ class Hub:
     async def stop(self) -> None:
         for t in self._tasks:
             t.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self._tasks:
+            # Never hang a shutdown on a task that will not stop: name it and go on.
+            _, stuck = await asyncio.wait(self._tasks, timeout=10.0)
+            if stuck:
+                log.warning("tasks_did_not_stop", tasks=sorted(t.get_name() for t in stuck))
         self._tasks = []
         await self.broker.close()
         await self.store.close()
