@@ -158,7 +158,13 @@ async def dashboard(request: web.Request) -> web.Response:
     hour = await hub.store.event_counts(("accepted", "refused"), now - _HOUR_US)
     day = await hub.store.event_counts(("accepted", "refused"), now - 24 * _HOUR_US)
     dead = await hub.store.audit(AuditQuery(state=str(State.DEAD)), after=None, limit=20)
-    ctx = {"stats": stats, "hour": hour, "day": day, "dead": dead}
+    ctx = {
+        "stats": stats,
+        "hour": hour,
+        "day": day,
+        "dead": dead,
+        "dead_letters": await hub.broker.dead_count(),
+    }
     return _render(request, "dashboard.html", ctx, caller=caller, cookie=cookie)
 
 

@@ -29,6 +29,7 @@ LABELS: dict[str, dict[str, str]] = {
         "vi": "Quá hạn xác nhận (NĐ 30/2020, trong ngày)",
         "en": "Overdue acknowledgements (Decree 30/2020, same day)",
     },
+    "dead_letters": {"vi": "Thư chết (hàng đợi)", "en": "Dead letters (broker)"},
     "outbox": {"vi": "Chờ phát hành", "en": "Outbox"},
     "search": {"vi": "Tìm kiếm", "en": "Search"},
     "sender": {"vi": "Nơi gửi", "en": "Sender"},

@@ -100,6 +100,7 @@ async def test_admin_logs_in_searches_opens_a_timeline_and_resends_a_dead_delive
     await _login(page, base, h.tokens["admin"])
     assert await page.text_content("#who") == "admin"
     assert await page.text_content("#dead") == "1"
+    assert await page.text_content("#dead-letters") == "1"  # also parked on the broker DLQ
     assert "Chuyển thất bại" in await page.content()  # Vietnamese by default
     await _shot(page, "1-dashboard")
 
