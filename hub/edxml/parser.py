@@ -147,7 +147,7 @@ class ParsedPackage:
     """The exact received bytes next to their parsed form (never re-serialised)."""
 
     data: bytes
-    sha256: str
+    given_sha256: str | None  # computed while the bytes streamed in, when they did
     tree: etree._ElementTree
     kind: Kind
     package: Package
@@ -158,6 +158,11 @@ class ParsedPackage:
     @property
     def size(self) -> int:
         return len(self.data)
+
+    @property
+    def sha256(self) -> str:
+        """The package's SHA-256; hashed here only when the caller did not stream it."""
+        return self.given_sha256 or hashlib.sha256(self.data).hexdigest()
 
 
 def parse_package(
@@ -207,7 +212,7 @@ def parse_package(
         package = _document(r, top, envelope, header, mh)
     return ParsedPackage(
         data=data,
-        sha256=sha256 or hashlib.sha256(data).hexdigest(),
+        given_sha256=sha256,
         tree=tree,
         kind=kind,
         package=package,
