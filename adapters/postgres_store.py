@@ -30,6 +30,7 @@ _SEAL_LOCK = 0x6C740001  # held by the one process sealing the ledger
 # instant, so that no transaction that drew an event sequence number is still open when it
 # reads the highest one (identity values are drawn before commit and can commit out of order).
 _WRITE_BARRIER = 0x6C740002
+_BEGIN = f"BEGIN; SELECT pg_advisory_xact_lock_shared({_WRITE_BARRIER})"
 
 
 @lru_cache(maxsize=512)
@@ -128,9 +129,19 @@ class PostgresStore(SqlStore):
         if self._pool is None:
             raise Unavailable("the PostgreSQL store is not open", code="store_unavailable")
         try:
-            async with self._pool.acquire() as conn, conn.transaction():
-                await conn.execute("SELECT pg_advisory_xact_lock_shared($1)", _WRITE_BARRIER)
-                return await fn(_PgTx(conn))
+            async with self._pool.acquire() as conn:
+                # BEGIN and the barrier lock in one round trip (simple protocol); asyncpg
+                # rolls back whatever is left open when the connection goes back to the pool.
+                await conn.execute(_BEGIN)
+                try:
+                    result = await fn(_PgTx(conn))
+                except BaseException:
+                    if not conn.is_closed():
+                        with contextlib.suppress(*_TRANSIENT, asyncpg.PostgresError):
+                            await conn.execute("ROLLBACK")
+                    raise
+                await conn.execute("COMMIT")
+                return result
         except _TRANSIENT as exc:
             raise Unavailable(f"PostgreSQL unavailable: {exc}", code="store_unavailable") from exc
 

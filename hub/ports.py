@@ -128,8 +128,8 @@ class AuditStore(Protocol):
         ...
 
     async def holds(self) -> dict[str, str]: ...
-    async def event_counts(self, types: Sequence[str], since_us: int) -> dict[str, int]:
-        """How many events of each type since a time (dashboard throughput)."""
+    async def intake_counts(self, since_us: int) -> dict[str, int]:
+        """Packages accepted and submissions refused since a time (dashboard throughput)."""
         ...
 
 

@@ -8,7 +8,7 @@ indexes of migration 3 keep a sender + date-range query on an index range scan.
 from __future__ import annotations
 
 import abc
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
 from adapters.sql.rows import (
@@ -178,14 +178,14 @@ class SqlAudit(abc.ABC):
 
         return await self._read(q)
 
-    async def event_counts(self, types: Sequence[str], since_us: int) -> dict[str, int]:
+    async def intake_counts(self, since_us: int) -> dict[str, int]:
         async def q(tx: Tx) -> dict[str, int]:
-            out = {}
-            for t in types:  # one index range scan per type on events (type, at_us)
-                rows = await tx.fetch(
-                    "SELECT COUNT(*) AS n FROM events WHERE type = ? AND at_us >= ?", t, since_us
-                )
-                out[t] = int(rows[0]["n"])
-            return out
+            accepted = await tx.fetch(
+                "SELECT COUNT(*) AS n FROM packages WHERE received_us >= ?", since_us
+            )
+            refused = await tx.fetch(
+                "SELECT COUNT(*) AS n FROM events WHERE type = 'refused' AND at_us >= ?", since_us
+            )
+            return {"accepted": int(accepted[0]["n"]), "refused": int(refused[0]["n"])}
 
         return await self._read(q)

@@ -155,8 +155,8 @@ async def dashboard(request: web.Request) -> web.Response:
     hub, caller, cookie = _session(request)
     now = hub.clock.now_us()
     stats = await hub.store.stats(now, start_of_today_us(now))
-    hour = await hub.store.event_counts(("accepted", "refused"), now - _HOUR_US)
-    day = await hub.store.event_counts(("accepted", "refused"), now - 24 * _HOUR_US)
+    hour = await hub.store.intake_counts(now - _HOUR_US)
+    day = await hub.store.intake_counts(now - 24 * _HOUR_US)
     dead = await hub.store.audit(AuditQuery(state=str(State.DEAD)), after=None, limit=20)
     ctx = {
         "stats": stats,
