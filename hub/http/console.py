@@ -24,7 +24,7 @@ from aiohttp import web
 from hub.errors import AuthenticationFailed, Forbidden, HubError, InputError
 from hub.http.app import HUB
 from hub.http.i18n import LANGS, translator
-from hub.http.ledger_api import stream_export
+from hub.http.ledger_api import audit_page, stream_export
 from hub.http.native import iso
 from hub.ledger.proofs import checkpoint_json
 from hub.ledger.verify import Report, verify_ledger
@@ -173,7 +173,7 @@ def _log_params(request: web.Request) -> dict[str, str]:
 
 
 async def log_page(request: web.Request) -> web.Response:
-    hub, caller, cookie = _session(request)
+    _, caller, cookie = _session(request)
     params = _log_params(request)
     rows: list[Any] = []
     nxt = None
@@ -181,15 +181,7 @@ async def log_page(request: web.Request) -> web.Response:
     searched = bool(params) or "search" in request.query
     if searched:
         try:
-            query = audit.parse_query(params)
-            rows, nxt = await audit.page(
-                hub.store,
-                hub.clock,
-                f"system:{caller.system_id}",
-                query,
-                after=request.query.get("after"),
-                limit=50,
-            )
+            rows, nxt = await audit_page(request, caller, params, 50)
         except InputError as exc:
             error = exc.message
     ctx = {

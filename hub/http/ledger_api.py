@@ -58,22 +58,24 @@ async def checkpoint(request: web.Request) -> web.Response:
     return _json({"checkpoint": proofs.checkpoint_json(cp), "certificates": hub.signer.chain_pem()})
 
 
+def _required_int(request: web.Request, name: str) -> int:
+    value = _int(request, name)
+    if value is None:
+        raise InputError(f"{name} is required", code="bad_parameter")
+    return value
+
+
 async def inclusion(request: web.Request) -> web.Response:
     hub, caller = _caller(request)
     caller.require_role(*_READERS)
-    seq = _int(request, "seq")
-    if seq is None:
-        raise InputError("seq is required", code="bad_parameter")
-    proof = await proofs.inclusion(hub.store, seq, _int(request, "size"))
-    return _json(proof.as_dict())
+    seq = _required_int(request, "seq")
+    return _json((await proofs.inclusion(hub.store, seq, _int(request, "size"))).as_dict())
 
 
 async def consistency(request: web.Request) -> web.Response:
     hub, caller = _caller(request)
     caller.require_role(*_READERS)
-    old = _int(request, "old")
-    if old is None:
-        raise InputError("old is required", code="bad_parameter")
+    old = _required_int(request, "old")
     return _json(await proofs.consistency(hub.store, old, _int(request, "new")))
 
 
@@ -99,19 +101,26 @@ async def evidence_bundle(request: web.Request) -> web.Response:
 
 
 async def audit_packages(request: web.Request) -> web.Response:
-    hub, caller = _caller(request)
+    _, caller = _caller(request)
     caller.require_role(*_READERS)
-    query = audit.parse_query(request.query)
     limit = max(1, min(_int(request, "limit", 100) or 100, 1000))
-    rows, nxt = await audit.page(
+    rows, nxt = await audit_page(request, caller, request.query, limit)
+    return _json({"items": [audit_json(r) for r in rows], "next": nxt})
+
+
+async def audit_page(
+    request: web.Request, caller: Caller, params: Mapping[str, str], limit: int
+) -> tuple[list[AuditRow], str | None]:
+    """One page of an audit query (recorded); the API and the console share it."""
+    hub = request.app[HUB]
+    return await audit.page(
         hub.store,
         hub.clock,
         f"system:{caller.system_id}",
-        query,
+        audit.parse_query(params),
         after=request.query.get("after"),
         limit=limit,
     )
-    return _json({"items": [audit_json(r) for r in rows], "next": nxt})
 
 
 async def stream_export(

@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import datetime as dt
 import os
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 
 import pytest
 from playwright.async_api import Browser, Page, async_playwright
+from playwright.async_api import Error as PlaywrightError
 
 from hub.edxml import demo
 from tests.service import harness
@@ -71,6 +72,19 @@ async def _login(page: Page, base: str, token: str) -> None:
     await page.wait_for_url(f"{base}/admin/")
 
 
+def _reloaded(page: Page, selector: str) -> Callable[[], Awaitable[str]]:
+    """A probe for ``eventually``: reload the page, read one element's text."""
+
+    async def probe() -> str:
+        try:
+            await page.reload()
+            return str(await page.text_content(selector) or "")
+        except PlaywrightError:  # a navigation was still settling: look again
+            return ""
+
+    return probe
+
+
 async def _dead_package(h: HubUnderTest, endpoint: Endpoint) -> str:
     endpoint.fail = True
     data = signed(h.pki_dir, A, demo.document_bytes(sender=A, to=(PUSHED,), number="7/UBND"))
@@ -125,11 +139,7 @@ async def test_admin_logs_in_searches_opens_a_timeline_and_resends_a_dead_delive
     await page.click("button.resend")
     await page.wait_for_selector("#message")
 
-    async def delivered() -> str:
-        await page.reload()
-        return str(await page.text_content(STATE))
-
-    await eventually(delivered, lambda s: s == "fetched", timeout=20)  # pushed = fetched
+    await eventually(_reloaded(page, STATE), lambda s: s == "fetched", timeout=20)  # pushed
     types = await page.locator(".event-type").all_text_contents()
     assert "resent" in types and types[-1] == "pushed"
     await _shot(page, "4-timeline-resent-delivered")
@@ -165,13 +175,11 @@ async def test_auditor_sees_the_console_in_english_but_cannot_change_anything(
     assert str((await h.hub.store.deliveries(pid))[0].state) == "dead"
     await page.goto(f"{base}/admin/ledger")
     await h.hub.sealer.seal_once()
-    await page.click("#verify")
+    async with page.expect_navigation():  # the form posts, then redirects back here
+        await page.click("#verify")
 
-    async def result() -> str:
-        await page.reload()
-        return str(await page.text_content("#verify-result") or "")
-
-    assert (await eventually(result, lambda s: s.startswith("OK"), timeout=20)).startswith("OK")
+    result = await eventually(_reloaded(page, "#verify-result"), lambda s: s.startswith("OK"))
+    assert result.startswith("OK")
     await _shot(page, "6-ledger-verified")
     verified = [e for e in await h.hub.store.ledger(0, 10_000) if e.type == "ledger_verified"]
     assert verified[0].actor == "system:auditor" and verified[0].data["ok"] is True
