@@ -125,62 +125,53 @@ class PostgresStore(SqlStore):
             await self._pool.close()
             self._pool = None
 
-    async def _write(self, fn: Callable[[Tx], Awaitable[T]]) -> T:
+    @contextlib.asynccontextmanager
+    async def _connection(self) -> AsyncIterator[Any]:
+        """A pooled connection; connection failures become ``Unavailable`` (HTTP 503)."""
         if self._pool is None:
             raise Unavailable("the PostgreSQL store is not open", code="store_unavailable")
         try:
             async with self._pool.acquire() as conn:
-                # BEGIN and the barrier lock in one round trip (simple protocol); asyncpg
-                # rolls back whatever is left open when the connection goes back to the pool.
-                await conn.execute(_BEGIN)
-                try:
-                    result = await fn(_PgTx(conn))
-                except BaseException:
-                    if not conn.is_closed():
-                        with contextlib.suppress(*_TRANSIENT, asyncpg.PostgresError):
-                            await conn.execute("ROLLBACK")
-                    raise
-                await conn.execute("COMMIT")
-                return result
+                yield conn
         except _TRANSIENT as exc:
             raise Unavailable(f"PostgreSQL unavailable: {exc}", code="store_unavailable") from exc
+
+    async def _write(self, fn: Callable[[Tx], Awaitable[T]]) -> T:
+        async with self._connection() as conn:
+            # BEGIN and the barrier lock in one round trip (simple protocol); asyncpg rolls
+            # back whatever is left open when the connection goes back to the pool.
+            await conn.execute(_BEGIN)
+            try:
+                result = await fn(_PgTx(conn))
+            except BaseException:
+                if not conn.is_closed():
+                    with contextlib.suppress(*_TRANSIENT, asyncpg.PostgresError):
+                        await conn.execute("ROLLBACK")
+                raise
+            await conn.execute("COMMIT")
+            return result
+
+    async def _read(self, fn: Callable[[Tx], Awaitable[T]]) -> T:
+        async with self._connection() as conn:
+            return await fn(_PgTx(conn))
 
     @contextlib.asynccontextmanager
     async def seal_lock(self) -> AsyncIterator[bool]:
-        if self._pool is None:
-            raise Unavailable("the PostgreSQL store is not open", code="store_unavailable")
-        try:
-            async with self._pool.acquire() as conn:
-                got = bool(await conn.fetchval("SELECT pg_try_advisory_lock($1)", _SEAL_LOCK))
-                try:
-                    yield got
-                finally:
-                    if got:
-                        await conn.execute("SELECT pg_advisory_unlock($1)", _SEAL_LOCK)
-        except _TRANSIENT as exc:
-            raise Unavailable(f"PostgreSQL unavailable: {exc}", code="store_unavailable") from exc
+        async with self._connection() as conn:
+            got = bool(await conn.fetchval("SELECT pg_try_advisory_lock($1)", _SEAL_LOCK))
+            try:
+                yield got
+            finally:
+                if got:
+                    await conn.execute("SELECT pg_advisory_unlock($1)", _SEAL_LOCK)
 
     async def seal_barrier(self) -> int:
-        if self._pool is None:
-            raise Unavailable("the PostgreSQL store is not open", code="store_unavailable")
-        try:
-            async with self._pool.acquire() as conn:
-                await conn.execute("SELECT pg_advisory_lock($1)", _WRITE_BARRIER)
-                try:
-                    return int(await conn.fetchval("SELECT COALESCE(MAX(seq), 0) FROM events"))
-                finally:
-                    await conn.execute("SELECT pg_advisory_unlock($1)", _WRITE_BARRIER)
-        except _TRANSIENT as exc:
-            raise Unavailable(f"PostgreSQL unavailable: {exc}", code="store_unavailable") from exc
-
-    async def _read(self, fn: Callable[[Tx], Awaitable[T]]) -> T:
-        if self._pool is None:
-            raise Unavailable("the PostgreSQL store is not open", code="store_unavailable")
-        try:
-            async with self._pool.acquire() as conn:
-                return await fn(_PgTx(conn))
-        except _TRANSIENT as exc:
-            raise Unavailable(f"PostgreSQL unavailable: {exc}", code="store_unavailable") from exc
+        async with self._connection() as conn:
+            await conn.execute("SELECT pg_advisory_lock($1)", _WRITE_BARRIER)
+            try:
+                return int(await conn.fetchval("SELECT COALESCE(MAX(seq), 0) FROM events"))
+            finally:
+                await conn.execute("SELECT pg_advisory_unlock($1)", _WRITE_BARRIER)
 
     async def drop_schema(self) -> None:
         """Tests only: remove this store's schema and everything in it."""

@@ -93,6 +93,7 @@ class PackageRow:
     related_package_id: str | None = None
     signature: dict[str, Any] = field(default_factory=dict)
     dedupe_key: str | None = None
+    purged_us: int | None = None  # when retention removed the bytes (the record stays)
 
 
 @dataclass(frozen=True, slots=True)
@@ -222,5 +223,4 @@ class AuditQuery:
 class AuditRow:
     package: PackageRow
     deliveries: tuple[DeliveryRow, ...]
-    purged_us: int | None = None
     held: bool = False

@@ -82,7 +82,7 @@ class SqlAudit(abc.ABC):
             where.append("(p.received_us < ? OR (p.received_us = ? AND p.id < ?))")
             params += [after[0], after[0], after[1]]
         sql = (
-            f"SELECT {_P_COLS}, p.purged_us, h.package_id AS held FROM packages p "
+            f"SELECT {_P_COLS}, h.package_id AS held FROM packages p "
             "LEFT JOIN legal_holds h ON h.package_id = p.id "
             f"WHERE {' AND '.join(where) or '1 = 1'} "
             "ORDER BY p.received_us DESC, p.id DESC LIMIT ?"
@@ -97,18 +97,10 @@ class SqlAudit(abc.ABC):
                 AuditRow(
                     _package(r),
                     tuple(by_package.get(r["id"], ())),
-                    r["purged_us"],
                     r["held"] is not None,
                 )
                 for r in rows
             ]
-
-        return await self._read(q)
-
-    async def purged(self, package_id: str) -> int | None:
-        async def q(tx: Tx) -> int | None:
-            rows = await tx.fetch("SELECT purged_us FROM packages WHERE id = ?", package_id)
-            return rows[0]["purged_us"] if rows else None
 
         return await self._read(q)
 

@@ -18,11 +18,13 @@ def _marks(n: int) -> str:
     return ",".join("?" * n)
 
 
-_PACKAGE_COLS = (
+# What intake writes; reads also see when retention purged the bytes.
+_PACKAGE_INSERT_COLS = (
     "id, sha256, size, kind, sender_organ, system_id, received_us, document_id, code, "
     "subject, business_type, status_code, response_for_organ, response_for_doc, "
     "related_package_id, signature, dedupe_key"
 )
+_PACKAGE_COLS = _PACKAGE_INSERT_COLS + ", purged_us"
 _DELIVERY_COLS = (
     "seq, id, package_id, recipient, route, state, attempts, next_attempt_us, updated_us, "
     "last_error, business_status, business_status_us"
@@ -61,6 +63,7 @@ def _package(r: Row) -> PackageRow:
         related_package_id=r["related_package_id"],
         signature=json.loads(r["signature"]),
         dedupe_key=r["dedupe_key"],
+        purged_us=r["purged_us"],
     )
 
 

@@ -20,6 +20,7 @@ from adapters.sql.rows import (
     _EVENT_INSERT,
     _INBOX_COLS,
     _PACKAGE_COLS,
+    _PACKAGE_INSERT_COLS,
     _delivery,
     _event,
     _event_params,
@@ -277,7 +278,8 @@ class SqlStore(SqlLedger, SqlAudit, abc.ABC):
 
         async def w(tx: Tx) -> None:
             inserted = await tx.execute(
-                f"INSERT INTO packages ({_PACKAGE_COLS}, signature_outcome) VALUES ({_marks(18)}) "
+                f"INSERT INTO packages ({_PACKAGE_INSERT_COLS}, signature_outcome) "
+                f"VALUES ({_marks(18)}) "
                 "ON CONFLICT DO NOTHING",
                 p.id,
                 p.sha256,

@@ -25,6 +25,7 @@ from hub.ledger.checkpoint import CheckpointSigner
 from hub.ledger.sealer import Sealer
 from hub.ledger.verify import verify_ledger
 from hub.ports import Store, SystemClock
+from hub.records import AuditQuery
 from hub.service import audit
 from hub.service.metrics import Metrics
 from hub.service.retention import Retention
@@ -175,9 +176,7 @@ async def _export(args: argparse.Namespace, _cfg: Config, store: Store) -> int:
 
     blobs = FileBlobStore(Path(_cfg.blobs.path))
     data = await evidence.export_bundle(store, blobs, args.package_id)
-    await audit.record(
-        store, SystemClock(), _actor(), audit.parse_query({}), f"evidence:{args.package_id}"
-    )
+    await audit.record(store, SystemClock(), _actor(), AuditQuery(), f"evidence:{args.package_id}")
     args.output.write_bytes(data)
     print(f"evidence bundle for {args.package_id}: {args.output} ({len(data):,} bytes)")
     return 0

@@ -25,12 +25,12 @@ from hub.errors import AuthenticationFailed, Forbidden, HubError, InputError
 from hub.http.app import HUB
 from hub.http.i18n import LANGS, translator
 from hub.http.ledger_api import audit_page, stream_export
-from hub.http.native import iso
 from hub.ledger.proofs import checkpoint_json
 from hub.ledger.verify import Report, verify_ledger
 from hub.records import AuditQuery, Event, State
 from hub.service import audit
 from hub.service import delivery as dl
+from hub.service.audit import iso
 from hub.service.auth import Caller, authenticate
 from hub.service.hub import Hub, start_of_today_us
 from hub.service.sessions import COOKIE, LIFETIME_S, require_console_role
@@ -214,7 +214,6 @@ async def package_page(request: web.Request) -> web.Response:
         "deliveries": await hub.store.deliveries(pid),
         "events": await hub.store.package_ledger_events(pid),
         "hold": (await hub.store.holds()).get(pid),
-        "purged_us": await hub.store.purged(pid),
         "message": request.query.get("msg"),
     }
     return _render(request, "package.html", ctx, caller=caller, cookie=cookie)

@@ -14,10 +14,11 @@ from aiohttp import web
 
 from hub.errors import InputError
 from hub.http.app import HUB
-from hub.http.native import _caller, _delivery_json, _int, _package_json, iso, json_object
+from hub.http.native import _caller, _delivery_json, _int, _package_json, json_object
 from hub.ledger import evidence, proofs
-from hub.records import AuditRow, LedgerEvent
+from hub.records import AuditQuery, AuditRow, LedgerEvent
 from hub.service import audit
+from hub.service.audit import iso
 from hub.service.auth import Caller
 
 _READERS = ("admin", "auditor")
@@ -32,7 +33,7 @@ def _json(body: Any, status: int = 200) -> web.Response:
 def audit_json(row: AuditRow) -> dict[str, Any]:
     return {
         **_package_json(row.package),
-        "purged_at": iso(row.purged_us),
+        "purged_at": iso(row.package.purged_us),
         "legal_hold": row.held,
         "deliveries": [_delivery_json(d) for d in row.deliveries],
     }
@@ -92,7 +93,7 @@ async def evidence_bundle(request: web.Request) -> web.Response:
     pid = request.match_info["id"]
     data = await evidence.export_bundle(hub.store, hub.blobs, pid)
     actor = f"system:{caller.system_id}"
-    await audit.record(hub.store, hub.clock, actor, audit.parse_query({}), f"evidence:{pid}")
+    await audit.record(hub.store, hub.clock, actor, AuditQuery(), f"evidence:{pid}")
     return web.Response(
         body=data,
         content_type="application/json",

@@ -26,6 +26,7 @@ from hub.errors import Forbidden, Gone, InputError, NotFound, PackageTooLarge
 from hub.http.app import HUB
 from hub.records import DeliveryRow, InboxItem, PackageRow, State
 from hub.service import delivery as dl
+from hub.service.audit import iso
 from hub.service.auth import Caller, authenticate
 from hub.service.hub import Hub
 from hub.service.intake import Submission
@@ -35,12 +36,6 @@ log = structlog.get_logger(__name__)
 OPENAPI = Path(__file__).resolve().parents[2] / "schemas" / "openapi.json"
 _CHUNK = 256 * 1024
 _INBOX_STATES = frozenset({State.AVAILABLE, State.FETCHED})
-
-
-def iso(us: int | None) -> str | None:
-    if us is None:
-        return None
-    return dt.datetime.fromtimestamp(us / 1e6, dt.UTC).isoformat(timespec="milliseconds")
 
 
 def _caller(request: web.Request) -> tuple[Hub, Caller]:
@@ -201,7 +196,7 @@ async def inbox(request: web.Request) -> web.Response:
 async def fetch(request: web.Request) -> web.Response:
     hub, caller = _caller(request)
     p, ds = await _access(hub, caller, request.match_info["id"])
-    if await hub.store.purged(p.id) is not None:
+    if p.purged_us is not None:
         raise Gone(
             f"the bytes of package {p.id} were purged under retention", code="package_purged"
         )

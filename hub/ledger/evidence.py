@@ -59,8 +59,7 @@ async def export_bundle(store: Store, blobs: BlobStore, package_id: str) -> byte
         {"seq": e.seq, "path": [b64(h) for h in await inclusion_path(source, e.seq, cp.size)]}
         for e in events
     ]
-    purged = await store.purged(package_id)
-    data = None if purged else await blobs.get(package.sha256)
+    data = None if package.purged_us else await blobs.get(package.sha256)
     doc = {
         "format": FORMAT,
         "package": {

@@ -10,11 +10,9 @@ Event ``data`` is hashed as the stored JSON text, never re-serialised.
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import Sequence
 
 from hub.ledger.merkle import leaf_hash
-from hub.ports import LedgerStore
 from hub.records import LedgerEvent
 
 _ABSENT = b"\xff\xff\xff\xff"
@@ -95,23 +93,3 @@ def void_leaf(seq: int) -> bytes:
 
 def genesis_leaf(origin: str, created_us: int) -> bytes:
     return leaf_hash(genesis_bytes(origin, created_us))
-
-
-async def prefetched(
-    store: LedgerStore, start: int, end: int, batch: int
-) -> AsyncIterator[tuple[list[LedgerEvent], int]]:
-    """Events of sequence numbers [start, end) in batches, each with the sequence number it
-    covers up to (exclusive); the next batch is read while the caller hashes this one."""
-    pending = asyncio.ensure_future(store.ledger_events(start - 1, end - 1, batch))
-    try:
-        while True:
-            events = await pending
-            stop = events[-1].seq + 1 if len(events) == batch else end
-            if stop < end:
-                pending = asyncio.ensure_future(store.ledger_events(stop - 1, end - 1, batch))
-            yield events, stop
-            if stop >= end:
-                return
-    finally:
-        if not pending.done():
-            pending.cancel()

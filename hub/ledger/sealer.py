@@ -17,7 +17,8 @@ import structlog
 
 from hub.errors import HubError
 from hub.ledger.checkpoint import CheckpointSigner
-from hub.ledger.leaf import genesis_leaf, leaves_for, prefetched
+from hub.ledger.leaf import genesis_leaf, leaves_for
+from hub.ledger.reading import prefetched
 from hub.ledger.tiles import TileBuilder
 from hub.ports import Clock, LedgerStore
 from hub.records import Checkpoint
@@ -46,6 +47,7 @@ class Sealer:
         self.checkpoint_size = max(1, checkpoint_size)
         self._cert_pem = "".join(signer.chain_pem())
         self.sealed_leaves = 0  # this process's total, for metrics and the benchmark
+        self._genesis: tuple[str, int] | None = None  # never changes once written
 
     async def run(self) -> None:
         while True:
@@ -61,14 +63,15 @@ class Sealer:
             return await self._seal()
 
     async def _seal(self) -> Checkpoint | None:
-        genesis = await self.store.ledger_genesis(self.origin, self.clock.now_us())
-        assert genesis is not None  # written just now if it was missing
-        origin, created_us = genesis
         latest = await self.store.latest_checkpoint()
         size = latest.size if latest else 0
         target = await self.store.seal_barrier() + 1  # leaves 0 (genesis) .. barrier
         if target <= size:
             return None
+        if self._genesis is None:  # one write, on the first round that seals anything
+            self._genesis = await self.store.ledger_genesis(self.origin, self.clock.now_us())
+        assert self._genesis is not None  # written just now if it was missing
+        origin, created_us = self._genesis
         builder = await TileBuilder.restore(size, self.store.tiles)
         if size == 0:
             builder.append(genesis_leaf(origin, created_us))

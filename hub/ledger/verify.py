@@ -17,8 +17,9 @@ from dataclasses import dataclass, field, replace
 from cryptography import x509
 
 from hub.ledger.checkpoint import chain_problem, signature_ok
-from hub.ledger.leaf import event_leaf, genesis_leaf, leaves_for, prefetched, void_leaf
+from hub.ledger.leaf import event_leaf, genesis_leaf, leaves_for, void_leaf
 from hub.ledger.merkle import HASH_SIZE, Frontier
+from hub.ledger.reading import prefetched
 from hub.ledger.tiles import TILE_WIDTH, TileBuilder
 from hub.ports import LedgerStore
 from hub.records import Checkpoint, LedgerEvent

@@ -13,6 +13,7 @@ import json
 from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
+from hub.edxml.dates import VN_TZ
 from hub.errors import InputError
 from hub.ports import Clock, Store
 from hub.records import AuditQuery, AuditRow, Event, State
@@ -58,7 +59,7 @@ def _time(name: str, raw: str) -> int:
             f"{name} must be an ISO 8601 date or date-time", code="bad_parameter"
         ) from exc
     if t.tzinfo is None:
-        t = t.replace(tzinfo=dt.timezone(dt.timedelta(hours=7)))  # Vietnam time by default
+        t = t.replace(tzinfo=VN_TZ)  # Vietnam time by default
     return int(t.timestamp() * 1_000_000)
 
 
@@ -121,7 +122,8 @@ async def _all(store: Store, query: AuditQuery) -> AsyncIterator[AuditRow]:
         after = (rows[-1].package.received_us, rows[-1].package.id)
 
 
-def _iso(us: int | None) -> str | None:
+def iso(us: int | None) -> str | None:
+    """Microseconds since the epoch as ISO 8601 UTC (API, exports, console)."""
     if us is None:
         return None
     return dt.datetime.fromtimestamp(us / 1e6, dt.UTC).isoformat(timespec="milliseconds")
@@ -132,7 +134,7 @@ def row_records(row: AuditRow) -> list[dict[str, Any]]:
     p = row.package
     base = {
         "package_id": p.id,
-        "received_at": _iso(p.received_us),
+        "received_at": iso(p.received_us),
         "kind": p.kind,
         "sender": p.sender_organ,
         "document_id": p.document_id,
@@ -141,7 +143,7 @@ def row_records(row: AuditRow) -> list[dict[str, Any]]:
         "business_type": p.business_type,
         "status_code": p.status_code,
         "signature": p.signature.get("outcome"),
-        "purged": _iso(row.purged_us),
+        "purged": iso(row.package.purged_us),
         "legal_hold": row.held,
     }
     empty = {"recipient": None, "route": None, "state": None, "business_status": None}
