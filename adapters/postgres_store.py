@@ -16,10 +16,12 @@ from typing import Any, TypeVar
 import asyncpg
 import structlog
 
+from adapters.sql.rows import _event_params
 from adapters.sql.schema import MIGRATIONS, statements
 from adapters.sql.store import SqlStore
 from adapters.sql.tx import Row, Tx
 from hub.errors import Unavailable
+from hub.records import Event
 
 T = TypeVar("T")
 log = structlog.get_logger(__name__)
@@ -72,6 +74,14 @@ _TRANSIENT = (
 )
 
 
+async def _keep_session(_conn: Any) -> None:
+    """The pool's reset on release. asyncpg rolls back an open transaction itself; its
+    default reset then sends ``RESET ALL; UNLISTEN *; pg_advisory_unlock_all()...``, one
+    more round trip on every release. The hub sets no session state and releases its
+    session advisory locks itself (or drops the connection when it cannot), so there is
+    nothing else to reset."""
+
+
 class PostgresStore(SqlStore):
     commit_ambiguous = True
 
@@ -103,6 +113,7 @@ class PostgresStore(SqlStore):
                 max_size=self._max,
                 command_timeout=30,
                 server_settings={"search_path": self.schema},
+                reset=_keep_session,
             )
         except _TRANSIENT as exc:
             raise Unavailable(f"PostgreSQL unreachable: {exc}", code="store_unavailable") from exc
@@ -151,27 +162,58 @@ class PostgresStore(SqlStore):
             await conn.execute("COMMIT")
             return result
 
+    async def _write_one(self, sql: str, *params: Any) -> int:
+        async with self._connection() as conn:
+            return _rowcount(await conn.execute(_pg(sql), *params))
+
     async def _read(self, fn: Callable[[Tx], Awaitable[T]]) -> T:
         async with self._connection() as conn:
             return await fn(_PgTx(conn))
 
-    @contextlib.asynccontextmanager
-    async def seal_lock(self) -> AsyncIterator[bool]:
+    async def _transition_call(self, update: tuple[Any, ...], event: Event) -> bool | None:
+        # One round trip: lt_transition (migration 4) takes the write barrier, updates
+        # conditionally and appends the event, all in this statement's own transaction.
         async with self._connection() as conn:
-            got = bool(await conn.fetchval("SELECT pg_try_advisory_lock($1)", _SEAL_LOCK))
+            changed = await conn.fetchval(
+                "SELECT lt_transition($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14)",
+                *update,
+                *_event_params(event),
+                _WRITE_BARRIER,
+            )
+        return bool(changed)
+
+    @contextlib.asynccontextmanager
+    async def _session_lock(self, take: str, key: int) -> AsyncIterator[tuple[Any, bool]]:
+        """A session advisory lock on a pooled connection. Should taking or releasing it
+        fail or be cancelled, the connection is dropped (the server then frees the lock)
+        rather than handed back to the pool, whose reset no longer unlocks everything."""
+        async with self._connection() as conn:
             try:
-                yield got
+                got = await conn.fetchval(take, key)
+                got = got is None or bool(got)  # pg_advisory_lock returns void
+            except BaseException:
+                conn.terminate()
+                raise
+            try:
+                yield conn, got
             finally:
                 if got:
-                    await conn.execute("SELECT pg_advisory_unlock($1)", _SEAL_LOCK)
+                    try:
+                        await conn.execute("SELECT pg_advisory_unlock($1)", key)
+                    except BaseException:
+                        conn.terminate()
+                        raise
+
+    @contextlib.asynccontextmanager
+    async def seal_lock(self) -> AsyncIterator[bool]:
+        async with self._session_lock("SELECT pg_try_advisory_lock($1)", _SEAL_LOCK) as (_, got):
+            yield got
 
     async def seal_barrier(self) -> int:
-        async with self._connection() as conn:
-            await conn.execute("SELECT pg_advisory_lock($1)", _WRITE_BARRIER)
-            try:
-                return int(await conn.fetchval("SELECT COALESCE(MAX(seq), 0) FROM events"))
-            finally:
-                await conn.execute("SELECT pg_advisory_unlock($1)", _WRITE_BARRIER)
+        # One connection: a second one, while writers wait on the barrier holding theirs,
+        # could find the pool empty.
+        async with self._session_lock("SELECT pg_advisory_lock($1)", _WRITE_BARRIER) as (conn, _):
+            return int(await conn.fetchval("SELECT COALESCE(MAX(seq), 0) FROM events"))
 
     async def drop_schema(self) -> None:
         """Tests only: remove this store's schema and everything in it."""

@@ -100,6 +100,21 @@ class SqlStore(SqlLedger, SqlAudit, abc.ABC):
     async def _read(self, fn: Callable[[Tx], Awaitable[T]]) -> T:
         """Run ``fn`` on a read connection."""
 
+    async def _transition_call(self, update: tuple[Any, ...], event: Event) -> bool | None:
+        """A transition with no outbox rows in one call, where the store has one (``None``:
+        use the general transaction). ``update`` is (delivery id, allowed states, new
+        state, attempts, next attempt, last error)."""
+        return None
+
+    async def _write_one(self, sql: str, *params: Any) -> int:
+        """One statement that appends no ledger event, as its own transaction (a network
+        store skips the write barrier and the BEGIN/COMMIT round trips)."""
+
+        async def w(tx: Tx) -> int:
+            return await tx.execute(sql, *params)
+
+        return await self._write(w)
+
     async def ping(self) -> None:
         async def q(tx: Tx) -> None:
             await tx.fetch("SELECT 1 AS one")
@@ -386,6 +401,23 @@ class SqlStore(SqlLedger, SqlAudit, abc.ABC):
 
         return await self._read(q)
 
+    async def package_with_deliveries(
+        self, package_id: str
+    ) -> tuple[PackageRow, list[DeliveryRow]] | None:
+        sql = (
+            f"SELECT {_INBOX_COLS} FROM packages p LEFT JOIN deliveries d "
+            "ON d.package_id = p.id WHERE p.id = ? ORDER BY d.seq"
+        )
+
+        async def q(tx: Tx) -> tuple[PackageRow, list[DeliveryRow]] | None:
+            rows = await tx.fetch(sql, package_id)
+            if not rows:
+                return None
+            ds = [_delivery(r, "d_") for r in rows if r["d_id"] is not None]
+            return _package(rows[0]), ds
+
+        return await self._read(q)
+
     async def deliveries_of(self, package_ids: Sequence[str]) -> dict[str, list[DeliveryRow]]:
         if not package_ids:
             return {}
@@ -417,6 +449,12 @@ class SqlStore(SqlLedger, SqlAudit, abc.ABC):
         outbox: Sequence[OutboxItem] = (),
     ) -> bool:
         states = sorted(str(s) for s in allowed)
+        if not outbox:
+            one = await self._transition_call(
+                (delivery_id, states, str(to), attempts, next_attempt_us, last_error), event
+            )
+            if one is not None:
+                return one
 
         async def w(tx: Tx) -> bool:
             changed = await tx.execute(
@@ -556,10 +594,7 @@ class SqlStore(SqlLedger, SqlAudit, abc.ABC):
         if not ids:
             return
 
-        async def w(tx: Tx) -> None:
-            await tx.execute(f"DELETE FROM outbox WHERE id IN ({_marks(len(ids))})", *ids)
-
-        await self._write(w)
+        await self._write_one(f"DELETE FROM outbox WHERE id IN ({_marks(len(ids))})", *ids)
 
     async def stuck_deliveries(self, older_than_us: int, limit: int) -> list[DeliveryRow]:
         async def q(tx: Tx) -> list[DeliveryRow]:

@@ -110,10 +110,10 @@ def _inbox_json(item: InboxItem) -> dict[str, Any]:
 async def _access(
     hub: Hub, caller: Caller, package_id: str
 ) -> tuple[PackageRow, list[DeliveryRow]]:
-    p = await hub.store.package(package_id)
-    if p is None:
+    found = await hub.store.package_with_deliveries(package_id)
+    if found is None:
         raise NotFound(f"no package {package_id}", code="package_not_found")
-    ds = await hub.store.deliveries(package_id)
+    p, ds = found
     if caller.system.role in ("admin", "auditor") or p.sender_organ in caller.organs:
         return p, ds
     mine = [d for d in ds if d.recipient in caller.organs]

@@ -7,14 +7,16 @@ import base64
 import dataclasses
 from typing import Any
 
+import asyncpg
 import pytest
 
-from adapters.postgres_store import PostgresStore
+from adapters.postgres_store import _WRITE_BARRIER, PostgresStore
 from hub.ledger import proofs
 from hub.ledger.leaf import event_leaf
 from hub.ledger.merkle import verify_consistency, verify_inclusion
 from hub.ledger.verify import verify_ledger
 from hub.pki import init_pki
+from hub.records import DeliveryRow, Event, IntakeCommit, PackageRow, State
 from tests.ledger.conftest import Ledger, add_events, anchors_for
 
 
@@ -196,3 +198,40 @@ async def test_concurrent_writers_and_rolled_back_numbers_seal_and_verify(
     assert report.leaves == events[-1].seq + 1
     if ledger.kind == "postgres":  # the burned identity value is a void leaf
         assert report.leaves == len(events) + 2
+
+
+async def test_transitions_wait_for_the_write_barrier(ledger: Ledger) -> None:
+    """A delivery transition (on PostgreSQL one server-side call) appends its event only
+    under the write barrier: while the sealer holds it, the transition waits; afterwards
+    the state and its event land together, and the package's deliveries read back in one
+    query with it."""
+    pkg = PackageRow("p-barrier", "ab" * 32, 10, "edoc", "A", "sys-a", 1)
+    d = DeliveryRow("d-barrier", pkg.id, "B", "local", State.PENDING, updated_us=1)
+    await ledger.store.commit_intake(IntakeCommit(pkg, (d,), (), ()))
+    event = Event("available", 5, pkg.id, d.id, "B", "hub", {"k": "v"})
+    move = ledger.store.transition(d.id, frozenset({State.PENDING}), State.AVAILABLE, event)
+    if ledger.kind == "postgres":
+        conn = await asyncpg.connect(ledger.dsn, server_settings={"search_path": ledger.schema})
+        try:
+            await conn.execute("SELECT pg_advisory_lock($1)", _WRITE_BARRIER)
+            task = asyncio.ensure_future(move)
+            await asyncio.sleep(0.3)
+            assert not task.done(), "the transition did not wait for the write barrier"
+            await conn.execute("SELECT pg_advisory_unlock($1)", _WRITE_BARRIER)
+            assert await task
+        finally:
+            await conn.close()
+    else:
+        assert await move
+    assert not await ledger.store.transition(
+        d.id, frozenset({State.PENDING}), State.AVAILABLE, event
+    ), "a second identical transition must change nothing"
+    found = await ledger.store.package_with_deliveries(pkg.id)
+    assert found is not None
+    assert found[0].id == pkg.id and [x.state for x in found[1]] == [State.AVAILABLE]
+    assert found[1][0].updated_us == 5
+    events = [e for e in await ledger.store.ledger_events(0, 10**9, 100) if e.type != "genesis"]
+    assert [(e.type, e.delivery_id, e.data_json) for e in events] == [
+        ("available", d.id, '{"k":"v"}')
+    ]
+    assert await ledger.store.package_with_deliveries("no-such-package") is None
