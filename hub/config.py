@@ -23,6 +23,9 @@ class ServerConfig:
     host: str = "127.0.0.1"
     port: int = 8080
     max_body_bytes: int = 64 * 1024 * 1024
+    # Hub processes sharing the port (SO_REUSEPORT). More than one needs the scaled mode
+    # (PostgreSQL + RabbitMQ): the embedded store and broker belong to one process.
+    workers: int = 1
 
 
 @dataclass
@@ -210,6 +213,13 @@ def _check(cfg: Config) -> None:
         value = getattr(getattr(cfg, section), key)
         if value not in values:
             raise ConfigError(f"[{section}] {key} = {value!r}; expected one of {values}")
+    if cfg.server.workers < 1:
+        raise ConfigError("[server] workers must be at least 1")
+    if cfg.server.workers > 1 and (cfg.store.kind, cfg.broker.kind) != ("postgres", "rabbitmq"):
+        raise ConfigError(
+            "[server] workers > 1 needs store kind = postgres and broker kind = rabbitmq "
+            "(the embedded SQLite store and in-process broker belong to one process)"
+        )
     up = cfg.upstream
     if up.kind == "vxp" and not (up.url and up.system_id and up.secret):
         raise ConfigError("[upstream] kind = vxp needs url, system_id and secret")

@@ -8,6 +8,7 @@ caller passed.
 from __future__ import annotations
 
 import logging
+import os
 import sys
 from collections.abc import MutableMapping
 from typing import Any
@@ -34,7 +35,18 @@ class _Stderr:
         sys.stderr.flush()
 
 
-def configure(fmt: str = "auto", level: str = "info") -> None:
+def _add_pid(_: Any, __: str, event: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
+    event["pid"] = _PID
+    return event
+
+
+_PID = 0
+
+
+def configure(fmt: str = "auto", level: str = "info", *, pid: bool = False) -> None:
+    """``pid``: name the process in every line (one of several workers on one port)."""
+    global _PID  # noqa: PLW0603 - set once, before the first line is written
+    _PID = os.getpid()
     json_output = fmt == "json" or (fmt == "auto" and not sys.stderr.isatty())
     renderer: Any = (
         structlog.processors.JSONRenderer(ensure_ascii=False)
@@ -47,6 +59,7 @@ def configure(fmt: str = "auto", level: str = "info") -> None:
             structlog.processors.add_log_level,
             structlog.processors.TimeStamper(fmt="iso", utc=True),
             _mask_secrets,
+            *([_add_pid] if pid else []),
             structlog.processors.format_exc_info,
             renderer,
         ],

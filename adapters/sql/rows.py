@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -12,6 +13,18 @@ from hub.records import DeliveryRow, Event, PackageRow, State
 
 def _json(data: Mapping[str, Any]) -> str:
     return json.dumps(data, ensure_ascii=False, separators=(",", ":"), sort_keys=True)
+
+
+@functools.lru_cache(maxsize=1024)
+def _signature_cached(text: str) -> dict[str, Any]:
+    decoded: dict[str, Any] = json.loads(text)
+    return decoded
+
+
+def _signature(text: str) -> dict[str, Any]:
+    """A package's signature record, decoded. One signer's packages share one record
+    text, so decoding is cached; each row gets its own shallow copy."""
+    return dict(_signature_cached(text))
 
 
 def _marks(n: int) -> str:
@@ -61,7 +74,7 @@ def _package(r: Row) -> PackageRow:
         response_for_organ=r["response_for_organ"],
         response_for_doc=r["response_for_doc"],
         related_package_id=r["related_package_id"],
-        signature=json.loads(r["signature"]),
+        signature=_signature(r["signature"]),
         dedupe_key=r["dedupe_key"],
         purged_us=r["purged_us"],
     )

@@ -6,9 +6,14 @@ import argparse
 import asyncio
 import json
 import os
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 from typing import Any
 
+import structlog
 from aiohttp import web
 
 from hub import logs
@@ -23,6 +28,7 @@ from hub.service.directory_admin import DirectoryAdmin
 def register(sub: Any) -> None:
     s = sub.add_parser("serve", help="run the hub")
     s.add_argument("--config", type=Path, default=None, help="TOML file (env overrides apply)")
+    s.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)  # one of N
     s.set_defaults(func=_serve)
     d = sub.add_parser("dev", help="embedded development hub with a demo directory (make run)")
     d.add_argument("--dir", type=Path, default=Path("var/dev"))
@@ -31,12 +37,12 @@ def register(sub: Any) -> None:
     d.set_defaults(func=_dev)
 
 
-def run(cfg: Config) -> None:
+def run(cfg: Config, *, reuse_port: bool = False) -> None:
     from adapters.factory import components  # noqa: PLC0415 - the composition root
     from hub.http.app import build_app  # noqa: PLC0415
     from hub.service.hub import Hub  # noqa: PLC0415
 
-    logs.configure(cfg.log.format, cfg.log.level)
+    logs.configure(cfg.log.format, cfg.log.level, pid=reuse_port)
     hub = Hub(cfg, components(cfg))
     web.run_app(
         build_app(hub),
@@ -45,12 +51,59 @@ def run(cfg: Config) -> None:
         print=None,
         access_log=None,
         shutdown_timeout=10,
+        reuse_port=reuse_port or None,
     )
 
 
 def _serve(args: argparse.Namespace) -> int:
-    run(load(args.config))
+    cfg = load(args.config)
+    if args.worker:
+        run(cfg, reuse_port=True)
+        return 0
+    if cfg.server.workers > 1:
+        logs.configure(cfg.log.format, cfg.log.level)
+        return supervise(cfg.server.workers, args.config)
+    run(cfg)
     return 0
+
+
+def supervise(n: int, config: Path | None) -> int:
+    """Run ``n`` hub processes on one port (the kernel spreads connections among them).
+
+    They share nothing but PostgreSQL and RabbitMQ, as two hubs on two machines would.
+    SIGTERM/SIGINT stop them all gracefully. If one dies, the others are stopped too and
+    the exit status is non-zero, so the service manager restarts the whole unit.
+    """
+    log = structlog.get_logger("hub.supervisor")
+    cmd = [sys.executable, "-m", "hub.cli.main", "serve", "--worker"]
+    if config is not None:
+        cmd += ["--config", str(config)]
+    # Our own interpreter and module, with the same configuration: no outside input.
+    procs = [subprocess.Popen(cmd) for _ in range(n)]  # noqa: S603
+    log.info("workers_started", pids=[p.pid for p in procs])
+    stopping = False
+
+    def stop(_sig: int, _frame: object) -> None:
+        nonlocal stopping
+        stopping = True
+        for p in procs:
+            if p.poll() is None:
+                p.terminate()
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    while True:
+        for p in procs:
+            code = p.poll()
+            if code is not None and not stopping:
+                log.error("worker_died", pid=p.pid, exit_code=code)
+                stop(signal.SIGTERM, None)
+        if all(p.poll() is not None for p in procs):
+            break
+        time.sleep(0.2)
+    failed = [p.returncode for p in procs if p.returncode not in (0, -signal.SIGTERM)]
+    log.info("workers_stopped", exit_codes=[p.returncode for p in procs])
+    return 1 if failed or not stopping else 0
 
 
 # The demo directory: two provincial systems, the Government Office, an organ behind

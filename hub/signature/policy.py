@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import datetime as dt
 import enum
+import functools
 from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any
@@ -55,12 +56,19 @@ class SignatureRecord:
     revocation: str | None = None
 
     def as_dict(self) -> dict[str, Any]:
-        d = asdict(self)
-        d["outcome"] = str(self.outcome)
-        d["policy"] = str(self.policy)
-        d["chain"] = list(self.chain)
-        d["chain_fingerprints"] = list(self.chain_fingerprints)
-        return d
+        """A fresh dict (callers may extend it); built from a per-record cache, since one
+        signer's packages share one record and ``asdict`` is slow on the intake path."""
+        return dict(_record_dict(self))
+
+
+@functools.lru_cache(maxsize=1024)
+def _record_dict(record: SignatureRecord) -> dict[str, Any]:
+    d = asdict(record)
+    d["outcome"] = str(record.outcome)
+    d["policy"] = str(record.policy)
+    d["chain"] = list(record.chain)
+    d["chain_fingerprints"] = list(record.chain_fingerprints)
+    return d
 
 
 @dataclass(frozen=True, slots=True)

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import json
+import os
+import signal
 from pathlib import Path
 
 import aiohttp
@@ -59,3 +62,70 @@ async def test_submit_on_one_fetch_and_ack_on_the_other(
     finally:
         await asyncio.gather(asyncio.to_thread(one.stop), asyncio.to_thread(two.stop))
         await harness.drop_backends(cfg)
+
+
+def _children(pid: int) -> list[int]:
+    path = Path(f"/proc/{pid}/task/{pid}/children")
+    return [int(x) for x in path.read_text().split()]
+
+
+async def test_workers_share_one_port_and_stop_together(
+    tmp_path: Path, pki_dir: tuple[Path, dict[str, str]]
+) -> None:
+    """``[server] workers = 2``: two hub processes behind one port both take traffic; a
+    worker that dies takes the unit down (non-zero exit) instead of running half-staffed."""
+    harness.require_services()
+    root, bindings = pki_dir
+    cfg = harness.config(tmp_path, root, "scaled")
+    cfg.server.workers = 2
+    cfg.log.format, cfg.log.level = "json", "info"
+    tokens = await harness.seed_directory(cfg, bindings)
+    hub = HubProcess(write_config(cfg, tmp_path / "hub.toml"), free_port(), tmp_path / "hub.log")
+    try:
+        await asyncio.to_thread(hub.start)
+        assert hub.proc is not None
+        workers = await harness.eventually(
+            lambda: asyncio.to_thread(_children, hub.proc.pid),  # type: ignore[union-attr]
+            lambda ws: len(ws) == 2,
+        )
+        a = {"Authorization": f"Bearer {tokens['sys-a']}"}
+        for i in range(24):  # a new connection each time: the kernel spreads them
+            data = signed(root, A, demo.document_bytes(sender=A, to=(B,), number=str(700 + i)))
+            async with (
+                aiohttp.ClientSession() as s,
+                s.post(hub.url + "/api/v1/packages", data=data, headers=a) as r,
+            ):
+                assert r.status == 202, await r.text()
+        lines = [json.loads(x) for x in hub.log_path.read_text().splitlines() if x.startswith("{")]
+        accepted_by = {x.get("pid") for x in lines if x.get("event") == "package_accepted"}
+        assert accepted_by == set(workers)
+        os.kill(workers[0], signal.SIGKILL)
+        assert await asyncio.to_thread(hub.proc.wait, 20) == 1
+        assert _gone(workers[1]), "the surviving worker was left running"
+    finally:
+        await asyncio.to_thread(hub.stop)
+
+
+def _gone(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    return False
+
+
+def test_workers_need_the_scaled_mode(tmp_path: Path) -> None:
+    from hub.config import load  # noqa: PLC0415
+    from hub.errors import ConfigError  # noqa: PLC0415
+
+    with pytest.raises(ConfigError, match="workers > 1 needs"):
+        load(None, env={"LIENTHONG_SERVER_WORKERS": "2"})
+    cfg = load(
+        None,
+        env={
+            "LIENTHONG_SERVER_WORKERS": "2",
+            "LIENTHONG_STORE_KIND": "postgres",
+            "LIENTHONG_BROKER_KIND": "rabbitmq",
+        },
+    )
+    assert cfg.server.workers == 2
