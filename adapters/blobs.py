@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import os
 import re
+from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -17,6 +18,7 @@ from hub.errors import NotFound
 
 _SHA = re.compile(r"^[0-9a-f]{64}$")
 _INLINE_READ = 64 * 1024  # smaller blobs are read on the event loop
+_CHUNK = 256 * 1024  # streamed reads
 
 
 class FileBlobStore:
@@ -66,6 +68,19 @@ class FileBlobStore:
             return await asyncio.get_running_loop().run_in_executor(self._pool, path.read_bytes)
         except FileNotFoundError as exc:
             raise NotFound("package bytes not found", code="blob_missing") from exc
+
+    async def stream(self, sha256: str) -> AsyncIterator[bytes]:
+        loop = asyncio.get_running_loop()
+        path = self._path(sha256)
+        try:
+            f = await loop.run_in_executor(self._pool, path.open, "rb")
+        except FileNotFoundError as exc:
+            raise NotFound("package bytes not found", code="blob_missing") from exc
+        try:
+            while chunk := await loop.run_in_executor(self._pool, f.read, _CHUNK):
+                yield chunk
+        finally:
+            f.close()
 
     async def exists(self, sha256: str) -> bool:
         return self._path(sha256).exists()

@@ -7,7 +7,7 @@ application factory receives whichever implementations the configuration chose.
 from __future__ import annotations
 
 import time
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
@@ -236,6 +236,11 @@ class Duplicate(Exception):
 class BlobStore(Protocol):
     async def put(self, sha256: str, data: bytes) -> str: ...
     async def get(self, sha256: str) -> bytes: ...
+    def stream(self, sha256: str) -> AsyncIterator[bytes]:
+        """The bytes in chunks, for sending a large package without holding it in memory
+        (raises ``NotFound`` with code ``blob_missing`` before the first chunk)."""
+        ...
+
     async def exists(self, sha256: str) -> bool: ...
     async def delete(self, sha256: str) -> None:
         """Remove the bytes (retention); absent bytes are not an error."""
