@@ -23,6 +23,19 @@ log = structlog.get_logger(__name__)
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
+async def send_stream(
+    request: web.Request, resp: web.StreamResponse, first: bytes, rest: AsyncIterator[bytes]
+) -> web.StreamResponse:
+    """Send a response in chunks. The caller draws ``first`` before this, so a failure
+    that comes before any byte is still an ordinary error answer."""
+    await resp.prepare(request)
+    await resp.write(first)
+    async for chunk in rest:
+        await resp.write(chunk)
+    await resp.write_eof()
+    return resp
+
+
 def error_response(exc: HubError, request_id: str) -> web.Response:
     body = {"error": exc.to_dict(), "request_id": request_id}
     return web.json_response(body, status=exc.http_status)

@@ -13,7 +13,7 @@ from typing import Any
 from aiohttp import web
 
 from hub.errors import InputError
-from hub.http.app import HUB
+from hub.http.app import HUB, send_stream
 from hub.http.native import _caller, _delivery_json, _int, _package_json, json_object
 from hub.ledger import evidence, proofs
 from hub.records import AuditQuery, AuditRow, LedgerEvent
@@ -139,12 +139,7 @@ async def stream_export(
             "Content-Disposition": f'attachment; filename="{filename}.{fmt}"',
         }
     )
-    await resp.prepare(request)
-    await resp.write(first)
-    async for chunk in chunks:
-        await resp.write(chunk)
-    await resp.write_eof()
-    return resp
+    return await send_stream(request, resp, first, chunks)
 
 
 async def audit_export(request: web.Request) -> web.StreamResponse:

@@ -23,7 +23,7 @@ from aiohttp import web
 from hub.edxml.parser import parse_package
 from hub.edxml.summary import summarise
 from hub.errors import Forbidden, Gone, InputError, NotFound, PackageTooLarge
-from hub.http.app import HUB
+from hub.http.app import HUB, send_stream
 from hub.records import DeliveryRow, InboxItem, PackageRow, State
 from hub.service import delivery as dl
 from hub.service.audit import iso
@@ -218,12 +218,7 @@ async def fetch(request: web.Request) -> web.StreamResponse:
     await _mark_fetched(hub, caller, ds)
     resp = web.StreamResponse(headers=headers)
     resp.content_length = p.size
-    await resp.prepare(request)
-    await resp.write(first)
-    async for chunk in chunks:
-        await resp.write(chunk)
-    await resp.write_eof()
-    return resp
+    return await send_stream(request, resp, first, chunks)
 
 
 async def _mark_fetched(hub: Hub, caller: Caller, ds: list[DeliveryRow]) -> None:
