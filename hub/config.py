@@ -26,6 +26,11 @@ class ServerConfig:
     # Hub processes sharing the port (SO_REUSEPORT). More than one needs the scaled mode
     # (PostgreSQL + RabbitMQ): the embedded store and broker belong to one process.
     workers: int = 1
+    # HTTPS served by the hub itself (PEM files); with tls_client_ca, clients may
+    # authenticate with a TLS client certificate registered to their system (mTLS).
+    tls_cert: str = ""
+    tls_key: str = ""
+    tls_client_ca: str = ""
 
 
 @dataclass
@@ -213,6 +218,10 @@ def _check(cfg: Config) -> None:
         value = getattr(getattr(cfg, section), key)
         if value not in values:
             raise ConfigError(f"[{section}] {key} = {value!r}; expected one of {values}")
+    if bool(cfg.server.tls_cert) != bool(cfg.server.tls_key):
+        raise ConfigError("[server] tls_cert and tls_key go together")
+    if cfg.server.tls_client_ca and not cfg.server.tls_cert:
+        raise ConfigError("[server] tls_client_ca (mTLS) needs tls_cert and tls_key")
     if cfg.server.workers < 1:
         raise ConfigError("[server] workers must be at least 1")
     if cfg.server.workers > 1 and (cfg.store.kind, cfg.broker.kind) != ("postgres", "rabbitmq"):

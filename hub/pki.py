@@ -121,8 +121,10 @@ def issue(
     key_usage: x509.KeyUsage = SIGNING,
     eku: Sequence[x509.ObjectIdentifier] | None = (ExtendedKeyUsageOID.EMAIL_PROTECTION,),
     org: str = "lienthong development",
+    san: Sequence[x509.GeneralName] = (),
 ) -> Issued:
-    """An end-entity certificate (a document-signing certificate by default)."""
+    """An end-entity certificate (a document-signing certificate by default; with ``san``,
+    e.g. a TLS server certificate)."""
     key = new_key()
     now = _now()
     builder = (
@@ -143,6 +145,8 @@ def issue(
     )
     if eku:
         builder = builder.add_extension(x509.ExtendedKeyUsage(list(eku)), critical=False)
+    if san:
+        builder = builder.add_extension(x509.SubjectAlternativeName(list(san)), critical=False)
     return Issued(builder.sign(ca.key, hashes.SHA256()), key)
 
 

@@ -52,6 +52,8 @@ class Directory:
     credentials: dict[str, Credential]  # by token id
     bindings: tuple[CertBinding, ...]
     vxp_secrets: dict[str, str] = field(default_factory=dict)  # system id -> sealed secret
+    # TLS client certificate SHA-256 fingerprint -> the system it authenticates (mTLS)
+    client_certs: dict[str, str] = field(default_factory=dict)
 
     def resolve(self, organ_id: str) -> Organ | None:
         organ = self.organs.get(organ_id)
@@ -151,6 +153,13 @@ class Store(LedgerStore, AuditStore, Protocol):
     async def put_system(self, system: System, event: Event) -> None: ...
     async def put_credential(self, cred: Credential, event: Event) -> None: ...
     async def put_binding(self, binding: CertBinding, event: Event) -> None: ...
+    async def put_client_cert(
+        self, fingerprint: str, system_id: str, subject: str, event: Event
+    ) -> None: ...
+    async def delete_client_cert(self, fingerprint: str, event: Event) -> bool:
+        """False when no such certificate was registered (nothing written)."""
+        ...
+
     async def put_vxp_secret(self, system_id: str, sealed: str, event: Event) -> None: ...
     async def use_stamp(
         self, system_id: str, stamp: str, now_us: int, forget_before_us: int

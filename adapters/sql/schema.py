@@ -129,6 +129,11 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
             "END $$"
         ),
     ),
+    # 5: TLS client certificates (mTLS) that authenticate a connected system
+    (
+        "CREATE TABLE client_certs (fingerprint TEXT PRIMARY KEY, system_id TEXT NOT NULL, "
+        "subject TEXT NOT NULL, created_us BIGINT NOT NULL)",
+    ),
 )
 
 

@@ -192,7 +192,13 @@ class SqlStore(SqlLedger, SqlAudit, abc.ABC):
                 r["system_id"]: r["sealed"]
                 for r in await tx.fetch("SELECT system_id, sealed FROM vxp_secrets")
             }
-            return Directory(version, organs, aliases, systems, creds, bindings, sealed)
+            client_certs = {
+                r["fingerprint"]: r["system_id"]
+                for r in await tx.fetch("SELECT fingerprint, system_id FROM client_certs")
+            }
+            return Directory(
+                version, organs, aliases, systems, creds, bindings, sealed, client_certs
+            )
 
         return await self._read(q)
 
@@ -286,6 +292,31 @@ class SqlStore(SqlLedger, SqlAudit, abc.ABC):
                 (binding.fingerprint.lower(), binding.organ_id),
             ),
         )
+
+    async def put_client_cert(
+        self, fingerprint: str, system_id: str, subject: str, event: Event
+    ) -> None:
+        await self._directory_write(
+            [event],
+            ("DELETE FROM client_certs WHERE fingerprint = ?", (fingerprint,)),
+            (
+                "INSERT INTO client_certs (fingerprint, system_id, subject, created_us) "
+                "VALUES (?,?,?,?)",
+                (fingerprint, system_id, subject, event.at_us),
+            ),
+        )
+
+    async def delete_client_cert(self, fingerprint: str, event: Event) -> bool:
+        async def w(tx: Tx) -> bool:
+            gone = await tx.execute("DELETE FROM client_certs WHERE fingerprint = ?", fingerprint)
+            if gone:
+                await tx.execute(
+                    "UPDATE meta SET value = value + 1 WHERE key = 'directory_version'"
+                )
+                await tx.execute(_EVENT_INSERT, *_event_params(event))
+            return gone > 0
+
+        return await self._write(w)
 
     # ---------------------------------------------------------------- intake
     async def commit_intake(self, commit: IntakeCommit) -> None:

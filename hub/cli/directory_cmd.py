@@ -69,6 +69,17 @@ def register(sub: Any) -> None:
     b.add_argument("organ_id")
     b.set_defaults(func=lambda a: _run(a, _bind))
 
+    c = acts.add_parser(
+        "client-cert", help="let a TLS client certificate authenticate a system (mTLS)"
+    )
+    c.add_argument("system_id")
+    c.add_argument("cert", type=Path, help="the client certificate (PEM)")
+    c.set_defaults(func=lambda a: _run(a, _client_cert))
+
+    rc = acts.add_parser("remove-client-cert", help="stop a TLS client certificate authenticating")
+    rc.add_argument("fingerprint", help="SHA-256 of the certificate (hex)")
+    rc.set_defaults(func=lambda a: _run(a, _remove_client_cert))
+
     i = acts.add_parser("import", help="import organs (CSV) or systems and organs (JSON)")
     i.add_argument("file", type=Path)
     i.set_defaults(func=lambda a: _run(a, _import))
@@ -154,6 +165,20 @@ async def _bind(a: argparse.Namespace, admin: DirectoryAdmin, _s: Store) -> int:
     return 0
 
 
+async def _client_cert(a: argparse.Namespace, admin: DirectoryAdmin, _s: Store) -> int:
+    fp = await admin.add_client_cert(a.system_id, a.cert.read_bytes())
+    print(f"client certificate {fp} authenticates {a.system_id}")
+    return 0
+
+
+async def _remove_client_cert(a: argparse.Namespace, admin: DirectoryAdmin, _s: Store) -> int:
+    if not await admin.remove_client_cert(a.fingerprint):
+        print(f"no client certificate {a.fingerprint}")
+        return 2
+    print(f"client certificate {a.fingerprint} removed")
+    return 0
+
+
 async def _import(a: argparse.Namespace, admin: DirectoryAdmin, _s: Store) -> int:
     counts = await admin.import_file(a.file)
     print(f"imported {counts['systems']} systems, {counts['organs']} organs")
@@ -193,6 +218,10 @@ async def _list(_a: argparse.Namespace, _admin: DirectoryAdmin, store: Store) ->
         "tokens": [
             {"token_id": c.token_id, "system_id": c.system_id, "revoked": c.revoked}
             for c in d.credentials.values()
+        ],
+        "client_certs": [
+            {"fingerprint": fp, "system_id": system_id}
+            for fp, system_id in sorted(d.client_certs.items())
         ],
     }
     print(json.dumps(out, ensure_ascii=False, indent=2))

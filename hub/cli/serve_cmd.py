@@ -7,6 +7,7 @@ import asyncio
 import json
 import os
 import signal
+import ssl
 import subprocess
 import sys
 import time
@@ -19,6 +20,7 @@ from aiohttp import web
 from hub import logs
 from hub.cli.pki_cmd import DEMO_AGENCIES
 from hub.config import Config, load
+from hub.errors import ConfigError
 from hub.pki import init_pki
 from hub.ports import SystemClock
 from hub.records import Organ, System
@@ -48,11 +50,32 @@ def run(cfg: Config, *, reuse_port: bool = False) -> None:
         build_app(hub),
         host=cfg.server.host,
         port=cfg.server.port,
+        ssl_context=server_tls(cfg),
         print=None,
         access_log=None,
         shutdown_timeout=10,
         reuse_port=reuse_port or None,
     )
+
+
+def server_tls(cfg: Config) -> ssl.SSLContext | None:
+    """TLS 1.2+ with the hub's certificate; with ``tls_client_ca`` a client certificate is
+    asked for and, when sent, must chain to that CA (it is optional: token-only clients
+    and health checks still connect). Which system a certificate speaks for is the
+    directory's ``client_certs``; remove a binding to revoke it at once."""
+    s = cfg.server
+    if not s.tls_cert:
+        return None
+    ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+    try:
+        ctx.load_cert_chain(s.tls_cert, s.tls_key)
+        if s.tls_client_ca:
+            ctx.load_verify_locations(cafile=s.tls_client_ca)
+            ctx.verify_mode = ssl.CERT_OPTIONAL
+    except (OSError, ssl.SSLError) as exc:
+        raise ConfigError(f"[server] TLS files: {exc}") from exc
+    return ctx
 
 
 def _serve(args: argparse.Namespace) -> int:

@@ -1,4 +1,5 @@
-"""Administrator endpoints that change the directory and credentials (``/api/v1/admin``).
+"""Administrator endpoints that change the directory and credentials (``/api/v1/admin``):
+systems, organs, bearer tokens and TLS client certificates.
 
 Only the ``admin`` role; every change is a ledger event naming the administrator
 (``DirectoryAdmin``), and the directory cache is refreshed before answering, so the
@@ -97,9 +98,26 @@ async def revoke_token(request: web.Request) -> web.Response:
     )
 
 
+async def add_client_cert(request: web.Request) -> web.Response:
+    hub, admin, body = await _admin(request)
+    pem = _str(body, "certificate", required=True) or ""
+    fp = await admin.add_client_cert(request.match_info["id"], pem.encode())
+    await hub.directory.refresh()
+    return web.json_response({"system_id": request.match_info["id"], "fingerprint": fp}, status=201)
+
+
+async def remove_client_cert(request: web.Request) -> web.Response:
+    hub, admin, _ = await _admin(request)
+    removed = await admin.remove_client_cert(request.match_info["fp"])
+    await hub.directory.refresh()
+    return web.json_response({"fingerprint": request.match_info["fp"], "removed": removed})
+
+
 def setup(app: web.Application) -> None:
     r = app.router
     r.add_post("/api/v1/admin/systems", put_system)
     r.add_post("/api/v1/admin/organs", put_organ)
     r.add_post("/api/v1/admin/systems/{id}/tokens", issue_token)
     r.add_post("/api/v1/admin/tokens/{id}/revoke", revoke_token)
+    r.add_post("/api/v1/admin/systems/{id}/client-certs", add_client_cert)
+    r.add_post("/api/v1/admin/client-certs/{fp}/remove", remove_client_cert)

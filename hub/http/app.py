@@ -23,6 +23,17 @@ log = structlog.get_logger(__name__)
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
+def peer_certificate(request: web.Request) -> bytes | None:
+    """The TLS client certificate (DER) the handshake verified, when the hub terminates
+    TLS itself with ``[server] tls_client_ca`` set; otherwise None."""
+    transport = request.transport
+    ssl_object = transport.get_extra_info("ssl_object") if transport is not None else None
+    if ssl_object is None:
+        return None
+    der: bytes | None = ssl_object.getpeercert(binary_form=True)
+    return der
+
+
 async def send_stream(
     request: web.Request, resp: web.StreamResponse, first: bytes, rest: AsyncIterator[bytes]
 ) -> web.StreamResponse:

@@ -9,7 +9,7 @@ from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from hub.errors import HubError
-from hub.http.app import HUB
+from hub.http.app import HUB, peer_certificate
 from hub.service.auth import authenticate
 
 
@@ -27,7 +27,9 @@ async def readyz(request: web.Request) -> web.Response:
 
 async def metrics_handler(request: web.Request) -> web.Response:
     hub = request.app[HUB]
-    caller = authenticate(hub.directory.current, request.headers.get("Authorization"))
+    caller = authenticate(
+        hub.directory.current, request.headers.get("Authorization"), peer_certificate(request)
+    )
     caller.require_role("admin", "auditor")
     with contextlib.suppress(HubError):  # store down: serve the last values; /readyz says why
         await hub.update_gauges()

@@ -23,7 +23,7 @@ from aiohttp import web
 from hub.edxml.parser import parse_package
 from hub.edxml.summary import summarise
 from hub.errors import Forbidden, Gone, InputError, NotFound, PackageTooLarge
-from hub.http.app import HUB, send_stream
+from hub.http.app import HUB, peer_certificate, send_stream
 from hub.records import DeliveryRow, InboxItem, PackageRow, State
 from hub.service import delivery as dl
 from hub.service.audit import iso
@@ -41,7 +41,9 @@ _INBOX_STATES = frozenset({State.AVAILABLE, State.FETCHED})
 
 def _caller(request: web.Request) -> tuple[Hub, Caller]:
     hub = request.app[HUB]
-    caller = authenticate(hub.directory.current, request.headers.get("Authorization"))
+    caller = authenticate(
+        hub.directory.current, request.headers.get("Authorization"), peer_certificate(request)
+    )
     structlog.contextvars.bind_contextvars(system=caller.system_id)
     return hub, caller
 

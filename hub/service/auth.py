@@ -58,7 +58,37 @@ def new_token(system_id: str, now_us: int) -> tuple[str, Credential]:
     return f"{token_id}.{secret}", Credential(token_id, system_id, hash_secret(secret), now_us)
 
 
-def authenticate(directory: Directory, authorization: str | None) -> Caller:
+def authenticate(
+    directory: Directory, authorization: str | None, client_cert: bytes | None = None
+) -> Caller:
+    """The caller, from a bearer token, a verified TLS client certificate (DER), or both.
+
+    The TLS handshake has already checked the certificate's chain against the configured
+    client CA; here its fingerprint must be registered to a system. When both are
+    presented they must name the same system.
+    """
+    by_cert: System | None = None
+    if client_cert is not None:
+        fp = hashlib.sha256(client_cert).hexdigest()
+        system_id = directory.client_certs.get(fp)
+        by_cert = directory.systems.get(system_id) if system_id else None
+        if by_cert is None and not authorization:
+            raise AuthenticationFailed(
+                "the TLS client certificate is not registered to any system",
+                code="unknown_client_cert",
+            )
+        if by_cert is not None and not authorization:
+            return Caller(by_cert, "cert:" + fp[:16])
+    caller = _by_token(directory, authorization)
+    if by_cert is not None and by_cert.system_id != caller.system_id:
+        raise AuthenticationFailed(
+            "the token and the TLS client certificate belong to different systems",
+            code="credentials_disagree",
+        )
+    return caller
+
+
+def _by_token(directory: Directory, authorization: str | None) -> Caller:
     if not authorization:
         raise AuthenticationFailed("missing Authorization header", code="missing_credentials")
     scheme, _, token = authorization.partition(" ")

@@ -15,11 +15,14 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from cryptography import x509
+
 from hub.edxml.organ import classify
 from hub.errors import HubError, InputError, NotFound
 from hub.ports import Clock, Store
 from hub.records import CertBinding, Event, Organ, System
 from hub.service.auth import new_token
+from hub.signature.trust import fingerprint
 from hub.vxp.secrets import SecretBox, load_or_create_key, new_secret
 
 ORGAN_FIELDS = (
@@ -139,6 +142,36 @@ class DirectoryAdmin:
         fp = fingerprint.replace(":", "").lower()
         await self.store.put_binding(
             CertBinding(fp, organ_id), self._event("directory_cert_bound", organ_id, fingerprint=fp)
+        )
+
+    async def add_client_cert(self, system_id: str, pem: bytes) -> str:
+        """Let a TLS client certificate authenticate ``system_id`` (mTLS); returns its
+        SHA-256 fingerprint. The TLS handshake checks the chain against ``[server]
+        tls_client_ca``; this binding says which system the certificate speaks for."""
+        try:
+            cert = x509.load_pem_x509_certificate(pem)
+        except ValueError as exc:
+            raise InputError(f"not a PEM certificate: {exc}", code="bad_certificate") from exc
+        if system_id not in (await self.store.directory()).systems:
+            raise NotFound(f"no system {system_id}", code="system_not_found")
+        fp = fingerprint(cert)
+        subject = cert.subject.rfc4514_string()
+        await self.store.put_client_cert(
+            fp,
+            system_id,
+            subject,
+            self._event(
+                "directory_client_cert_added", system_id=system_id, fingerprint=fp, subject=subject
+            ),
+        )
+        return fp
+
+    async def remove_client_cert(self, fp: str) -> bool:
+        """Stop a client certificate authenticating anyone; False when it was not registered."""
+        fp = fp.replace(":", "").lower()
+        owner = (await self.store.directory()).client_certs.get(fp)
+        return await self.store.delete_client_cert(
+            fp, self._event("directory_client_cert_removed", system_id=owner, fingerprint=fp)
         )
 
     async def seed(

@@ -6,6 +6,7 @@ import dataclasses
 import os
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import time
@@ -42,15 +43,23 @@ def write_config(cfg: Config, path: Path) -> Path:
 
 
 class HubProcess:
-    def __init__(self, config_path: Path, port: int, log_path: Path) -> None:
+    def __init__(
+        self,
+        config_path: Path,
+        port: int,
+        log_path: Path,
+        *,
+        tls: ssl.SSLContext | None = None,  # a client context trusting the hub's certificate
+    ) -> None:
         self.config_path = config_path
         self.port = port
         self.log_path = log_path
+        self.tls = tls
         self.proc: subprocess.Popen[bytes] | None = None
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        return f"{'https' if self.tls else 'http'}://127.0.0.1:{self.port}"
 
     def start(self, timeout: float = 30.0) -> None:
         env = {
@@ -70,7 +79,7 @@ class HubProcess:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"hub exited with {self.proc.returncode}; see {self.log_path}")
             try:
-                with urllib.request.urlopen(self.url + "/readyz", timeout=1) as r:
+                with urllib.request.urlopen(self.url + "/readyz", timeout=1, context=self.tls) as r:
                     if r.status == 200:
                         return
             except OSError:
