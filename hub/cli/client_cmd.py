@@ -2,7 +2,9 @@
 
 The hub's URL comes from ``--url`` or ``LIENTHONG_URL``; the token from
 ``--token-file`` or ``LIENTHONG_TOKEN`` (never from a command-line argument, which
-other users could read in the process list).
+other users could read in the process list). Over https, ``--ca`` names the CA that
+issued the hub's certificate, and ``--cert``/``--key`` a TLS client certificate
+registered to the system (mTLS), which then needs no token.
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import ssl
 import sys
 import urllib.error
 import urllib.parse
@@ -22,6 +25,9 @@ def register(sub: Any) -> None:
     def common(p: argparse.ArgumentParser) -> None:
         p.add_argument("--url", default=os.environ.get("LIENTHONG_URL", "http://127.0.0.1:8080"))
         p.add_argument("--token-file", type=Path, default=None)
+        p.add_argument("--ca", type=Path, default=None, help="CA of the hub's TLS certificate")
+        p.add_argument("--cert", type=Path, default=None, help="TLS client certificate (PEM)")
+        p.add_argument("--key", type=Path, default=None, help="its private key (PEM)")
 
     s = sub.add_parser("send", help="submit a package file")
     s.add_argument("file", type=Path)
@@ -59,13 +65,22 @@ def register(sub: Any) -> None:
     st.set_defaults(func=_status)
 
 
-def _token(args: argparse.Namespace) -> str:
+def _token(args: argparse.Namespace) -> str | None:
     if args.token_file is not None:
         return str(args.token_file.read_text(encoding="utf-8")).strip()
     token = os.environ.get("LIENTHONG_TOKEN")
-    if not token:
-        raise SystemExit("no token: pass --token-file or set LIENTHONG_TOKEN")
-    return token
+    if not token and args.cert is None:
+        raise SystemExit("no credentials: pass --token-file, set LIENTHONG_TOKEN or use --cert")
+    return token or None
+
+
+def _tls(args: argparse.Namespace) -> ssl.SSLContext | None:
+    if not args.url.startswith("https:"):
+        return None
+    ctx = ssl.create_default_context(cafile=str(args.ca) if args.ca else None)
+    if args.cert is not None:
+        ctx.load_cert_chain(args.cert, args.key)
+    return ctx
 
 
 def _call(
@@ -75,14 +90,14 @@ def _call(
     body: bytes | None = None,
     content_type: str = "application/json",
 ) -> tuple[int, bytes]:
+    headers = {"Content-Type": content_type}
+    if token := _token(args):
+        headers["Authorization"] = f"Bearer {token}"
     req = urllib.request.Request(  # noqa: S310 - the URL is the operator's own hub
-        args.url.rstrip("/") + path,
-        data=body,
-        method=method,
-        headers={"Authorization": f"Bearer {_token(args)}", "Content-Type": content_type},
+        args.url.rstrip("/") + path, data=body, method=method, headers=headers
     )
     try:
-        with urllib.request.urlopen(req, timeout=120) as resp:  # noqa: S310
+        with urllib.request.urlopen(req, timeout=120, context=_tls(args)) as resp:  # noqa: S310
             return resp.status, resp.read()
     except urllib.error.HTTPError as exc:
         return exc.code, exc.read()

@@ -108,9 +108,9 @@ async def add_client_cert(request: web.Request) -> web.Response:
 
 async def remove_client_cert(request: web.Request) -> web.Response:
     hub, admin, _ = await _admin(request)
-    removed = await admin.remove_client_cert(request.match_info["fp"])
+    removed = await admin.remove_client_cert(request.match_info["id"])
     await hub.directory.refresh()
-    return web.json_response({"fingerprint": request.match_info["fp"], "removed": removed})
+    return web.json_response({"fingerprint": request.match_info["id"], "removed": removed})
 
 
 def setup(app: web.Application) -> None:
@@ -120,4 +120,4 @@ def setup(app: web.Application) -> None:
     r.add_post("/api/v1/admin/systems/{id}/tokens", issue_token)
     r.add_post("/api/v1/admin/tokens/{id}/revoke", revoke_token)
     r.add_post("/api/v1/admin/systems/{id}/client-certs", add_client_cert)
-    r.add_post("/api/v1/admin/client-certs/{fp}/remove", remove_client_cert)
+    r.add_post("/api/v1/admin/client-certs/{id}/remove", remove_client_cert)

@@ -6,7 +6,10 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import ipaddress
+import json
+import os
 import ssl
+import sys
 from pathlib import Path
 
 import aiohttp
@@ -142,6 +145,25 @@ async def test_a_system_sends_over_mutual_tls_without_a_token(
         status, body = await call(None)
         assert (status, body["error"]["code"]) == (401, "missing_credentials")  # type: ignore[index]
         assert (await call(None, tokens["sys-b"]))[0] == 200  # token-only clients still work
+        cli = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "hub.cli.main",
+            "inbox",
+            "--url",
+            hub.url,
+            "--ca",
+            ca_pem,
+            "--cert",
+            a_files[0],
+            "--key",
+            a_files[1],
+            stdout=asyncio.subprocess.PIPE,
+            env={k: v for k, v in os.environ.items() if k != "LIENTHONG_TOKEN"},
+        )
+        out, _ = await cli.communicate()
+        assert cli.returncode == 0, out
+        assert "items" in json.loads(out)
         with pytest.raises(aiohttp.ClientError):  # refused in the handshake
             await call(_pem(tmp_path, "foreign", foreign))
         async with (
