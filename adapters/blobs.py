@@ -10,15 +10,63 @@ from __future__ import annotations
 import asyncio
 import os
 import re
+import uuid
 from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from hub.errors import NotFound
+from hub.ports import Spool
 
 _SHA = re.compile(r"^[0-9a-f]{64}$")
 _INLINE_READ = 64 * 1024  # smaller blobs are read on the event loop
 _CHUNK = 256 * 1024  # streamed reads
+
+
+def _fsync_dir(path: Path) -> None:
+    """Make a rename in ``path`` survive a crash."""
+    dir_fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)
+
+
+class FileSpool:
+    """An upload written to ``<root>/.spool/`` as it arrives (same file system as the
+    blobs, so adopting it is a rename)."""
+
+    def __init__(self, path: Path, pool: ThreadPoolExecutor) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.path = path
+        self.size = 0
+        self._pool = pool
+        self._fd: int | None = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o640)
+
+    def _write_all(self, chunk: bytes) -> None:
+        assert self._fd is not None
+        view = memoryview(chunk)
+        while view:
+            view = view[os.write(self._fd, view) :]
+
+    async def write(self, chunk: bytes) -> None:
+        await asyncio.get_running_loop().run_in_executor(self._pool, self._write_all, chunk)
+        self.size += len(chunk)
+
+    def _close(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+
+    async def finish(self) -> None:
+        fd = self._fd
+        assert fd is not None
+        await asyncio.get_running_loop().run_in_executor(self._pool, os.fsync, fd)
+        self._close()
+
+    def discard(self) -> None:
+        self._close()
+        self.path.unlink(missing_ok=True)
 
 
 class FileBlobStore:
@@ -51,11 +99,25 @@ class FileBlobStore:
         finally:
             os.close(fd)
         os.replace(tmp, path)
-        dir_fd = os.open(path.parent, os.O_RDONLY)
-        try:
-            os.fsync(dir_fd)
-        finally:
-            os.close(dir_fd)
+        _fsync_dir(path.parent)
+        return sha256
+
+    def spool(self) -> FileSpool:
+        return FileSpool(self.root / ".spool" / f"{uuid.uuid4().hex}.part", self._pool)
+
+    async def adopt(self, sha256: str, spool: Spool) -> str:
+        return await asyncio.get_running_loop().run_in_executor(
+            self._pool, self._adopt, sha256, spool.path
+        )
+
+    def _adopt(self, sha256: str, source: Path) -> str:
+        path = self._path(sha256)
+        if path.exists():  # the same bytes are held already
+            source.unlink(missing_ok=True)
+            return sha256
+        path.parent.mkdir(parents=True, exist_ok=True)
+        os.replace(source, path)  # the spool was fsynced by finish()
+        _fsync_dir(path.parent)
         return sha256
 
     async def get(self, sha256: str) -> bytes:

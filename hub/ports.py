@@ -10,6 +10,7 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Literal, Protocol
 
 from hub.records import (
@@ -242,8 +243,29 @@ class Duplicate(Exception):
         self.existing_id = existing_id
 
 
+class Spool(Protocol):
+    """A large upload being written straight to the blob store's disk as it arrives."""
+
+    path: Path  # the file, readable once ``finish`` returned
+    size: int
+
+    async def write(self, chunk: bytes) -> None: ...
+    async def finish(self) -> None:
+        """Flush and fsync; the file is complete."""
+        ...
+
+    def discard(self) -> None:
+        """Remove the file (a refused or failed upload); harmless once adopted."""
+        ...
+
+
 class BlobStore(Protocol):
     async def put(self, sha256: str, data: bytes) -> str: ...
+    def spool(self) -> Spool: ...
+    async def adopt(self, sha256: str, spool: Spool) -> str:
+        """Make a finished spool the blob ``sha256`` (a rename, no copy)."""
+        ...
+
     async def get(self, sha256: str) -> bytes: ...
     def stream(self, sha256: str) -> AsyncIterator[bytes]:
         """The bytes in chunks, for sending a large package without holding it in memory

@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Literal, TypeVar
 
 from lxml import etree
@@ -144,7 +145,10 @@ def _text(el: etree._Element) -> str | None:
 
 @dataclass(frozen=True, slots=True)
 class ParsedPackage:
-    """The exact received bytes next to their parsed form (never re-serialised)."""
+    """The exact received bytes next to their parsed form (never re-serialised).
+
+    ``data`` is empty when the package was parsed from the file it was spooled to (a
+    large upload); ``given_sha256`` and ``source_size`` then describe that file."""
 
     data: bytes
     given_sha256: str | None  # computed while the bytes streamed in, when they did
@@ -154,10 +158,11 @@ class ParsedPackage:
     signature_form: SignatureForm
     problems: tuple[Problem, ...]
     signatures: tuple[etree._Element, ...] = ()  # every ds:Signature, wherever it stands
+    source_size: int | None = None  # of the spooled file, when parsed from one
 
     @property
     def size(self) -> int:
-        return len(self.data)
+        return len(self.data) if self.source_size is None else self.source_size
 
     @property
     def sha256(self) -> str:
@@ -166,7 +171,7 @@ class ParsedPackage:
 
 
 def parse_package(
-    data: bytes,
+    data: bytes | Path,
     *,
     limits: XmlLimits = DEFAULT_LIMITS,
     expected_kind: Kind | None = None,
@@ -176,8 +181,11 @@ def parse_package(
 
     ``expected_kind`` is the transport's ``messagetype``; a package whose content
     disagrees is refused. ``sha256`` may be passed when it was computed while the
-    bytes streamed in.
+    bytes streamed in; it is required with a ``Path`` (a spooled upload, parsed as it is
+    read, never held in memory whole).
     """
+    if isinstance(data, Path) and sha256 is None:
+        raise ValueError("a spooled package needs the SHA-256 computed while it was written")
     tree = read_xml(data, limits)
     root = tree.getroot()
     if root.tag != ns.q("edXML"):
@@ -211,7 +219,8 @@ def parse_package(
         assert header is not None and envelope is not None
         package = _document(r, top, envelope, header, mh)
     return ParsedPackage(
-        data=data,
+        data=b"" if isinstance(data, Path) else data,
+        source_size=data.stat().st_size if isinstance(data, Path) else None,
         given_sha256=sha256,
         tree=tree,
         kind=kind,

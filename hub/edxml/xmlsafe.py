@@ -8,8 +8,11 @@ never "repaired".
 
 from __future__ import annotations
 
+import os
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Final
 
 from lxml import etree
@@ -71,8 +74,11 @@ def _deeper_than(root: etree._Element, depth: int) -> bool:
     return bool(probe(root))
 
 
-def _prolog_has_doctype(data: bytes, start: int) -> bool:
-    """Walk the prolog (declaration, comments, PIs, whitespace) up to the root element."""
+def _prolog_has_doctype(data: bytes, start: int, *, complete: bool = True) -> bool:
+    """Walk the prolog (declaration, comments, PIs, whitespace) up to the root element.
+
+    ``complete=False``: ``data`` is only the head of a larger file; a prolog that runs
+    past it is refused rather than left unchecked."""
     i, n = start, len(data)
     while i < n:
         if data[i] in b" \t\r\n":
@@ -85,12 +91,40 @@ def _prolog_has_doctype(data: bytes, start: int) -> bool:
             i = n if end < 0 else end + 3
         else:
             return data.startswith(b"<!", i)  # <!DOCTYPE (or another declaration)
+    if not complete:
+        raise MalformedXml(
+            f"no root element within the first {len(data)} bytes (an overlong prolog)",
+            code="prolog_too_long",
+        )
     return False
 
 
-def read_xml(data: bytes, limits: XmlLimits = DEFAULT_LIMITS) -> etree._ElementTree:
-    """Parse untrusted bytes into a tree, or raise a ``MalformedXml`` with a code."""
+_HEAD = 1024 * 1024  # of a spooled file: where the prolog must end
+_SCAN = 1024 * 1024  # chunk size for counting '<' in a spooled file
+
+
+def read_xml(data: bytes | Path, limits: XmlLimits = DEFAULT_LIMITS) -> etree._ElementTree:
+    """Parse untrusted bytes, or a file they were spooled to, into a tree; or raise a
+    ``MalformedXml`` with a code. A file is parsed as it is read: its bytes are never
+    held in memory whole, only the tree is."""
+    if isinstance(data, Path):
+        with data.open("rb") as f:
+            size = os.fstat(f.fileno()).st_size
+            _check_size(size, limits)
+            head = f.read(_HEAD)
+            tags = _prechecks(head, limits, complete=len(head) == size)
+            while chunk := f.read(_SCAN):
+                tags += chunk.count(b"<")
+            _check_tags(tags, limits)
+            f.seek(0)
+            return _parse(lambda parser: etree.parse(f, parser), size, limits)
     size = len(data)
+    _check_size(size, limits)
+    _check_tags(_prechecks(data, limits, complete=True), limits)
+    return _parse(lambda parser: etree.ElementTree(etree.fromstring(data, parser)), size, limits)
+
+
+def _check_size(size: int, limits: XmlLimits) -> None:
     if size > limits.max_bytes:
         raise PackageTooLarge(
             f"package is {size} bytes; the limit is {limits.max_bytes}",
@@ -98,6 +132,10 @@ def read_xml(data: bytes, limits: XmlLimits = DEFAULT_LIMITS) -> etree._ElementT
         )
     if size == 0:
         raise MalformedXml("the package is empty", code="empty_package")
+
+
+def _prechecks(data: bytes, limits: XmlLimits, *, complete: bool) -> int:
+    """Junk before the declaration, a DTD in the prolog; returns the count of '<'."""
     start = 3 if data.startswith(BOM) else 0
     if data[start : start + 1] != b"<":
         head = data[start : start + 16]
@@ -107,21 +145,29 @@ def read_xml(data: bytes, limits: XmlLimits = DEFAULT_LIMITS) -> etree._ElementT
             code="content_before_declaration",
             details={"first_bytes": head.hex()},
         )
-    if _prolog_has_doctype(data, start):
+    if _prolog_has_doctype(data, start, complete=complete):
         raise MalformedXml(
             "document type declarations (DTD) are not allowed in edXML packages",
             code="dtd_forbidden",
         )
+    return data.count(b"<")
+
+
+def _check_tags(tags: int, limits: XmlLimits) -> None:
     # Every element costs at least one '<'; counting them is a memchr-speed scan that
     # bounds the tree size before libxml2 allocates anything.
-    tags = data.count(b"<")
     if tags > 2 * limits.max_elements + 64:
         raise MalformedXml(
             f"too many elements (about {tags // 2}); the limit is {limits.max_elements}",
             code="too_many_elements",
         )
+
+
+def _parse(
+    run: Callable[[etree.XMLParser], etree._ElementTree], size: int, limits: XmlLimits
+) -> etree._ElementTree:
     try:
-        tree = etree.ElementTree(etree.fromstring(data, _parser(size > HUGE_TREE_ABOVE)))
+        tree = run(_parser(size > HUGE_TREE_ABOVE))
     except etree.XMLSyntaxError as exc:
         msg = str(exc)
         code = "xml_too_deep" if "depth" in msg.lower() else "not_well_formed"

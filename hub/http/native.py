@@ -14,6 +14,7 @@ import hashlib
 import json
 import time
 from collections import OrderedDict
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +25,7 @@ from hub.edxml.parser import parse_package
 from hub.edxml.summary import summarise
 from hub.errors import Forbidden, Gone, InputError, NotFound, PackageTooLarge
 from hub.http.app import HUB, peer_certificate, send_stream
+from hub.ports import BlobStore, Spool
 from hub.records import DeliveryRow, InboxItem, PackageRow, State
 from hub.service import delivery as dl
 from hub.service.audit import iso
@@ -36,6 +38,7 @@ log = structlog.get_logger(__name__)
 OPENAPI = Path(__file__).resolve().parents[2] / "schemas" / "openapi.json"
 _CHUNK = 256 * 1024
 _STREAM_FROM = 1024 * 1024  # packages larger than this are sent in chunks
+_SPOOL_FROM = 1024 * 1024  # uploads larger than this (or of unknown length) go to disk
 _INBOX_STATES = frozenset({State.AVAILABLE, State.FETCHED})
 
 
@@ -50,22 +53,48 @@ def _caller(request: web.Request) -> tuple[Hub, Caller]:
 
 async def read_body(request: web.Request, limit: int) -> tuple[bytes, str]:
     """Stream the body under ``limit`` bytes, hashing it as it arrives."""
-    if request.content_length is not None and request.content_length > limit:
-        raise PackageTooLarge(
-            f"the package is {request.content_length} bytes; the limit is {limit}"
-        )
+    _check_declared(request, limit)
     digest = hashlib.sha256()
     chunks: list[bytes] = []
-    size = 0
-    async for chunk in request.content.iter_chunked(_CHUNK):
-        size += len(chunk)
-        if size > limit:
-            raise PackageTooLarge(f"the package exceeds the limit of {limit} bytes")
+    async for chunk in _limited(request, limit):
         digest.update(chunk)
         chunks.append(chunk)
     data = b"".join(chunks)
     chunks.clear()
     return data, digest.hexdigest()
+
+
+def _check_declared(request: web.Request, limit: int) -> None:
+    if request.content_length is not None and request.content_length > limit:
+        raise PackageTooLarge(
+            f"the package is {request.content_length} bytes; the limit is {limit}"
+        )
+
+
+async def _limited(request: web.Request, limit: int) -> AsyncIterator[bytes]:
+    size = 0
+    async for chunk in request.content.iter_chunked(_CHUNK):
+        size += len(chunk)
+        if size > limit:
+            raise PackageTooLarge(f"the package exceeds the limit of {limit} bytes")
+        yield chunk
+
+
+async def read_spooled(request: web.Request, limit: int, blobs: BlobStore) -> tuple[Spool, str]:
+    """Stream a large body to a spool file under ``limit`` bytes, hashing it as it arrives:
+    memory holds one chunk, never the package. The caller discards the spool."""
+    _check_declared(request, limit)
+    digest = hashlib.sha256()
+    spool = blobs.spool()
+    try:
+        async for chunk in _limited(request, limit):
+            digest.update(chunk)
+            await spool.write(chunk)
+        await spool.finish()
+    except BaseException:
+        spool.discard()
+        raise
+    return spool, digest.hexdigest()
 
 
 def _delivery_json(d: DeliveryRow) -> dict[str, Any]:
@@ -133,9 +162,19 @@ async def submit(request: web.Request) -> web.Response:
     kind = request.query.get("kind")
     if kind not in (None, "edoc", "status"):
         raise InputError("kind must be edoc or status", code="bad_kind")
-    body, sha = await read_body(request, hub.cfg.server.max_body_bytes)
-    sub = Submission(body, sha, kind, hub.clock.now_us(), started)
-    result = await hub.intake.submit(sub, caller)
+    limit = hub.cfg.server.max_body_bytes
+    declared = request.content_length
+    if declared is not None and declared <= _SPOOL_FROM:
+        body, sha = await read_body(request, limit)
+        sub = Submission(body, sha, kind, hub.clock.now_us(), started)
+    else:  # large, or of unknown length: to disk as it arrives
+        spool, sha = await read_spooled(request, limit, hub.blobs)
+        sub = Submission(b"", sha, kind, hub.clock.now_us(), started, spool=spool)
+    try:
+        result = await hub.intake.submit(sub, caller)
+    finally:
+        if sub.spool is not None:
+            sub.spool.discard()  # refused or failed; after adoption the file has moved
     return web.json_response(result.as_dict(), status=200 if result.duplicate else 202)
 
 

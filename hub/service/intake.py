@@ -25,7 +25,7 @@ from hub.edxml.parser import ParsedPackage, parse_package
 from hub.edxml.rules import validate
 from hub.edxml.xmlsafe import XmlLimits
 from hub.errors import Conflict, Forbidden, HubError, Unavailable
-from hub.ports import BlobStore, Clock, Directory, Duplicate, Store
+from hub.ports import BlobStore, Clock, Directory, Duplicate, Spool, Store
 from hub.records import (
     DeliveryRow,
     Event,
@@ -57,6 +57,13 @@ class Submission:
     started: float  # perf_counter at first byte
     source: str = "native"  # native | vxp | upstream
     upstream_id: str | None = None  # the upstream axis's id, for packages taken from it
+    # A large upload, written to disk as it arrived (``body`` is then empty): parsed from
+    # the file and adopted as the blob by a rename, never held in memory whole.
+    spool: Spool | None = None
+
+    @property
+    def size(self) -> int:
+        return self.spool.size if self.spool is not None else len(self.body)
 
 
 @dataclass(frozen=True, slots=True)
@@ -140,7 +147,7 @@ class Intake:
         """The CPU-bound steps: parse, classify, validate, authorise, route, verify."""
         kind = sub.declared_kind if sub.declared_kind in ("edoc", "status") else None
         parsed = parse_package(
-            sub.body,
+            sub.spool.path if sub.spool is not None else sub.body,
             limits=self.limits,
             expected_kind=kind,  # type: ignore[arg-type]
             sha256=sub.sha256,
@@ -197,13 +204,13 @@ class Intake:
 
     # ------------------------------------------------------------------ pipeline
     async def submit(self, sub: Submission, caller: Caller) -> Accepted:
-        bound = log.bind(system=caller.system_id, sha256=sub.sha256, size=len(sub.body))
+        bound = log.bind(system=caller.system_id, sha256=sub.sha256, size=sub.size)
         kind_label = sub.declared_kind or "unknown"
         try:
             if sub.source == "upstream" and (echo := await self._echo(sub, caller)):
                 return echo
             directory = self.directory.current
-            if len(sub.body) <= INLINE_BYTES:
+            if sub.size <= INLINE_BYTES:
                 ex = self._examine(sub, caller, directory)
             else:
                 ex = await asyncio.to_thread(self._examine, sub, caller, directory)
@@ -242,7 +249,7 @@ class Intake:
         row = PackageRow(
             id=str(uuid.uuid4()),
             sha256=sub.sha256,
-            size=len(sub.body),
+            size=sub.size,
             kind=ex.parsed.kind,
             sender_organ=ex.sender,
             system_id=caller.system_id,
@@ -329,7 +336,10 @@ class Intake:
             )
             for d in deliveries
         )
-        await self.blobs.put(row.sha256, sub.body)
+        if sub.spool is not None:
+            await self.blobs.adopt(row.sha256, sub.spool)
+        else:
+            await self.blobs.put(row.sha256, sub.body)
         try:
             await self.store.commit_intake(
                 IntakeCommit(row, deliveries, tuple(events), outbox, status_update)
@@ -395,7 +405,7 @@ class Intake:
                 "code": exc.error_code,
                 "message": exc.message[:500],
                 "sha256": sub.sha256,
-                "size": len(sub.body),
+                "size": sub.size,
                 "declared_kind": sub.declared_kind,
                 "source": sub.source,
             },

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import resource
 import time
+from pathlib import Path
 
 import pytest
 
@@ -111,3 +112,39 @@ def test_large_text_node_over_ten_megabytes_parses_within_limits():
     data = b'<?xml version="1.0"?><r><p>' + payload + b"</p></r>"
     tree = read_xml(data, XmlLimits(max_bytes=32 * 1024 * 1024))
     assert len(tree.getroot()[0].text or "") == len(payload)
+
+
+def _file_code(tmp_path: Path, data: bytes, limits: XmlLimits | None = None) -> str:
+    path = tmp_path / "spooled.xml"
+    path.write_bytes(data)
+    with pytest.raises((MalformedXml, PackageTooLarge)) as exc:
+        read_xml(path, limits or XmlLimits())
+    return exc.value.error_code
+
+
+def test_a_spooled_file_gets_the_same_refusals_as_bytes(tmp_path: Path) -> None:
+    """Large uploads are parsed from the file they were spooled to; every check that
+    holds for bytes holds for the file, including across its read chunks."""
+    good = document_bytes()
+    cases = [
+        (b"junk" + good, "content_before_declaration"),
+        (b'<?xml version="1.0"?><!DOCTYPE x [<!ENTITY a "b">]><x>&a;</x>', "dtd_forbidden"),
+        (b"<edXML", "not_well_formed"),
+        (b"", "empty_package"),
+    ]
+    for data, code in cases:
+        assert (_file_code(tmp_path, data), _code(data)) == (code, code)
+    # "<" counted across the 1 MB read chunks: 2.8 MB of tiny elements
+    many = b'<?xml version="1.0"?><r>' + b"<a></a>" * 400_000 + b"</r>"
+    assert _file_code(tmp_path, many, XmlLimits(max_elements=300_000)) == "too_many_elements"
+    assert _file_code(tmp_path, good, XmlLimits(max_bytes=100)) == "package_too_large"
+    # a prolog running past the first megabyte is refused, not left unchecked
+    long_prolog = b'<?xml version="1.0"?>' + b"<!--" + b"x" * (1024 * 1024) + b"-->" + good[21:]
+    assert _file_code(tmp_path, long_prolog) == "prolog_too_long"
+    path = tmp_path / "ok.xml"
+    path.write_bytes(good)
+    assert read_xml(path).getroot().tag == read_xml(good).getroot().tag
+    parsed = parse_package(path, sha256="ab" * 32)
+    assert parsed.size == len(good) and parsed.data == b"" and parsed.sha256 == "ab" * 32
+    with pytest.raises(ValueError, match="SHA-256"):
+        parse_package(path)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from hub.edxml import demo
@@ -165,3 +166,37 @@ async def test_closed_organ_refuses(hut: HubUnderTest) -> None:
     r = await hut.submit("sys-a", demo.document_bytes(sender=A, to=(B,)))
     assert r.status == 422
     assert (await r.json())["error"]["details"]["problems"][0]["code"] == "recipient_closed"
+
+
+def _blob_names(root: Path) -> list[str]:
+    return [p.name for p in root.rglob("*") if p.is_file()]
+
+
+def _spooled(hut: HubUnderTest) -> list[Path]:
+    return sorted((Path(hut.cfg.blobs.path) / ".spool").glob("*"))
+
+
+async def test_large_uploads_are_spooled_to_disk_and_cleaned_up(hut: HubUnderTest) -> None:
+    """Above 1 MB (or of unknown length) a body goes to disk as it arrives: accepted, the
+    spool file becomes the blob by a rename; refused, whatever the reason, it is gone."""
+    payload = bytes(range(256)) * (8 * 1024)  # 2 MB of attachment
+    data = signed(hut.pki_dir, A, demo.document_bytes(sender=A, to=(B,), payload=payload))
+    r = await hut.submit("sys-a", data)
+    assert r.status == 202, await r.text()
+    sha = (await r.json())["sha256"]
+    assert (Path(hut.cfg.blobs.path) / sha[:2] / sha[2:4] / sha).read_bytes() == data
+    assert _spooled(hut) == []
+    tampered = data.replace(b"<edXMLEnvelope", b"<edXMLEnvelope ", 1)[:-40] + data[-39:]
+    for body, status in (
+        (tampered, 400),  # not well-formed after the cut
+        (data.replace(B.encode(), b"000.00.00.Z99"), 422),  # signature or routing refusal
+        (b" " + data, 400),  # junk before the declaration
+    ):
+        r = await hut.submit("sys-a", body)
+        assert r.status == status, (status, await r.text())
+        assert _spooled(hut) == []
+    limit = hut.cfg.server.max_body_bytes
+    r = await hut.submit("sys-a", b"<" + b"a" * (limit + 1))  # streamed, no Content-Length
+    assert r.status == 413
+    assert _spooled(hut) == []
+    assert _blob_names(Path(hut.cfg.blobs.path)) == [sha], "a refused upload left bytes"
