@@ -8,8 +8,10 @@ survives a crash. Identical packages share one file.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import re
+import time
 import uuid
 from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
@@ -21,6 +23,19 @@ from hub.ports import Spool
 _SHA = re.compile(r"^[0-9a-f]{64}$")
 _INLINE_READ = 64 * 1024  # smaller blobs are read on the event loop
 _CHUNK = 256 * 1024  # streamed reads
+
+
+_STALE_SPOOL_S = 3600.0
+
+
+def _sweep_spool(spool_dir: Path) -> None:
+    """Remove uploads a crash left half-written. Only old ones: on a shared blob volume
+    another process may be writing the fresh ones right now."""
+    cutoff = time.time() - _STALE_SPOOL_S
+    for part in spool_dir.glob("*.part"):
+        with contextlib.suppress(FileNotFoundError):
+            if part.stat().st_mtime < cutoff:
+                part.unlink()
 
 
 def _fsync_dir(path: Path) -> None:
@@ -72,6 +87,7 @@ class FileSpool:
 class FileBlobStore:
     def __init__(self, root: Path, *, threads: int = 16) -> None:
         self.root = root
+        _sweep_spool(root / ".spool")
         # fsyncs wait on the disk, not the CPU: many in parallel let the journal merge them.
         self._pool = ThreadPoolExecutor(threads, thread_name_prefix="blob-io")
 
