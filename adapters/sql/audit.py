@@ -170,6 +170,13 @@ class SqlAudit(abc.ABC):
 
         return await self._read(q)
 
+    async def hold_reason(self, package_id: str) -> str | None:
+        async def q(tx: Tx) -> str | None:
+            rows = await tx.fetch("SELECT reason FROM legal_holds WHERE package_id = ?", package_id)
+            return str(rows[0]["reason"]) if rows else None
+
+        return await self._read(q)
+
     async def intake_counts(self, since_us: int) -> dict[str, int]:
         async def q(tx: Tx) -> dict[str, int]:
             accepted = await tx.fetch(

@@ -213,7 +213,7 @@ async def package_page(request: web.Request) -> web.Response:
         "p": p,
         "deliveries": await hub.store.deliveries(pid),
         "events": await hub.store.package_ledger_events(pid),
-        "hold": (await hub.store.holds()).get(pid),
+        "hold": await hub.store.hold_reason(pid),
         "message": request.query.get("msg"),
     }
     return _render(request, "package.html", ctx, caller=caller, cookie=cookie)

@@ -94,6 +94,8 @@ async def test_roles_auditors_change_nothing_agencies_cannot_audit(hut: HubUnder
         headers=hut.auth("admin"),
     )
     assert r.status == 200 and (await r.json())["changed"] is True
+    assert await hut.hub.store.hold_reason(pid) == "court order 12/2026"
+    assert await hut.hub.store.hold_reason("no-such-package") is None
     held = await _events(hut, "legal_hold")
     assert [(e.actor, e.package_id, e.data["reason"]) for e in held] == [
         ("system:admin", pid, "court order 12/2026")
