@@ -165,9 +165,20 @@ def _load_signer(texts: tuple[str, ...]) -> _Signer:
     issuers = {c.issuer for c in certs}
     leaves = [c for c in certs if c.subject not in issuers or c.subject == c.issuer]
     leaf = leaves[0] if leaves else certs[0]
-    key = xmlsec.Key.from_memory(
-        leaf.public_bytes(serialization.Encoding.DER), xmlsec.constants.KeyDataFormatCertDer
-    )
+    # The bare public key: the certificate is validated by the TrustStore, not by
+    # libxmlsec1, and a key without X.509 data is copied into each verification context
+    # in about 1 µs instead of about 100 µs.
+    try:
+        key = xmlsec.Key.from_memory(
+            leaf.public_key().public_bytes(
+                serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+            ),
+            xmlsec.constants.KeyDataFormatDer,
+        )
+    except (xmlsec.Error, ValueError) as exc:
+        raise _refuse(
+            "certificate_invalid", f"the signer certificate's public key cannot be used: {exc}"
+        ) from exc
     return _Signer(leaf, tuple(c for c in certs if c is not leaf), key)
 
 
