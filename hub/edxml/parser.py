@@ -66,10 +66,25 @@ class _Node:
         self.path = path
         groups: dict[str, list[etree._Element]] = {}
         for child in el.iterchildren(tag=etree.Element):
-            nsuri, _, local = child.tag.rpartition("}")
-            if (nsuri[1:] if nsuri else None) in _OK_NS:
+            tag = child.tag
+            local = _LOCAL_NAMES.get(tag, _UNSEEN)
+            if local is _UNSEEN:
+                local = _local_name(tag)
+            if local is not None:
                 groups.setdefault(local, []).append(child)
         self.groups = groups
+
+
+_UNSEEN = ""  # sentinel: a tag not yet looked at (no local name is empty)
+_LOCAL_NAMES: dict[str, str | None] = {}  # "{ns}Name" -> "Name", None for other namespaces
+
+
+def _local_name(tag: str) -> str | None:
+    nsuri, _, local = tag.rpartition("}")
+    result = local if (nsuri[1:] if nsuri else None) in _OK_NS else None
+    if len(_LOCAL_NAMES) < 4096:  # bounded: tags come from outside
+        _LOCAL_NAMES[tag] = result
+    return result
 
 
 @dataclass(slots=True)

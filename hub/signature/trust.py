@@ -9,6 +9,7 @@ checked), and specific reason codes for each refusal.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import itertools
 import threading
 from collections import OrderedDict
@@ -43,8 +44,11 @@ _SIGNING_EKUS = frozenset(
 )
 
 
+@functools.lru_cache(maxsize=1024)
 def fingerprint(cert: x509.Certificate) -> str:
-    """SHA-256 of the DER encoding, lower-case hex: how the ledger names a certificate."""
+    """SHA-256 of the DER encoding, lower-case hex: how the ledger names a certificate.
+    Cached: signers reuse their certificates (a certificate hashes and compares by its
+    DER encoding, so a different certificate is a different entry)."""
     return cert.fingerprint(hashes.SHA256()).hex()
 
 
