@@ -3,6 +3,10 @@
 Writes go to a temporary file in the same directory, are fsynced and renamed, so
 a blob is either absent or complete; the directory is fsynced too so the name
 survives a crash. Identical packages share one file.
+
+Large uploads are written to ``<root>/.spool/`` as they arrive (``spool``) and become
+a blob by a rename (``adopt``); large downloads are read in chunks (``stream``). Either
+way a package is never held in memory whole.
 """
 
 from __future__ import annotations
@@ -23,9 +27,7 @@ from hub.ports import Spool
 _SHA = re.compile(r"^[0-9a-f]{64}$")
 _INLINE_READ = 64 * 1024  # smaller blobs are read on the event loop
 _CHUNK = 256 * 1024  # streamed reads
-
-
-_STALE_SPOOL_S = 3600.0
+_STALE_SPOOL_S = 3600.0  # a spool file this old was left by a crash
 
 
 def _sweep_spool(spool_dir: Path) -> None:

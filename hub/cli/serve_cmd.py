@@ -104,29 +104,30 @@ def supervise(n: int, config: Path | None) -> int:
     # Our own interpreter and module, with the same configuration: no outside input.
     procs = [subprocess.Popen(cmd) for _ in range(n)]  # noqa: S603
     log.info("workers_started", pids=[p.pid for p in procs])
-    stopping = False
+    asked = False  # SIGTERM/SIGINT: a requested stop
+    died = False  # a worker ended on its own: the unit must fail
 
-    def stop(_sig: int, _frame: object) -> None:
-        nonlocal stopping
-        stopping = True
+    def stop_all() -> None:
         for p in procs:
             if p.poll() is None:
                 p.terminate()
 
-    signal.signal(signal.SIGTERM, stop)
-    signal.signal(signal.SIGINT, stop)
-    while True:
-        for p in procs:
-            code = p.poll()
-            if code is not None and not stopping:
-                log.error("worker_died", pid=p.pid, exit_code=code)
-                stop(signal.SIGTERM, None)
-        if all(p.poll() is not None for p in procs):
-            break
+    def on_signal(_sig: int, _frame: object) -> None:
+        nonlocal asked
+        asked = True
+        stop_all()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    while any(p.poll() is None for p in procs):
+        if not (asked or died) and any(p.poll() is not None for p in procs):
+            died = True
+            gone = [(p.pid, p.returncode) for p in procs if p.returncode is not None]
+            log.error("worker_died", workers=gone)
+            stop_all()
         time.sleep(0.2)
-    failed = [p.returncode for p in procs if p.returncode not in (0, -signal.SIGTERM)]
     log.info("workers_stopped", exit_codes=[p.returncode for p in procs])
-    return 1 if failed or not stopping else 0
+    return 0 if asked and not died else 1  # workers that end unasked fail the unit
 
 
 # The demo directory: two provincial systems, the Government Office, an organ behind
