@@ -8,20 +8,32 @@ concurrent commits itself. Queries are the shared ``?`` SQL, rewritten once to
 from __future__ import annotations
 
 import contextlib
+import dataclasses
+import json
 import re
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
 from functools import lru_cache
 from typing import Any, TypeVar
 
 import asyncpg
 import structlog
 
-from adapters.sql.rows import _event_params
+from adapters.sql.rows import (
+    DELIVERY_WRITE_COLS,
+    EVENT_WRITE_COLS,
+    OUTBOX_WRITE_COLS,
+    PACKAGE_WRITE_COLS,
+    _event_params,
+    delivery_values,
+    outbox_values,
+    package_values,
+)
 from adapters.sql.schema import MIGRATIONS, statements
 from adapters.sql.store import SqlStore
 from adapters.sql.tx import Row, Tx
 from hub.errors import Unavailable
-from hub.records import Event
+from hub.ports import Duplicate
+from hub.records import Event, IntakeCommit
 
 T = TypeVar("T")
 log = structlog.get_logger(__name__)
@@ -169,6 +181,28 @@ class PostgresStore(SqlStore):
     async def _read(self, fn: Callable[[Tx], Awaitable[T]]) -> T:
         async with self._connection() as conn:
             return await fn(_PgTx(conn))
+
+    async def _intake_call(self, commit: IntakeCommit) -> bool:
+        # One round trip: lt_intake (migration 6) does the whole commit in this
+        # statement's own transaction, under the write barrier.
+        def rows(cols: tuple[str, ...], values: Iterable[tuple[Any, ...]]) -> str:
+            return json.dumps([dict(zip(cols, v, strict=True)) for v in values])
+
+        s = commit.status_update
+        package = dict(zip(PACKAGE_WRITE_COLS, package_values(commit.package), strict=True))
+        async with self._connection() as conn:
+            dup = await conn.fetchval(
+                "SELECT lt_intake($1::jsonb, $2::jsonb, $3::jsonb, $4::jsonb, $5::jsonb, $6)",
+                json.dumps(package),
+                rows(DELIVERY_WRITE_COLS, map(delivery_values, commit.deliveries)),
+                rows(EVENT_WRITE_COLS, map(_event_params, commit.events)),
+                rows(OUTBOX_WRITE_COLS, map(outbox_values, commit.outbox)),
+                json.dumps(dataclasses.asdict(s)) if s is not None else None,
+                _WRITE_BARRIER,
+            )
+        if dup is not None:
+            raise Duplicate(dup[0], dup[1])
+        return True
 
     async def _transition_call(self, update: tuple[Any, ...], event: Event) -> bool | None:
         # One round trip: lt_transition (migration 4) takes the write barrier, updates

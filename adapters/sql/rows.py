@@ -8,7 +8,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from adapters.sql.tx import Row, Tx
-from hub.records import DeliveryRow, Event, PackageRow, State
+from hub.records import DeliveryRow, Event, OutboxItem, PackageRow, State
 
 
 def _json(data: Mapping[str, Any]) -> str:
@@ -55,6 +55,44 @@ _EVENT_INSERT = (
 
 def _event_params(e: Event) -> tuple[Any, ...]:
     return (e.type, e.at_us, e.package_id, e.delivery_id, e.organ, e.actor, _json(e.data))
+
+
+# The columns intake writes, in order, for the SQL and for PostgreSQL's lt_intake.
+PACKAGE_WRITE_COLS = (*(c.strip() for c in _PACKAGE_INSERT_COLS.split(",")), "signature_outcome")
+DELIVERY_WRITE_COLS = ("id", "package_id", "recipient", "route", "state", "updated_us")
+EVENT_WRITE_COLS = ("type", "at_us", "package_id", "delivery_id", "organ", "actor", "data")
+OUTBOX_WRITE_COLS = ("id", "routing_key", "body", "created_us")
+
+
+def package_values(p: PackageRow) -> tuple[Any, ...]:
+    return (
+        p.id,
+        p.sha256,
+        p.size,
+        p.kind,
+        p.sender_organ,
+        p.system_id,
+        p.received_us,
+        p.document_id,
+        p.code,
+        p.subject,
+        p.business_type,
+        p.status_code,
+        p.response_for_organ,
+        p.response_for_doc,
+        p.related_package_id,
+        _json(p.signature),
+        p.dedupe_key,
+        p.signature.get("outcome"),
+    )
+
+
+def delivery_values(d: DeliveryRow) -> tuple[Any, ...]:
+    return (d.id, d.package_id, d.recipient, d.route, str(d.state), d.updated_us)
+
+
+def outbox_values(o: OutboxItem) -> tuple[Any, ...]:
+    return (o.id, o.routing_key, _json(o.body), o.created_us)
 
 
 def _package(r: Row) -> PackageRow:

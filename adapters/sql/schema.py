@@ -134,6 +134,60 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         "CREATE TABLE client_certs (fingerprint TEXT PRIMARY KEY, system_id TEXT NOT NULL, "
         "subject TEXT NOT NULL, created_us BIGINT NOT NULL)",
     ),
+    # 6: an accepted package's whole commit in one round trip on PostgreSQL (six before):
+    # the write barrier, the package (or which package it duplicates), its deliveries, its
+    # ledger events in order, its outbox rows and a business status, in one call.
+    (
+        PostgresOnly(
+            "CREATE FUNCTION lt_intake(p JSONB, ds JSONB, es JSONB, os JSONB, st JSONB, "
+            "p_barrier BIGINT) RETURNS TEXT[] LANGUAGE plpgsql AS $$\n"
+            "DECLARE n INTEGER; found TEXT;\n"
+            "BEGIN\n"
+            "  PERFORM pg_advisory_xact_lock_shared(p_barrier);\n"
+            "  INSERT INTO packages (id, sha256, size, kind, sender_organ, system_id,\n"
+            "    received_us, document_id, code, subject, business_type, status_code,\n"
+            "    response_for_organ, response_for_doc, related_package_id, signature,\n"
+            "    dedupe_key, signature_outcome)\n"
+            "  SELECT r.* FROM jsonb_to_record(p) AS r(id TEXT, sha256 TEXT, size BIGINT,\n"
+            "    kind TEXT, sender_organ TEXT, system_id TEXT, received_us BIGINT,\n"
+            "    document_id TEXT, code TEXT, subject TEXT, business_type INTEGER,\n"
+            "    status_code TEXT, response_for_organ TEXT, response_for_doc TEXT,\n"
+            "    related_package_id TEXT, signature TEXT, dedupe_key TEXT,\n"
+            "    signature_outcome TEXT)\n"
+            "  ON CONFLICT DO NOTHING;\n"
+            "  GET DIAGNOSTICS n = ROW_COUNT;\n"
+            "  IF n = 0 THEN\n"
+            "    SELECT id INTO found FROM packages\n"
+            "      WHERE sender_organ = p->>'sender_organ' AND sha256 = p->>'sha256';\n"
+            "    IF found IS NOT NULL THEN RETURN ARRAY['same_bytes', found]; END IF;\n"
+            "    SELECT id INTO found FROM packages WHERE dedupe_key = p->>'dedupe_key';\n"
+            "    RETURN ARRAY['same_key', found];\n"
+            "  END IF;\n"
+            "  INSERT INTO deliveries (id, package_id, recipient, route, state, updated_us)\n"
+            "  SELECT r.* FROM jsonb_to_recordset(ds) AS r(id TEXT, package_id TEXT,\n"
+            "    recipient TEXT, route TEXT, state TEXT, updated_us BIGINT);\n"
+            "  INSERT INTO events (type, at_us, package_id, delivery_id, organ, actor, data)\n"
+            "  SELECT r.type, r.at_us, r.package_id, r.delivery_id, r.organ, r.actor, r.data\n"
+            "  FROM jsonb_array_elements(es) WITH ORDINALITY AS a(v, i),\n"
+            "    jsonb_to_record(a.v) AS r(type TEXT, at_us BIGINT, package_id TEXT,\n"
+            "    delivery_id TEXT, organ TEXT, actor TEXT, data TEXT)\n"
+            "  ORDER BY a.i;\n"
+            "  INSERT INTO outbox (id, routing_key, body, created_us)\n"
+            "  SELECT r.* FROM jsonb_to_recordset(os) AS r(id TEXT, routing_key TEXT,\n"
+            "    body TEXT, created_us BIGINT);\n"
+            "  IF st IS NOT NULL THEN\n"
+            "    UPDATE deliveries SET business_status = st->>'status_code',\n"
+            "      business_status_us = (st->>'at_us')::BIGINT\n"
+            "    WHERE package_id = st->>'package_id' AND recipient = st->>'recipient'\n"
+            "      AND (business_status_us IS NULL\n"
+            "        OR business_status_us < (st->>'at_us')::BIGINT\n"
+            "        OR (business_status_us = (st->>'at_us')::BIGINT\n"
+            "          AND business_status <= st->>'status_code'));\n"
+            "  END IF;\n"
+            "  RETURN NULL;\n"
+            "END $$"
+        ),
+    ),
 )
 
 

@@ -20,14 +20,18 @@ from adapters.sql.rows import (
     _EVENT_INSERT,
     _INBOX_COLS,
     _PACKAGE_COLS,
-    _PACKAGE_INSERT_COLS,
+    DELIVERY_WRITE_COLS,
+    OUTBOX_WRITE_COLS,
+    PACKAGE_WRITE_COLS,
     _delivery,
     _event,
     _event_params,
-    _json,
     _marks,
     _package,
     deliveries_by_package,
+    delivery_values,
+    outbox_values,
+    package_values,
 )
 from adapters.sql.tx import Tx
 from hub.ports import Directory, Duplicate
@@ -53,8 +57,9 @@ T = TypeVar("T")
 async def _insert_outbox(tx: Tx, items: Sequence[OutboxItem]) -> None:
     if items:
         await tx.executemany(
-            "INSERT INTO outbox (id, routing_key, body, created_us) VALUES (?,?,?,?)",
-            [(o.id, o.routing_key, _json(o.body), o.created_us) for o in items],
+            f"INSERT INTO outbox ({', '.join(OUTBOX_WRITE_COLS)}) "
+            f"VALUES ({_marks(len(OUTBOX_WRITE_COLS))})",
+            [outbox_values(o) for o in items],
         )
 
 
@@ -319,32 +324,22 @@ class SqlStore(SqlLedger, SqlAudit, abc.ABC):
         return await self._write(w)
 
     # ---------------------------------------------------------------- intake
+    async def _intake_call(self, commit: IntakeCommit) -> bool:
+        """Commit an accepted package in one call where the store has one (False: use the
+        general transaction); raises ``Duplicate`` as that does."""
+        return False
+
     async def commit_intake(self, commit: IntakeCommit) -> None:
+        if await self._intake_call(commit):
+            return
         p = commit.package
 
         async def w(tx: Tx) -> None:
             inserted = await tx.execute(
-                f"INSERT INTO packages ({_PACKAGE_INSERT_COLS}, signature_outcome) "
-                f"VALUES ({_marks(18)}) "
+                f"INSERT INTO packages ({', '.join(PACKAGE_WRITE_COLS)}) "
+                f"VALUES ({_marks(len(PACKAGE_WRITE_COLS))}) "
                 "ON CONFLICT DO NOTHING",
-                p.id,
-                p.sha256,
-                p.size,
-                p.kind,
-                p.sender_organ,
-                p.system_id,
-                p.received_us,
-                p.document_id,
-                p.code,
-                p.subject,
-                p.business_type,
-                p.status_code,
-                p.response_for_organ,
-                p.response_for_doc,
-                p.related_package_id,
-                _json(p.signature),
-                p.dedupe_key,
-                p.signature.get("outcome"),
+                *package_values(p),
             )
             if not inserted:
                 same = await tx.fetch(
@@ -357,12 +352,9 @@ class SqlStore(SqlLedger, SqlAudit, abc.ABC):
                 other = await tx.fetch("SELECT id FROM packages WHERE dedupe_key = ?", p.dedupe_key)
                 raise Duplicate("same_key", other[0]["id"] if other else None)
             await tx.executemany(
-                "INSERT INTO deliveries (id, package_id, recipient, route, state, updated_us) "
-                "VALUES (?,?,?,?,?,?)",
-                [
-                    (d.id, d.package_id, d.recipient, d.route, str(d.state), d.updated_us)
-                    for d in commit.deliveries
-                ],
+                f"INSERT INTO deliveries ({', '.join(DELIVERY_WRITE_COLS)}) "
+                f"VALUES ({_marks(len(DELIVERY_WRITE_COLS))})",
+                [delivery_values(d) for d in commit.deliveries],
             )
             await tx.executemany(_EVENT_INSERT, [_event_params(e) for e in commit.events])
             await _insert_outbox(tx, commit.outbox)

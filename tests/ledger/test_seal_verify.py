@@ -16,7 +16,8 @@ from hub.ledger.leaf import event_leaf
 from hub.ledger.merkle import verify_consistency, verify_inclusion
 from hub.ledger.verify import verify_ledger
 from hub.pki import init_pki
-from hub.records import DeliveryRow, Event, IntakeCommit, PackageRow, State
+from hub.ports import Duplicate
+from hub.records import DeliveryRow, Event, IntakeCommit, OutboxItem, PackageRow, State
 from tests.ledger.conftest import Ledger, add_events, anchors_for
 
 
@@ -200,38 +201,58 @@ async def test_concurrent_writers_and_rolled_back_numbers_seal_and_verify(
         assert report.leaves == len(events) + 2
 
 
-async def test_transitions_wait_for_the_write_barrier(ledger: Ledger) -> None:
-    """A delivery transition (on PostgreSQL one server-side call) appends its event only
-    under the write barrier: while the sealer holds it, the transition waits; afterwards
-    the state and its event land together, and the package's deliveries read back in one
-    query with it."""
-    pkg = PackageRow("p-barrier", "ab" * 32, 10, "edoc", "A", "sys-a", 1)
+async def test_intake_and_transitions_wait_for_the_write_barrier(ledger: Ledger) -> None:
+    """An intake commit and a delivery transition (on PostgreSQL each one server-side call)
+    append their events only under the write barrier: while the sealer holds it, they
+    wait; afterwards rows and events land together, events in their given order; a
+    repeat of the package is reported as the duplicate it is; and the package's
+    deliveries read back in one query."""
+    pkg = PackageRow(
+        "p-barrier", "ab" * 32, 10, "edoc", "A", "sys-a", 1, document_id="D1", dedupe_key="k1"
+    )
     d = DeliveryRow("d-barrier", pkg.id, "B", "local", State.PENDING, updated_us=1)
-    await ledger.store.commit_intake(IntakeCommit(pkg, (d,), (), ()))
+    events = tuple(Event(t, 2, pkg.id, organ="A", data={"n": i}) for i, t in enumerate("xyz"))
+    outbox = (OutboxItem("o-1", "deliver.local", {"delivery_id": d.id}, 2),)
+    commit = ledger.store.commit_intake(IntakeCommit(pkg, (d,), events, outbox))
     event = Event("available", 5, pkg.id, d.id, "B", "hub", {"k": "v"})
-    move = ledger.store.transition(d.id, frozenset({State.PENDING}), State.AVAILABLE, event)
     if ledger.kind == "postgres":
         conn = await asyncpg.connect(ledger.dsn, server_settings={"search_path": ledger.schema})
         try:
-            await conn.execute("SELECT pg_advisory_lock($1)", _WRITE_BARRIER)
-            task = asyncio.ensure_future(move)
-            await asyncio.sleep(0.3)
-            assert not task.done(), "the transition did not wait for the write barrier"
-            await conn.execute("SELECT pg_advisory_unlock($1)", _WRITE_BARRIER)
-            assert await task
+            for step in (
+                commit,
+                ledger.store.transition(d.id, frozenset({State.PENDING}), State.AVAILABLE, event),
+            ):
+                await conn.execute("SELECT pg_advisory_lock($1)", _WRITE_BARRIER)
+                task = asyncio.ensure_future(step)
+                await asyncio.sleep(0.3)
+                assert not task.done(), "a write did not wait for the write barrier"
+                await conn.execute("SELECT pg_advisory_unlock($1)", _WRITE_BARRIER)
+                await task
         finally:
             await conn.close()
     else:
-        assert await move
+        await commit
+        await ledger.store.transition(d.id, frozenset({State.PENDING}), State.AVAILABLE, event)
     assert not await ledger.store.transition(
         d.id, frozenset({State.PENDING}), State.AVAILABLE, event
     ), "a second identical transition must change nothing"
+    for repeat, key in (
+        (pkg, "same_bytes"),
+        (dataclasses.replace(pkg, id="p-other", sha256="cd" * 32), "same_key"),
+    ):
+        with pytest.raises(Duplicate) as dup:
+            await ledger.store.commit_intake(IntakeCommit(repeat, (), (), ()))
+        assert (dup.value.key, dup.value.existing_id) == (key, pkg.id)
     found = await ledger.store.package_with_deliveries(pkg.id)
     assert found is not None
-    assert found[0].id == pkg.id and [x.state for x in found[1]] == [State.AVAILABLE]
-    assert found[1][0].updated_us == 5
-    events = [e for e in await ledger.store.ledger_events(0, 10**9, 100) if e.type != "genesis"]
-    assert [(e.type, e.delivery_id, e.data_json) for e in events] == [
-        ("available", d.id, '{"k":"v"}')
+    assert found[0] == dataclasses.replace(pkg, signature={})
+    assert [(x.id, x.state, x.updated_us) for x in found[1]] == [(d.id, State.AVAILABLE, 5)]
+    got = [e for e in await ledger.store.ledger_events(0, 10**9, 100) if e.type != "genesis"]
+    assert [(e.type, e.data_json) for e in got] == [
+        ("x", '{"n":0}'),
+        ("y", '{"n":1}'),
+        ("z", '{"n":2}'),
+        ("available", '{"k":"v"}'),
     ]
+    assert [o.id for o in await ledger.store.outbox_due(10**18, 10)] == ["o-1"]
     assert await ledger.store.package_with_deliveries("no-such-package") is None
