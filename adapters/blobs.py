@@ -85,6 +85,19 @@ class FileSpool:
         self._close()
         self.path.unlink(missing_ok=True)
 
+    def _truncate(self, size: int) -> None:
+        fd = os.open(self.path, os.O_WRONLY)
+        try:
+            os.ftruncate(fd, size)
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+    async def trim(self, n: int) -> None:
+        size = max(0, self.size - n)
+        await asyncio.get_running_loop().run_in_executor(self._pool, self._truncate, size)
+        self.size = size
+
 
 class FileBlobStore:
     def __init__(self, root: Path, *, threads: int = 16) -> None:

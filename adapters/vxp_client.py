@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import base64
 import datetime as dt
+import io
 import json
 import secrets
 from collections.abc import Mapping
@@ -30,6 +31,7 @@ from hub.vxp import protocol as vxp
 log = structlog.get_logger(__name__)
 
 # Answers that mean "try again later" rather than "this will never work".
+_STREAM_FROM = 1024 * 1024  # request bodies larger than this are sent in chunks
 _TRANSIENT = frozenset({"20", "500", "502", "503"})
 
 
@@ -118,9 +120,12 @@ class VxpClient:
     ) -> tuple[int, bytes]:
         url = self.endpoint + "/" + op
         headers = self.headers(params, content_type)
+        # A large body goes out in chunks from a buffer (aiohttp would otherwise write it
+        # in one piece and hold the event loop); the length is still sent.
+        data: bytes | io.BytesIO = io.BytesIO(body) if len(body) > _STREAM_FROM else body
         try:
             async with self._http().request(
-                method, url, data=body, headers=headers, skip_auto_headers=("Content-Type",)
+                method, url, data=data, headers=headers, skip_auto_headers=("Content-Type",)
             ) as r:
                 return r.status, await r.read()
         except (aiohttp.ClientError, TimeoutError) as exc:

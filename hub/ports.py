@@ -262,6 +262,10 @@ class Spool(Protocol):
         """Remove the file (a refused or failed upload); harmless once adopted."""
         ...
 
+    async def trim(self, n: int) -> None:
+        """Drop the last ``n`` bytes of a finished spool (and make that durable)."""
+        ...
+
 
 class BlobStore(Protocol):
     async def put(self, sha256: str, data: bytes) -> str: ...

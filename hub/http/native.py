@@ -38,7 +38,7 @@ log = structlog.get_logger(__name__)
 OPENAPI = Path(__file__).resolve().parents[2] / "schemas" / "openapi.json"
 _CHUNK = 256 * 1024
 _STREAM_FROM = 1024 * 1024  # packages larger than this are sent in chunks
-_SPOOL_FROM = 1024 * 1024  # uploads larger than this (or of unknown length) go to disk
+SPOOL_FROM = 1024 * 1024  # uploads larger than this (or of unknown length) go to disk
 _INBOX_STATES = frozenset({State.AVAILABLE, State.FETCHED})
 
 
@@ -80,21 +80,33 @@ async def _limited(request: web.Request, limit: int) -> AsyncIterator[bytes]:
         yield chunk
 
 
-async def read_spooled(request: web.Request, limit: int, blobs: BlobStore) -> tuple[Spool, str]:
+async def read_spooled(
+    request: web.Request, limit: int, blobs: BlobStore, *, crlf: bool = False
+) -> tuple[Spool, str, str | None]:
     """Stream a large body to a spool file under ``limit`` bytes, hashing it as it arrives:
-    memory holds one chunk, never the package. The caller discards the spool."""
+    memory holds one chunk, never the package. The caller discards the spool.
+
+    Returns the spool, the body's SHA-256 and, with ``crlf``, the SHA-256 of the body
+    without a final CRLF when it ends in one (the VXP SDK appends one to the file)."""
     _check_declared(request, limit)
     digest = hashlib.sha256()
+    lagging = hashlib.sha256()  # everything but the last two bytes seen
+    tail = b""
     spool = blobs.spool()
     try:
         async for chunk in _limited(request, limit):
             digest.update(chunk)
+            if crlf:
+                held = tail + chunk
+                lagging.update(held[:-2])
+                tail = held[-2:]
             await spool.write(chunk)
         await spool.finish()
     except BaseException:
         spool.discard()
         raise
-    return spool, digest.hexdigest()
+    trimmed = lagging.hexdigest() if crlf and tail == b"\r\n" else None
+    return spool, digest.hexdigest(), trimmed
 
 
 def _delivery_json(d: DeliveryRow) -> dict[str, Any]:
@@ -164,11 +176,11 @@ async def submit(request: web.Request) -> web.Response:
         raise InputError("kind must be edoc or status", code="bad_kind")
     limit = hub.cfg.server.max_body_bytes
     declared = request.content_length
-    if declared is not None and declared <= _SPOOL_FROM:
+    if declared is not None and declared <= SPOOL_FROM:
         body, sha = await read_body(request, limit)
         sub = Submission(body, sha, kind, hub.clock.now_us(), started)
     else:  # large, or of unknown length: to disk as it arrives
-        spool, sha = await read_spooled(request, limit, hub.blobs)
+        spool, sha, _ = await read_spooled(request, limit, hub.blobs)
         sub = Submission(b"", sha, kind, hub.clock.now_us(), started, spool=spool)
     try:
         result = await hub.intake.submit(sub, caller)

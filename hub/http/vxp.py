@@ -29,7 +29,7 @@ from hub.edxml.ns import STATUS_MEANINGS
 from hub.edxml.organ import classify
 from hub.errors import Forbidden, HubError, InputError, NotFound
 from hub.http.app import HUB
-from hub.http.native import read_body
+from hub.http.native import SPOOL_FROM, read_body, read_spooled
 from hub.records import DeliveryRow, Event, Organ, PackageRow, State
 from hub.service import delivery as dl
 from hub.service.directory_admin import DirectoryAdmin
@@ -96,22 +96,60 @@ async def _my_delivery(hub: Hub, vc: VxpCaller, doc_id: str) -> tuple[DeliveryRo
 
 
 # ---------------------------------------------------------------------- documents
+def _file_of(raw_sha: str, trimmed_sha: str | None, declared: str, size: int) -> str:
+    """Which bytes are the package, as the SHA-256 of the whole body (``raw_sha``) or of
+    the body without its final CRLF (``trimmed_sha``, None when it does not end in one).
+
+    The SDK appends one CRLF to the file; its hash-file covers the file alone. A client
+    that did not append it, to a file that ends in one, is recognised by its hash-file.
+    """
+    sha = trimmed_sha or raw_sha
+    if declared and vxp.hash_file_of(sha) != declared and vxp.hash_file_of(raw_sha) == declared:
+        sha = raw_sha
+    if size - (2 if sha != raw_sha else 0) <= 0:
+        raise InputError("the request has no package", code="vxp_empty_body")
+    if not declared:
+        raise InputError("hash-file is required", code="vxp_hash_missing")
+    if vxp.hash_file_of(sha) != declared:
+        raise InputError("hash-file does not match the body", code="vxp_hash_mismatch")
+    return sha
+
+
 async def send_edoc(hub: Hub, vc: VxpCaller, request: web.Request) -> web.Response:
     started = time.perf_counter()
     caller, params = vc.caller, vc.params
     caller.require_role("agency")
-    raw, _ = await read_body(request, hub.cfg.server.max_body_bytes + 2)
+    limit = hub.cfg.server.max_body_bytes + 2
     declared = (vxp.pick(params, "hash-file") or "").strip().lower()
-    # The SDK appends one CRLF to the file; its hash-file covers the file alone.
-    body = raw[:-2] if raw.endswith(b"\r\n") else raw
-    if declared and vxp.hash_file(body) != declared and vxp.hash_file(raw) == declared:
-        body = raw  # a client that did not append the CRLF, to a file ending in one
-    if not body:
-        raise InputError("the request has no package", code="vxp_empty_body")
-    if not declared:
-        raise InputError("hash-file is required", code="vxp_hash_missing")
-    if vxp.hash_file(body) != declared:
-        raise InputError("hash-file does not match the body", code="vxp_hash_mismatch")
+    length = request.content_length
+    if length is not None and length <= SPOOL_FROM:
+        raw, raw_sha = await read_body(request, limit)
+        crlf = raw.endswith(b"\r\n")
+        trimmed = hashlib.sha256(memoryview(raw)[:-2]).hexdigest() if crlf else None
+        sha = _file_of(raw_sha, trimmed, declared, len(raw))
+        body = raw[:-2] if sha != raw_sha else raw
+        sub = Submission(body, sha, None, hub.clock.now_us(), started, source="vxp")
+    else:  # large, or of unknown length: to disk as it arrives, never whole in memory
+        spool, raw_sha, trimmed = await read_spooled(request, limit, hub.blobs, crlf=True)
+        try:
+            sha = _file_of(raw_sha, trimmed, declared, spool.size)
+            if sha != raw_sha:
+                await spool.trim(2)
+        except BaseException:
+            spool.discard()
+            raise
+        sub = Submission(b"", sha, None, hub.clock.now_us(), started, source="vxp", spool=spool)
+    try:
+        return await _send(hub, vc, sub)
+    finally:
+        if sub.spool is not None:
+            sub.spool.discard()  # refused or failed; after adoption the file has moved
+
+
+async def _send(hub: Hub, vc: VxpCaller, sub: Submission) -> web.Response:
+    """The checks after the bytes, then intake (the content says what it is: a leaked
+    ``messagetype`` must not decide)."""
+    caller, params = vc.caller, vc.params
     from_ = vxp.pick(params, "from")
     if from_:
         organ = hub.directory.current.resolve(from_)
@@ -120,14 +158,6 @@ async def send_edoc(hub: Hub, vc: VxpCaller, request: web.Request) -> web.Respon
                 f"system {caller.system_id} may not send as organ {from_!r}",
                 code="sender_not_allowed",
             )
-    sub = Submission(
-        body,
-        hashlib.sha256(body).hexdigest(),
-        None,  # the content says what it is; a leaked messagetype must not decide
-        hub.clock.now_us(),
-        started,
-        source="vxp",
-    )
     result = await hub.intake.submit(sub, caller)
     return answer(vxp.ok(DocId=result.package.id))
 

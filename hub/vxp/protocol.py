@@ -73,7 +73,12 @@ def mac_ok(secret: str, raw_signed: bytes, presented: str) -> bool:
 
 def hash_file(data: bytes) -> str:
     """The SDK's ``hash-file``: SHA-256 bytes as ``Integer.toHexString`` (no zero padding)."""
-    return "".join(format(b, "x") for b in hashlib.sha256(data).digest())
+    return hash_file_of(hashlib.sha256(data).hexdigest())
+
+
+def hash_file_of(sha256_hex: str) -> str:
+    """``hash-file`` from a SHA-256 computed elsewhere (while a body streamed in)."""
+    return "".join(format(b, "x") for b in bytes.fromhex(sha256_hex))
 
 
 def timestamp(now: dt.datetime) -> str:

@@ -4,7 +4,9 @@ signed JSON, the body bound by hash-file, and strict mode for lienthong peers.""
 from __future__ import annotations
 
 import datetime as dt
+import io
 import json
+from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -22,7 +24,8 @@ from tests.service.harness import A, B, HubUnderTest
 async def _post(
     hut: HubUnderTest, op: str, headers: list[tuple[str, str]], body: bytes = b""
 ) -> Any:
-    r = await hut.client.post(f"{hut.cfg.vxp.base_path}/{op}", data=body, headers=headers)
+    data: Any = io.BytesIO(body) if len(body) > 1_000_000 else body  # large: streamed
+    r = await hut.client.post(f"{hut.cfg.vxp.base_path}/{op}", data=data, headers=headers)
     raw = await r.read()
     assert raw.isascii() and b"null" not in raw
     return r.status, json.loads(raw)
@@ -89,10 +92,14 @@ async def test_download_refusal_is_an_empty_body(hut: HubUnderTest) -> None:
     await a.close()
 
 
+@pytest.mark.parametrize("size", [0, 1_500_000], ids=["small", "spooled"])
 @pytest.mark.parametrize("case", ["mismatch", "missing", "empty"])
-async def test_body_must_match_the_signed_hash_file(hut: HubUnderTest, case: str) -> None:
+async def test_body_must_match_the_signed_hash_file(
+    hut: HubUnderTest, case: str, size: int
+) -> None:
+    """Bodies over 1 MB go to disk as they arrive: refused, they leave nothing there."""
     a = hut.vxp("sys-a")
-    data = demo.document_bytes(sender=A, to=(B,))
+    data = demo.document_bytes(sender=A, to=(B,), payload=bytes(range(256)) * (size // 256))
     params = {"from": A, "servicetype": "eDoc", "messagetype": "edoc"}
     body = data + b"\r\n"
     if case == "mismatch":
@@ -108,6 +115,8 @@ async def test_body_must_match_the_signed_hash_file(hut: HubUnderTest, case: str
     assert answer["DocId"] == "" and status in (400, 422)
     assert await hut.hub.store.sent("sys-a", kind=None, limit=10) == []  # nothing created
     assert reason in await _refusals(hut)
+    spool = Path(hut.cfg.blobs.path) / ".spool"
+    assert not spool.exists() or list(spool.iterdir()) == [], "a refused upload left a spool"
     await a.close()
 
 

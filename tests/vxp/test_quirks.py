@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
+from pathlib import Path
 
 import pytest
 
@@ -65,17 +66,26 @@ async def test_both_doc_id_spellings(hut: HubUnderTest) -> None:
         await b.close()
 
 
-async def test_trailing_crlf_is_stripped_exactly_once(hut: HubUnderTest) -> None:
+@pytest.mark.parametrize("payload", [0, 1_500_000], ids=["small", "spooled"])
+async def test_trailing_crlf_is_stripped_exactly_once(hut: HubUnderTest, payload: int) -> None:
+    """Also for bodies over 1 MB, which go to disk as they arrive: the CRLF decision is
+    made on digests computed while streaming, and the spool is trimmed, not copied."""
     a = hut.vxp("sys-a")
+    extra = bytes(range(256)) * (payload // 256)
     try:
-        plain = demo.document_bytes(sender=A, to=(B,), number="1/CRLF")
-        ends_in_crlf = demo.document_bytes(sender=A, to=(B,), number="2/CRLF") + b"\r\n"
+        plain = demo.document_bytes(sender=A, to=(B,), number="1/CRLF", payload=extra)
+        ends_in_crlf = (
+            demo.document_bytes(sender=A, to=(B,), number="2/CRLF", payload=extra) + b"\r\n"
+        )
         for data, crlf in ((plain, True), (plain.replace(b"1/CRLF", b"3/CRLF"), False)):
             doc = await hut.hub.store.package(await a.send_edoc(data, from_=A, crlf=crlf))
             assert doc is not None and doc.size == len(data)
             assert await hut.hub.blobs.get(doc.sha256) == data
         doc = await hut.hub.store.package(await a.send_edoc(ends_in_crlf, from_=A))
         assert doc is not None and doc.sha256 == hashlib.sha256(ends_in_crlf).hexdigest()
+        assert await hut.hub.blobs.get(doc.sha256) == ends_in_crlf
+        spool = Path(hut.cfg.blobs.path) / ".spool"
+        assert not spool.exists() or list(spool.iterdir()) == [], "a spool was left behind"
     finally:
         await a.close()
 
