@@ -36,17 +36,12 @@ class _Stderr:
 
 
 def _add_pid(_: Any, __: str, event: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
-    event["pid"] = _PID
+    event["pid"] = os.getpid()
     return event
-
-
-_PID = 0
 
 
 def configure(fmt: str = "auto", level: str = "info", *, pid: bool = False) -> None:
     """``pid``: name the process in every line (one of several workers on one port)."""
-    global _PID  # noqa: PLW0603 - set once, before the first line is written
-    _PID = os.getpid()
     json_output = fmt == "json" or (fmt == "auto" and not sys.stderr.isatty())
     renderer: Any = (
         structlog.processors.JSONRenderer(ensure_ascii=False)

@@ -26,20 +26,29 @@ T = TypeVar("T")
 _P_COLS = ", ".join(f"p.{c.strip()}" for c in _PACKAGE_COLS.split(","))
 
 
-def _where(q: AuditQuery) -> tuple[list[str], list[Any]]:
-    where: list[str] = []
-    params: list[Any] = []
-    for column, value in (
-        ("p.sender_organ", q.sender),
-        ("p.document_id", q.document_id),
-        ("p.code", q.code),
-        ("p.kind", q.kind),
-        ("p.business_type", q.business_type),
-        ("p.signature_outcome", q.signature),
-    ):
+def _equal(pairs: tuple[tuple[str, Any], ...], where: list[str], params: list[Any]) -> None:
+    """``column = ?`` for each pair whose value is given."""
+    for column, value in pairs:
         if value is not None:
             where.append(f"{column} = ?")
             params.append(value)
+
+
+def _where(q: AuditQuery) -> tuple[list[str], list[Any]]:
+    where: list[str] = []
+    params: list[Any] = []
+    _equal(
+        (
+            ("p.sender_organ", q.sender),
+            ("p.document_id", q.document_id),
+            ("p.code", q.code),
+            ("p.kind", q.kind),
+            ("p.business_type", q.business_type),
+            ("p.signature_outcome", q.signature),
+        ),
+        where,
+        params,
+    )
     if q.since_us is not None:
         where.append("p.received_us >= ?")
         params.append(q.since_us)
@@ -50,14 +59,15 @@ def _where(q: AuditQuery) -> tuple[list[str], list[Any]]:
         where.append("LOWER(p.subject) LIKE ?")
         params.append(f"%{word.lower()}%")
     sub: list[str] = []
-    for column, value in (
-        ("d.recipient", q.recipient),
-        ("d.state", q.state),
-        ("d.business_status", q.business_status),
-    ):
-        if value is not None:
-            sub.append(f"{column} = ?")
-            params.append(value)
+    _equal(
+        (
+            ("d.recipient", q.recipient),
+            ("d.state", q.state),
+            ("d.business_status", q.business_status),
+        ),
+        sub,
+        params,
+    )
     if sub:
         where.append(
             "EXISTS (SELECT 1 FROM deliveries d WHERE d.package_id = p.id AND "

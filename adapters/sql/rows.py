@@ -47,10 +47,6 @@ _INBOX_COLS = ", ".join(
     [f"d.{c.strip()} AS d_{c.strip()}" for c in _DELIVERY_COLS.split(",")]
     + [f"p.{c.strip()}" for c in _PACKAGE_COLS.split(",")]
 )
-_EVENT_INSERT = (
-    "INSERT INTO events (type, at_us, package_id, delivery_id, organ, actor, data) "
-    "VALUES (?,?,?,?,?,?,?)"
-)
 
 
 def _event_params(e: Event) -> tuple[Any, ...]:
@@ -62,6 +58,17 @@ PACKAGE_WRITE_COLS = (*(c.strip() for c in _PACKAGE_INSERT_COLS.split(",")), "si
 DELIVERY_WRITE_COLS = ("id", "package_id", "recipient", "route", "state", "updated_us")
 EVENT_WRITE_COLS = ("type", "at_us", "package_id", "delivery_id", "organ", "actor", "data")
 OUTBOX_WRITE_COLS = ("id", "routing_key", "body", "created_us")
+
+
+def _insert(table: str, cols: tuple[str, ...]) -> str:
+    return f"INSERT INTO {table} ({', '.join(cols)}) VALUES ({_marks(len(cols))})"
+
+
+# Built once (the intake path runs them for every package).
+_PACKAGE_INSERT = _insert("packages", PACKAGE_WRITE_COLS)
+_DELIVERY_INSERT = _insert("deliveries", DELIVERY_WRITE_COLS)
+_EVENT_INSERT = _insert("events", EVENT_WRITE_COLS)
+_OUTBOX_INSERT = _insert("outbox", OUTBOX_WRITE_COLS)
 
 
 def package_values(p: PackageRow) -> tuple[Any, ...]:

@@ -17,12 +17,12 @@ from adapters.sql.audit import SqlAudit
 from adapters.sql.ledger import SqlLedger
 from adapters.sql.rows import (
     _DELIVERY_COLS,
+    _DELIVERY_INSERT,
     _EVENT_INSERT,
     _INBOX_COLS,
+    _OUTBOX_INSERT,
     _PACKAGE_COLS,
-    DELIVERY_WRITE_COLS,
-    OUTBOX_WRITE_COLS,
-    PACKAGE_WRITE_COLS,
+    _PACKAGE_INSERT,
     _delivery,
     _event,
     _event_params,
@@ -56,11 +56,13 @@ T = TypeVar("T")
 
 async def _insert_outbox(tx: Tx, items: Sequence[OutboxItem]) -> None:
     if items:
-        await tx.executemany(
-            f"INSERT INTO outbox ({', '.join(OUTBOX_WRITE_COLS)}) "
-            f"VALUES ({_marks(len(OUTBOX_WRITE_COLS))})",
-            [outbox_values(o) for o in items],
-        )
+        await tx.executemany(_OUTBOX_INSERT, [outbox_values(o) for o in items])
+
+
+async def _directory_changed(tx: Tx, events: Sequence[Event]) -> None:
+    """A new directory version (caches reload) and the change's ledger events."""
+    await tx.execute("UPDATE meta SET value = value + 1 WHERE key = 'directory_version'")
+    await tx.executemany(_EVENT_INSERT, [_event_params(e) for e in events])
 
 
 def _organ_steps(organ: Organ, at_us: int) -> list[tuple[str, Sequence[Any]]]:
@@ -213,8 +215,7 @@ class SqlStore(SqlLedger, SqlAudit, abc.ABC):
         async def w(tx: Tx) -> None:
             for sql, params in steps:
                 await tx.execute(sql, *params)
-            await tx.execute("UPDATE meta SET value = value + 1 WHERE key = 'directory_version'")
-            await tx.executemany(_EVENT_INSERT, [_event_params(e) for e in events])
+            await _directory_changed(tx, events)
 
         await self._write(w)
 
@@ -315,10 +316,7 @@ class SqlStore(SqlLedger, SqlAudit, abc.ABC):
         async def w(tx: Tx) -> bool:
             gone = await tx.execute("DELETE FROM client_certs WHERE fingerprint = ?", fingerprint)
             if gone:
-                await tx.execute(
-                    "UPDATE meta SET value = value + 1 WHERE key = 'directory_version'"
-                )
-                await tx.execute(_EVENT_INSERT, *_event_params(event))
+                await _directory_changed(tx, [event])
             return gone > 0
 
         return await self._write(w)
@@ -336,10 +334,7 @@ class SqlStore(SqlLedger, SqlAudit, abc.ABC):
 
         async def w(tx: Tx) -> None:
             inserted = await tx.execute(
-                f"INSERT INTO packages ({', '.join(PACKAGE_WRITE_COLS)}) "
-                f"VALUES ({_marks(len(PACKAGE_WRITE_COLS))}) "
-                "ON CONFLICT DO NOTHING",
-                *package_values(p),
+                _PACKAGE_INSERT + " ON CONFLICT DO NOTHING", *package_values(p)
             )
             if not inserted:
                 same = await tx.fetch(
@@ -351,11 +346,7 @@ class SqlStore(SqlLedger, SqlAudit, abc.ABC):
                     raise Duplicate("same_bytes", same[0]["id"])
                 other = await tx.fetch("SELECT id FROM packages WHERE dedupe_key = ?", p.dedupe_key)
                 raise Duplicate("same_key", other[0]["id"] if other else None)
-            await tx.executemany(
-                f"INSERT INTO deliveries ({', '.join(DELIVERY_WRITE_COLS)}) "
-                f"VALUES ({_marks(len(DELIVERY_WRITE_COLS))})",
-                [delivery_values(d) for d in commit.deliveries],
-            )
+            await tx.executemany(_DELIVERY_INSERT, [delivery_values(d) for d in commit.deliveries])
             await tx.executemany(_EVENT_INSERT, [_event_params(e) for e in commit.events])
             await _insert_outbox(tx, commit.outbox)
             s = commit.status_update

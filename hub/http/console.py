@@ -203,15 +203,16 @@ async def log_export(request: web.Request) -> web.StreamResponse:
 async def package_page(request: web.Request) -> web.Response:
     hub, caller, cookie = _session(request)
     pid = request.match_info["id"]
-    p = await hub.store.package(pid)
-    if p is None:
+    found = await hub.store.package_with_deliveries(pid)
+    if found is None:
         raise web.HTTPNotFound(text=f"no package {pid}")
+    p, deliveries = found
     await audit.record(
         hub.store, hub.clock, f"system:{caller.system_id}", AuditQuery(), f"timeline:{pid}"
     )
     ctx = {
         "p": p,
-        "deliveries": await hub.store.deliveries(pid),
+        "deliveries": deliveries,
         "events": await hub.store.package_ledger_events(pid),
         "hold": await hub.store.hold_reason(pid),
         "message": request.query.get("msg"),

@@ -15,6 +15,7 @@ import json
 import time
 from collections import OrderedDict
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -38,7 +39,7 @@ log = structlog.get_logger(__name__)
 OPENAPI = Path(__file__).resolve().parents[2] / "schemas" / "openapi.json"
 _CHUNK = 256 * 1024
 _STREAM_FROM = 1024 * 1024  # packages larger than this are sent in chunks
-SPOOL_FROM = 1024 * 1024  # uploads larger than this (or of unknown length) go to disk
+_SPOOL_FROM = 1024 * 1024  # uploads larger than this (or of unknown length) go to disk
 _INBOX_STATES = frozenset({State.AVAILABLE, State.FETCHED})
 
 
@@ -109,6 +110,52 @@ async def read_spooled(
     return spool, digest.hexdigest(), trimmed
 
 
+@dataclass(slots=True)
+class Received:
+    """A request body: in memory when small, in a spool file when large (or of unknown
+    length). ``trimmed_sha256``: of the body without its final CRLF, when asked for and it
+    ends in one. Use it as a context manager: a spool not adopted by then is removed."""
+
+    body: bytes
+    spool: Spool | None
+    sha256: str
+    trimmed_sha256: str | None = None
+
+    @property
+    def size(self) -> int:
+        return self.spool.size if self.spool is not None else len(self.body)
+
+    async def trim_crlf(self) -> None:
+        """Drop the final CRLF (the bytes' digest is then ``trimmed_sha256``)."""
+        if self.spool is not None:
+            await self.spool.trim(2)
+        else:
+            self.body = self.body[:-2]
+
+    def __enter__(self) -> Received:
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        if self.spool is not None:
+            self.spool.discard()  # refused or failed; after adoption the file has moved
+
+
+async def receive(
+    request: web.Request, limit: int, blobs: BlobStore, *, crlf: bool = False
+) -> Received:
+    """The body under ``limit`` bytes, hashed as it arrives; over ``_SPOOL_FROM`` (or of
+    unknown length) it goes to disk and is never whole in memory."""
+    length = request.content_length
+    if length is None or length > _SPOOL_FROM:
+        spool, sha, trimmed = await read_spooled(request, limit, blobs, crlf=crlf)
+        return Received(b"", spool, sha, trimmed)
+    body, sha = await read_body(request, limit)
+    trimmed = None
+    if crlf and body.endswith(b"\r\n"):
+        trimmed = hashlib.sha256(memoryview(body)[:-2]).hexdigest()
+    return Received(body, None, sha, trimmed)
+
+
 def _delivery_json(d: DeliveryRow) -> dict[str, Any]:
     return {
         "delivery_id": d.id,
@@ -174,19 +221,9 @@ async def submit(request: web.Request) -> web.Response:
     kind = request.query.get("kind")
     if kind not in (None, "edoc", "status"):
         raise InputError("kind must be edoc or status", code="bad_kind")
-    limit = hub.cfg.server.max_body_bytes
-    declared = request.content_length
-    if declared is not None and declared <= SPOOL_FROM:
-        body, sha = await read_body(request, limit)
-        sub = Submission(body, sha, kind, hub.clock.now_us(), started)
-    else:  # large, or of unknown length: to disk as it arrives
-        spool, sha, _ = await read_spooled(request, limit, hub.blobs)
-        sub = Submission(b"", sha, kind, hub.clock.now_us(), started, spool=spool)
-    try:
+    with await receive(request, hub.cfg.server.max_body_bytes, hub.blobs) as got:
+        sub = Submission(got.body, got.sha256, kind, hub.clock.now_us(), started, spool=got.spool)
         result = await hub.intake.submit(sub, caller)
-    finally:
-        if sub.spool is not None:
-            sub.spool.discard()  # refused or failed; after adoption the file has moved
     return web.json_response(result.as_dict(), status=200 if result.duplicate else 202)
 
 

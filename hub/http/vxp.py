@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import base64
 import datetime as dt
-import hashlib
 import json
 import time
 from collections.abc import Awaitable, Callable
@@ -29,7 +28,7 @@ from hub.edxml.ns import STATUS_MEANINGS
 from hub.edxml.organ import classify
 from hub.errors import Forbidden, HubError, InputError, NotFound
 from hub.http.app import HUB
-from hub.http.native import SPOOL_FROM, read_body, read_spooled
+from hub.http.native import read_body, receive
 from hub.records import DeliveryRow, Event, Organ, PackageRow, State
 from hub.service import delivery as dl
 from hub.service.directory_admin import DirectoryAdmin
@@ -119,31 +118,16 @@ async def send_edoc(hub: Hub, vc: VxpCaller, request: web.Request) -> web.Respon
     started = time.perf_counter()
     caller, params = vc.caller, vc.params
     caller.require_role("agency")
-    limit = hub.cfg.server.max_body_bytes + 2
     declared = (vxp.pick(params, "hash-file") or "").strip().lower()
-    length = request.content_length
-    if length is not None and length <= SPOOL_FROM:
-        raw, raw_sha = await read_body(request, limit)
-        crlf = raw.endswith(b"\r\n")
-        trimmed = hashlib.sha256(memoryview(raw)[:-2]).hexdigest() if crlf else None
-        sha = _file_of(raw_sha, trimmed, declared, len(raw))
-        body = raw[:-2] if sha != raw_sha else raw
-        sub = Submission(body, sha, None, hub.clock.now_us(), started, source="vxp")
-    else:  # large, or of unknown length: to disk as it arrives, never whole in memory
-        spool, raw_sha, trimmed = await read_spooled(request, limit, hub.blobs, crlf=True)
-        try:
-            sha = _file_of(raw_sha, trimmed, declared, spool.size)
-            if sha != raw_sha:
-                await spool.trim(2)
-        except BaseException:
-            spool.discard()
-            raise
-        sub = Submission(b"", sha, None, hub.clock.now_us(), started, source="vxp", spool=spool)
-    try:
+    limit = hub.cfg.server.max_body_bytes + 2
+    with await receive(request, limit, hub.blobs, crlf=True) as got:
+        sha = _file_of(got.sha256, got.trimmed_sha256, declared, got.size)
+        if sha != got.sha256:
+            await got.trim_crlf()
+        sub = Submission(
+            got.body, sha, None, hub.clock.now_us(), started, source="vxp", spool=got.spool
+        )
         return await _send(hub, vc, sub)
-    finally:
-        if sub.spool is not None:
-            sub.spool.discard()  # refused or failed; after adoption the file has moved
 
 
 async def _send(hub: Hub, vc: VxpCaller, sub: Submission) -> web.Response:

@@ -70,14 +70,13 @@ def authenticate(
     by_cert: System | None = None
     if client_cert is not None:
         fp = hashlib.sha256(client_cert).hexdigest()
-        system_id = directory.client_certs.get(fp)
-        by_cert = directory.systems.get(system_id) if system_id else None
-        if by_cert is None and not authorization:
-            raise AuthenticationFailed(
-                "the TLS client certificate is not registered to any system",
-                code="unknown_client_cert",
-            )
-        if by_cert is not None and not authorization:
+        by_cert = directory.systems.get(directory.client_certs.get(fp, ""))
+        if not authorization:
+            if by_cert is None:
+                raise AuthenticationFailed(
+                    "the TLS client certificate is not registered to any system",
+                    code="unknown_client_cert",
+                )
             return Caller(by_cert, "cert:" + fp[:16])
     caller = _by_token(directory, authorization)
     if by_cert is not None and by_cert.system_id != caller.system_id:
