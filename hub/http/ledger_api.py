@@ -13,7 +13,7 @@ from typing import Any
 from aiohttp import web
 
 from hub.errors import InputError
-from hub.http.app import HUB, send_stream
+from hub.http.app import HUB, json_answer, send_stream
 from hub.http.native import _caller, _delivery_json, _int, _package_json, json_object
 from hub.ledger import evidence, proofs
 from hub.records import AuditQuery, AuditRow, LedgerEvent
@@ -22,12 +22,6 @@ from hub.service.audit import iso
 from hub.service.auth import Caller
 
 _READERS = ("admin", "auditor")
-
-
-def _json(body: Any, status: int = 200) -> web.Response:
-    return web.json_response(
-        body, status=status, dumps=lambda o: json.dumps(o, ensure_ascii=False, default=str)
-    )
 
 
 def audit_json(row: AuditRow) -> dict[str, Any]:
@@ -55,8 +49,10 @@ async def checkpoint(request: web.Request) -> web.Response:
     hub, _ = _caller(request)  # any authenticated system may see the signed tree head
     cp = await hub.store.latest_checkpoint()
     if cp is None:
-        return _json({"checkpoint": None})
-    return _json({"checkpoint": proofs.checkpoint_json(cp), "certificates": hub.signer.chain_pem()})
+        return json_answer({"checkpoint": None})
+    return json_answer(
+        {"checkpoint": proofs.checkpoint_json(cp), "certificates": hub.signer.chain_pem()}
+    )
 
 
 def _required_int(request: web.Request, name: str) -> int:
@@ -70,21 +66,23 @@ async def inclusion(request: web.Request) -> web.Response:
     hub, caller = _caller(request)
     caller.require_role(*_READERS)
     seq = _required_int(request, "seq")
-    return _json((await proofs.inclusion(hub.store, seq, _int(request, "size"))).as_dict())
+    return json_answer((await proofs.inclusion(hub.store, seq, _int(request, "size"))).as_dict())
 
 
 async def consistency(request: web.Request) -> web.Response:
     hub, caller = _caller(request)
     caller.require_role(*_READERS)
     old = _required_int(request, "old")
-    return _json(await proofs.consistency(hub.store, old, _int(request, "new")))
+    return json_answer(await proofs.consistency(hub.store, old, _int(request, "new")))
 
 
 async def events(request: web.Request) -> web.Response:
     hub, caller = _caller(request)
     caller.require_role(*_READERS)
     rows = await hub.store.package_ledger_events(request.match_info["id"])
-    return _json({"package_id": request.match_info["id"], "events": [event_json(r) for r in rows]})
+    return json_answer(
+        {"package_id": request.match_info["id"], "events": [event_json(r) for r in rows]}
+    )
 
 
 async def evidence_bundle(request: web.Request) -> web.Response:
@@ -106,7 +104,7 @@ async def audit_packages(request: web.Request) -> web.Response:
     caller.require_role(*_READERS)
     limit = max(1, min(_int(request, "limit", 100) or 100, 1000))
     rows, nxt = await audit_page(request, caller, request.query, limit)
-    return _json({"items": [audit_json(r) for r in rows], "next": nxt})
+    return json_answer({"items": [audit_json(r) for r in rows], "next": nxt})
 
 
 async def audit_page(
@@ -158,7 +156,7 @@ async def hold(request: web.Request) -> web.Response:
         if not reason:
             raise InputError("a legal hold needs a reason", code="reason_required")
     changed = await hub.retention.hold(pid, reason, f"system:{caller.system_id}")
-    return _json({"package_id": pid, "legal_hold": reason is not None, "changed": changed})
+    return json_answer({"package_id": pid, "legal_hold": reason is not None, "changed": changed})
 
 
 def setup(app: web.Application) -> None:

@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import hashlib
-import json
 import time
 from collections import OrderedDict
 from collections.abc import AsyncIterator
@@ -25,7 +24,7 @@ from aiohttp import web
 from hub.edxml.parser import parse_package
 from hub.edxml.summary import summarise
 from hub.errors import Forbidden, Gone, InputError, NotFound, PackageTooLarge
-from hub.http.app import HUB, peer_certificate, send_stream
+from hub.http.app import HUB, json_answer, peer_certificate, send_stream
 from hub.ports import BlobStore, Spool
 from hub.records import DeliveryRow, InboxItem, PackageRow, State
 from hub.service import delivery as dl
@@ -344,7 +343,7 @@ async def metadata(request: web.Request) -> web.Response:
         "summary": await _summary(hub, p),
         "deliveries": [_delivery_json(d) for d in ds],
     }
-    return web.json_response(body, dumps=lambda o: json.dumps(o, ensure_ascii=False, default=str))
+    return json_answer(body)
 
 
 async def deliveries(request: web.Request) -> web.Response:
@@ -399,9 +398,7 @@ async def organs(request: web.Request) -> web.Response:
         }
         for o in sorted(d.organs.values(), key=lambda o: o.organ_id)
     ]
-    return web.json_response(
-        {"version": d.version, "organs": items}, dumps=lambda o: json.dumps(o, ensure_ascii=False)
-    )
+    return json_answer({"version": d.version, "organs": items})
 
 
 async def resend(request: web.Request) -> web.Response:
