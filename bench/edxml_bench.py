@@ -25,6 +25,7 @@ from hub.edxml.builder import build
 from hub.edxml.demo import document
 from hub.edxml.parser import parse_package
 from hub.edxml.rules import validate
+from hub.process import tune_allocator
 from hub.signature.policy import CertBindings, SignatureChecker, SignaturePolicy, enforce
 from hub.signature.sign import sign_package
 from hub.signature.trust import TrustStore
@@ -62,6 +63,7 @@ def _memory_child(data: bytes, ca_pem: bytes, fp: str, q: mp.Queue) -> None:  # 
             line = next(x for x in f if x.startswith(field))
         return int(line.split()[1]) * 1024
 
+    tune_allocator()  # as every hub process does at start (hub/process.py)
     parse_package(build(document()))  # warm the parser before the measured run
     with open("/proc/self/clear_refs", "w") as f:  # reset the RSS high-water mark
         f.write("5")

@@ -23,6 +23,7 @@ from hub.config import Config, load
 from hub.errors import ConfigError
 from hub.pki import init_pki
 from hub.ports import SystemClock
+from hub.process import tune_allocator
 from hub.records import Organ, System
 from hub.service.directory_admin import DirectoryAdmin
 
@@ -45,6 +46,7 @@ def run(cfg: Config, *, reuse_port: bool = False) -> None:
     from hub.service.hub import Hub  # noqa: PLC0415
 
     logs.configure(cfg.log.format, cfg.log.level, pid=reuse_port)
+    tune_allocator()
     hub = Hub(cfg, components(cfg))
     web.run_app(
         build_app(hub),
