@@ -162,6 +162,9 @@ class FileBlobStore:
         except FileNotFoundError as exc:
             raise NotFound("package bytes not found", code="blob_missing") from exc
 
+    def local_path(self, sha256: str) -> Path:
+        return self._path(sha256)
+
     async def stream(self, sha256: str) -> AsyncIterator[bytes]:
         loop = asyncio.get_running_loop()
         path = self._path(sha256)

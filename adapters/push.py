@@ -9,6 +9,7 @@ from __future__ import annotations
 import aiohttp
 
 from hub.errors import Unavailable
+from hub.ports import Outgoing
 from hub.records import PackageRow
 
 
@@ -22,7 +23,7 @@ class HttpPusher:
             await self._session.close()
             self._session = None
 
-    async def push(self, url: str, package: PackageRow, data: bytes) -> None:
+    async def push(self, url: str, package: PackageRow, body: Outgoing) -> None:
         if self._session is None:
             self._session = aiohttp.ClientSession(timeout=self._timeout)
         headers = {
@@ -31,9 +32,10 @@ class HttpPusher:
             "X-Lienthong-Sha256": package.sha256,
             "X-Lienthong-Kind": package.kind,
             "X-Lienthong-Sender": package.sender_organ,
+            "Content-Length": str(body.size),  # a large package is sent as it is read
         }
         try:
-            async with self._session.post(url, data=data, headers=headers) as resp:
+            async with self._session.post(url, data=body.body(), headers=headers) as resp:
                 if resp.status // 100 != 2:
                     text = (await resp.text())[:200]
                     raise Unavailable(

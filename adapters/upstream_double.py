@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Literal
 
 from hub.errors import NotFound, Unavailable
-from hub.ports import RemoteItem, RemoteOrgan
+from hub.ports import Outgoing, RemoteItem, RemoteOrgan
 from hub.records import PackageRow
 
 
@@ -27,12 +27,12 @@ class InProcessAxis:
         if self.down:
             raise Unavailable("the national axis (test double) is down", code="upstream_down")
 
-    async def forward(self, package: PackageRow, data: bytes) -> str:
+    async def forward(self, package: PackageRow, body: Outgoing) -> str:
         if self.fail_next > 0:
             self.fail_next -= 1
             raise Unavailable("the national axis (test double) failed", code="upstream_down")
         self._check()
-        self.forwarded.append((package.id, data))
+        self.forwarded.append((package.id, await body.read()))
         return f"axis-{len(self.forwarded)}"
 
     async def pending(self, kind: Literal["edoc", "status"]) -> list[RemoteItem]:

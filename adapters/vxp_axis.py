@@ -14,7 +14,7 @@ from typing import Any, Literal, TypeVar
 
 from adapters.vxp_client import VxpClient
 from hub.errors import NotFound, UpstreamRejected
-from hub.ports import RemoteItem, RemoteOrgan
+from hub.ports import Outgoing, RemoteItem, RemoteOrgan
 from hub.records import PackageRow
 from hub.service.breaker import CircuitBreaker
 
@@ -34,11 +34,11 @@ class VxpAxis:
     async def _call(self, fn: Callable[[], Awaitable[T]]) -> T:
         return await self.breaker.call(fn)
 
-    async def forward(self, package: PackageRow, data: bytes) -> str:
+    async def forward(self, package: PackageRow, body: Outgoing) -> str:
         kind = package.kind
         try:
             return await self._call(
-                lambda: self.client.send_edoc(data, from_=package.sender_organ, messagetype=kind)
+                lambda: self.client.send_edoc(body, from_=package.sender_organ, messagetype=kind)
             )
         except NotFound as exc:  # e.g. a recipient the axis does not know: no retry helps
             raise UpstreamRejected(

@@ -18,7 +18,7 @@ import datetime as dt
 import io
 import json
 import secrets
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
 import aiohttp
@@ -26,6 +26,7 @@ import structlog
 
 from hub.edxml.dates import VN_TZ
 from hub.errors import NotFound, Unavailable, UpstreamRejected
+from hub.ports import Outgoing
 from hub.vxp import protocol as vxp
 
 log = structlog.get_logger(__name__)
@@ -114,15 +115,21 @@ class VxpClient:
         op: str,
         params: Mapping[str, str],
         *,
-        body: bytes = b"",
+        body: bytes | AsyncIterator[bytes] = b"",
+        length: int | None = None,
         method: str = "POST",
         content_type: str = "application/json",
     ) -> tuple[int, bytes]:
+        """One call; ``body`` may be a stream of ``length`` bytes (sent as it is read)."""
         url = self.endpoint + "/" + op
         headers = self.headers(params, content_type)
-        # A large body goes out in chunks from a buffer (aiohttp would otherwise write it
-        # in one piece and hold the event loop); the length is still sent.
-        data: bytes | io.BytesIO = io.BytesIO(body) if len(body) > _STREAM_FROM else body
+        data: bytes | io.BytesIO | AsyncIterator[bytes] = body
+        if not isinstance(body, bytes):
+            headers.append(("Content-Length", str(length)))
+        elif len(body) > _STREAM_FROM:
+            # A large body goes out in chunks from a buffer (aiohttp would otherwise write
+            # it in one piece and hold the event loop); the length is still sent.
+            data = io.BytesIO(body)
         try:
             async with self._http().request(
                 method, url, data=data, headers=headers, skip_auto_headers=("Content-Type",)
@@ -136,10 +143,13 @@ class VxpClient:
         op: str,
         params: Mapping[str, str],
         *,
-        body: bytes = b"",
+        body: bytes | AsyncIterator[bytes] = b"",
+        length: int | None = None,
         content_type: str = "application/json",
     ) -> dict[str, Any]:
-        status, raw = await self.raw(op, params, body=body, content_type=content_type)
+        status, raw = await self.raw(
+            op, params, body=body, length=length, content_type=content_type
+        )
         try:
             answer = json.loads(raw)
         except ValueError as exc:
@@ -163,24 +173,34 @@ class VxpClient:
     # ------------------------------------------------------------------ documents
     async def send_edoc(
         self,
-        data: bytes,
+        data: bytes | Outgoing,
         *,
         from_: str,
         messagetype: str = "edoc",
         to: list[str] | None = None,
         crlf: bool = True,
     ) -> str:
+        """Send a package: bytes, or a stored package (``Outgoing``: its SHA-256 is known,
+        and a large one streams from the blob store)."""
         params = {
             "from": from_,
             "servicetype": "eDoc",
             "messagetype": messagetype,
-            "hash-file": vxp.hash_file(data),
+            "hash-file": vxp.hash_file_of(data.sha256)
+            if isinstance(data, Outgoing)
+            else vxp.hash_file(data),
         }
         if to is not None:
             params["to"] = json.dumps(to if len(to) > 1 else to[0])
-        body = data + b"\r\n" if crlf else data
+        suffix = b"\r\n" if crlf else b""
+        body = data.body(suffix) if isinstance(data, Outgoing) else data + suffix
+        size = data.size if isinstance(data, Outgoing) else len(data)
         answer = await self.call(
-            "sendEdoc", params, body=body, content_type="application/octet-stream"
+            "sendEdoc",
+            params,
+            body=body,
+            length=size + len(suffix),
+            content_type="application/octet-stream",
         )
         doc_id = answer.get("DocId")
         if not doc_id:

@@ -275,6 +275,10 @@ class BlobStore(Protocol):
         ...
 
     async def get(self, sha256: str) -> bytes: ...
+    def local_path(self, sha256: str) -> Path:
+        """The file holding the bytes (a large package is parsed from it, not read whole)."""
+        ...
+
     def stream(self, sha256: str) -> AsyncIterator[bytes]:
         """The bytes in chunks, for sending a large package without holding it in memory
         (raises ``NotFound`` with code ``blob_missing`` before the first chunk)."""
@@ -284,6 +288,63 @@ class BlobStore(Protocol):
     async def delete(self, sha256: str) -> None:
         """Remove the bytes (retention); absent bytes are not an error."""
         ...
+
+
+STREAM_ABOVE = 1024 * 1024  # stored packages larger than this leave the hub in chunks
+
+
+@dataclass(slots=True)
+class Outgoing:
+    """A stored package's bytes on their way out of the hub (download, push, forward).
+
+    A package up to ``STREAM_ABOVE`` is ``data``; a larger one is ``chunks``, a stream
+    from the blob store whose first chunk was already read (a missing blob fails before
+    anything is sent), so it is never in memory whole. A stream can be sent once.
+    """
+
+    sha256: str
+    size: int
+    data: bytes | None = None
+    chunks: AsyncIterator[bytes] | None = None
+
+    @classmethod
+    async def of(cls, blobs: BlobStore, sha256: str, size: int) -> Outgoing:
+        """Open a package's bytes; ``NotFound`` (``blob_missing``) when they are gone."""
+        if size <= STREAM_ABOVE:
+            return cls(sha256, size, data=await blobs.get(sha256))
+        stream = blobs.stream(sha256)
+        first = await anext(stream, b"")
+
+        async def chunks() -> AsyncIterator[bytes]:
+            yield first
+            async for chunk in stream:
+                yield chunk
+
+        return cls(sha256, size, chunks=chunks())
+
+    def body(self, suffix: bytes = b"") -> bytes | AsyncIterator[bytes]:
+        """What an HTTP client sends: the bytes, then ``suffix`` (``size`` + its length)."""
+        if self.data is not None:
+            return self.data + suffix if suffix else self.data
+        chunks, self.chunks = self.chunks, None
+        if chunks is None:
+            raise RuntimeError("a streamed package body can be sent only once")
+        if not suffix:
+            return chunks
+
+        async def with_suffix() -> AsyncIterator[bytes]:
+            async for chunk in chunks:
+                yield chunk
+            yield suffix
+
+        return with_suffix()
+
+    async def read(self) -> bytes:
+        """The whole bytes in memory (test doubles; never on a production path)."""
+        body = self.body()
+        if isinstance(body, bytes):
+            return body
+        return b"".join([chunk async for chunk in body])
 
 
 @dataclass(frozen=True, slots=True)
@@ -361,7 +422,7 @@ class UpstreamAxis(Protocol):
     refusal raises ``UpstreamRejected``.
     """
 
-    async def forward(self, package: PackageRow, data: bytes) -> str:
+    async def forward(self, package: PackageRow, body: Outgoing) -> str:
         """Send the original bytes as their sender; return the upstream's document id."""
         ...
 
@@ -375,6 +436,6 @@ class UpstreamAxis(Protocol):
 class Pusher(Protocol):
     """POSTs a package to an agency's own endpoint."""
 
-    async def push(self, url: str, package: PackageRow, data: bytes) -> None:
+    async def push(self, url: str, package: PackageRow, body: Outgoing) -> None:
         """Raise ``Unavailable`` (retry) or ``InputError`` (the endpoint refused it)."""
         ...

@@ -10,13 +10,14 @@ from __future__ import annotations
 import json
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from typing import Any
 
 import structlog
 from aiohttp import web
 
 from hub.errors import HubError
+from hub.ports import Outgoing
 from hub.service.hub import Hub
 
 HUB = web.AppKey("hub", Hub)
@@ -44,16 +45,34 @@ def peer_certificate(request: web.Request) -> bytes | None:
 
 
 async def send_stream(
-    request: web.Request, resp: web.StreamResponse, first: bytes, rest: AsyncIterator[bytes]
+    request: web.Request,
+    resp: web.StreamResponse,
+    chunks: AsyncIterator[bytes],
+    *,
+    first: bytes = b"",
 ) -> web.StreamResponse:
-    """Send a response in chunks. The caller draws ``first`` before this, so a failure
-    that comes before any byte is still an ordinary error answer."""
+    """Send a response in chunks. The caller draws the first chunk before this (``first``,
+    or an ``Outgoing`` stream's own), so a failure that comes before any byte is still an
+    ordinary error answer."""
     await resp.prepare(request)
-    await resp.write(first)
-    async for chunk in rest:
+    if first:
+        await resp.write(first)
+    async for chunk in chunks:
         await resp.write(chunk)
     await resp.write_eof()
     return resp
+
+
+async def send_package(
+    request: web.Request, body: Outgoing, headers: Mapping[str, str]
+) -> web.StreamResponse:
+    """A stored package as the whole response body: small ones at once, large in chunks."""
+    if body.data is not None:
+        return web.Response(body=body.data, headers=headers)
+    assert body.chunks is not None
+    resp = web.StreamResponse(headers=headers)
+    resp.content_length = body.size
+    return await send_stream(request, resp, body.chunks)
 
 
 def error_response(exc: HubError, request_id: str) -> web.Response:

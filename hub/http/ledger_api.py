@@ -137,7 +137,7 @@ async def stream_export(
             "Content-Disposition": f'attachment; filename="{filename}.{fmt}"',
         }
     )
-    return await send_stream(request, resp, first, chunks)
+    return await send_stream(request, resp, chunks, first=first)
 
 
 async def audit_export(request: web.Request) -> web.StreamResponse:

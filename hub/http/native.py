@@ -24,8 +24,8 @@ from aiohttp import web
 from hub.edxml.parser import parse_package
 from hub.edxml.summary import summarise
 from hub.errors import Forbidden, Gone, InputError, NotFound, PackageTooLarge
-from hub.http.app import HUB, json_answer, peer_certificate, send_stream
-from hub.ports import BlobStore, Spool
+from hub.http.app import HUB, json_answer, peer_certificate, send_package
+from hub.ports import STREAM_ABOVE, BlobStore, Outgoing, Spool
 from hub.records import DeliveryRow, InboxItem, PackageRow, State
 from hub.service import delivery as dl
 from hub.service.audit import iso
@@ -37,7 +37,6 @@ log = structlog.get_logger(__name__)
 
 OPENAPI = Path(__file__).resolve().parents[2] / "schemas" / "openapi.json"
 _CHUNK = 256 * 1024
-_STREAM_FROM = 1024 * 1024  # packages larger than this are sent in chunks
 _SPOOL_FROM = 1024 * 1024  # uploads larger than this (or of unknown length) go to disk
 _INBOX_STATES = frozenset({State.AVAILABLE, State.FETCHED})
 
@@ -296,18 +295,11 @@ async def fetch(request: web.Request) -> web.StreamResponse:
         "X-Lienthong-Kind": p.kind,
         "ETag": f'"{p.sha256}"',
     }
-    if p.size <= _STREAM_FROM:
-        data = await hub.blobs.get(p.sha256)
-        await _mark_fetched(hub, caller, ds)
-        return web.Response(body=data, headers=headers)
     # A large package goes out in chunks straight from the blob store: memory stays at
     # one chunk per download, however many recipients fetch at once.
-    chunks = hub.blobs.stream(p.sha256)
-    first = await anext(chunks, b"")  # a missing blob is still an error answer, not a cut stream
+    body = await Outgoing.of(hub.blobs, p.sha256, p.size)
     await _mark_fetched(hub, caller, ds)
-    resp = web.StreamResponse(headers=headers)
-    resp.content_length = p.size
-    return await send_stream(request, resp, first, chunks)
+    return await send_package(request, body, headers)
 
 
 async def _mark_fetched(hub: Hub, caller: Caller, ds: list[DeliveryRow]) -> None:
@@ -326,8 +318,14 @@ async def _summary(hub: Hub, p: PackageRow) -> dict[str, Any]:
     if cached is not None:
         _SUMMARIES.move_to_end(p.sha256)
         return cached
-    data = await hub.blobs.get(p.sha256)
-    parsed = await asyncio.to_thread(parse_package, data, sha256=p.sha256)
+    # A large package is parsed from its file, as it was on intake: never read whole.
+    source: bytes | Path = (
+        hub.blobs.local_path(p.sha256) if p.size > STREAM_ABOVE else await hub.blobs.get(p.sha256)
+    )
+    try:
+        parsed = await asyncio.to_thread(parse_package, source, sha256=p.sha256)
+    except FileNotFoundError as exc:
+        raise NotFound("package bytes not found", code="blob_missing") from exc
     summary = summarise(parsed, decode_attachments=False)
     _SUMMARIES[p.sha256] = summary
     if len(_SUMMARIES) > _SUMMARY_CACHE:

@@ -17,7 +17,7 @@ import base64
 import datetime as dt
 import json
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import replace
 from typing import Any
 
@@ -27,8 +27,9 @@ from aiohttp import web
 from hub.edxml.ns import STATUS_MEANINGS
 from hub.edxml.organ import classify
 from hub.errors import Forbidden, HubError, InputError, NotFound
-from hub.http.app import HUB
+from hub.http.app import HUB, send_package, send_stream
 from hub.http.native import read_body, receive
+from hub.ports import Outgoing
 from hub.records import DeliveryRow, Event, Organ, PackageRow, State
 from hub.service import delivery as dl
 from hub.service.directory_admin import DirectoryAdmin
@@ -39,7 +40,7 @@ from hub.vxp.auth import SYSTEM_HEADER, VxpCaller, authenticate, header
 
 log = structlog.get_logger(__name__)
 
-Op = Callable[[Hub, VxpCaller, web.Request], Awaitable[web.Response]]
+Op = Callable[[Hub, VxpCaller, web.Request], Awaitable[web.StreamResponse]]
 _IN_INBOX = frozenset({State.AVAILABLE, State.FETCHED})
 _STATE_DESC = {
     State.PENDING: "accepted, being routed",
@@ -172,21 +173,53 @@ async def received_list(hub: Hub, vc: VxpCaller, request: web.Request) -> web.Re
     return answer(vxp.ok(data=[_received_item(i.delivery, i.package) for i in items]))
 
 
-async def _take(hub: Hub, vc: VxpCaller) -> bytes:
+async def _take(hub: Hub, vc: VxpCaller) -> Outgoing:
     """The received document's bytes; the delivery becomes ``fetched``."""
     d, p = await _my_delivery(hub, vc, _doc_id(vc.params))
-    data = await hub.blobs.get(p.sha256)
+    body = await Outgoing.of(hub.blobs, p.sha256, p.size)
     await dl.mark_fetched(hub.store, hub.clock, d, f"system:{vc.caller.system_id}")
-    return data
+    return body
 
 
-async def get_edoc(hub: Hub, vc: VxpCaller, request: web.Request) -> web.Response:
-    data = await _take(hub, vc)
-    return answer(vxp.ok(data=base64.b64encode(data).decode("ascii")))
+_B64_CHUNK = 3 * 64 * 1024  # a multiple of 3: each piece encodes without padding
 
 
-async def download_edoc(hub: Hub, vc: VxpCaller, request: web.Request) -> web.Response:
-    return web.Response(body=await _take(hub, vc), content_type="application/xml")
+async def _base64(chunks: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
+    carry = b""
+    async for chunk in chunks:
+        data = carry + chunk
+        cut = len(data) - len(data) % 3
+        carry = data[cut:]
+        for i in range(0, cut, _B64_CHUNK):
+            yield base64.b64encode(data[i : min(i + _B64_CHUNK, cut)])
+    yield base64.b64encode(carry)
+
+
+async def get_edoc(hub: Hub, vc: VxpCaller, request: web.Request) -> web.StreamResponse:
+    body = await _take(hub, vc)
+    if body.data is not None:
+        return answer(vxp.ok(data=base64.b64encode(body.data).decode("ascii")))
+    # A large package: the same JSON envelope, its base64 ``data`` encoded as the bytes
+    # stream from the blob store (base64 needs no JSON escaping).
+    chunks = body.chunks
+    assert chunks is not None
+    head = vxp.dumps(vxp.ok(data=""))
+    cut = head.rindex(b'"data":""') + len(b'"data":"')
+    prefix, suffix = head[:cut], head[cut:]
+
+    async def pieces() -> AsyncIterator[bytes]:
+        yield prefix
+        async for piece in _base64(chunks):
+            yield piece
+        yield suffix
+
+    resp = web.StreamResponse(headers={"Content-Type": "application/json; charset=utf-8"})
+    resp.content_length = len(prefix) + 4 * ((body.size + 2) // 3) + len(suffix)
+    return await send_stream(request, resp, pieces())
+
+
+async def download_edoc(hub: Hub, vc: VxpCaller, request: web.Request) -> web.StreamResponse:
+    return await send_package(request, await _take(hub, vc), {"Content-Type": "application/xml"})
 
 
 async def update_status(hub: Hub, vc: VxpCaller, request: web.Request) -> web.Response:

@@ -15,7 +15,17 @@ from dataclasses import dataclass, replace
 import structlog
 
 from hub.errors import Conflict, HubError, NotFound, Unavailable, UpstreamRejected
-from hub.ports import BlobStore, Clock, DeadLetter, Message, Pusher, Retry, Store, UpstreamAxis
+from hub.ports import (
+    BlobStore,
+    Clock,
+    DeadLetter,
+    Message,
+    Outgoing,
+    Pusher,
+    Retry,
+    Store,
+    UpstreamAxis,
+)
 from hub.records import DeliveryRow, Event, OutboxItem, PackageRow, State
 from hub.service.directory_cache import DirectoryCache
 from hub.service.metrics import Metrics
@@ -104,9 +114,9 @@ class Deliverer:
         if self.upstream is None:
             await self._fail(d, p, "no upstream axis is configured")
             return
-        data = await self.blobs.get(p.sha256)
+        body = await Outgoing.of(self.blobs, p.sha256, p.size)
         try:
-            upstream_id = await self.upstream.forward(p, data)
+            upstream_id = await self.upstream.forward(p, body)
         except Unavailable as exc:
             self.metrics.upstream_failures.labels("forward").inc()
             await self._fail(d, p, exc.message)
@@ -127,9 +137,9 @@ class Deliverer:
             # The organ dropped its push endpoint: the package stays in its inbox.
             await self._move(d, WAITING, State.AVAILABLE, "available", note="no push endpoint")
             return
-        data = await self.blobs.get(p.sha256)
+        body = await Outgoing.of(self.blobs, p.sha256, p.size)
         try:
-            await self.pusher.push(organ.push_url, p, data)
+            await self.pusher.push(organ.push_url, p, body)
         except HubError as exc:
             await self._fail(d, p, f"{exc.error_code}: {exc.message}")
             return

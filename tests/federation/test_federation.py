@@ -5,6 +5,7 @@ PostgreSQL + RabbitMQ when those services are available (always in CI)."""
 from __future__ import annotations
 
 import asyncio
+import io
 import os
 import time
 from pathlib import Path
@@ -38,7 +39,8 @@ async def _ledger(hub: Hub) -> list[Event]:
 
 
 async def _post(s: aiohttp.ClientSession, hub: Hub, system: str, data: bytes) -> dict[str, Any]:
-    async with s.post(hub.proc.url + "/api/v1/packages", data=data, headers=hub.auth(system)) as r:
+    url = hub.proc.url + "/api/v1/packages"
+    async with s.post(url, data=io.BytesIO(data), headers=hub.auth(system)) as r:
         assert r.status == 202, await r.text()
         body: dict[str, Any] = await r.json()
         return body
@@ -133,6 +135,30 @@ async def test_a_sends_to_b_across_the_national_hub_and_statuses_come_back(
     assert {e.organ for e in n if e.type == "acknowledged"} >= {A2, B1}
     b_received = [e for e in b if e.type == "received" and e.data.get("source") == "upstream"]
     assert len(b_received) == 1 and b_received[0].package_id == b_pid
+
+    # A large package (over the 1 MB streaming threshold) takes the same way: hub-a
+    # streams it from its blob store into N's sendEdoc, N streams it back out, base64 in
+    # getEdoc's JSON, and hub-b holds the same bytes.
+    big = signed(
+        root,
+        A1,
+        demo.document_bytes(
+            sender=A1, to=(B1,), number="2/FED", payload=bytes(range(256)) * (8 * 1024)
+        ),
+    )
+    assert len(big) > 2 * 1024 * 1024
+    async with aiohttp.ClientSession() as s:
+        big_sent = await _post(s, fed.a, "sys-a", big)
+        arrived = await harness.eventually(
+            lambda: _inbox(s, fed.b, "sys-b"),
+            lambda xs: any(x["sha256"] == big_sent["sha256"] for x in xs),
+            timeout=30,
+        )
+        big_pid = next(x["id"] for x in arrived if x["sha256"] == big_sent["sha256"])
+        async with s.get(
+            f"{fed.b.proc.url}/api/v1/packages/{big_pid}", headers=fed.b.auth("sys-b")
+        ) as r:
+            assert await r.read() == big
 
 
 async def test_upstream_outage_retries_and_delivers_everything_once(

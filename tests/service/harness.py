@@ -224,7 +224,7 @@ async def pushed_hub(
 ) -> AsyncIterator[tuple[HubUnderTest, Endpoint]]:
     """A hub whose organ PUSHED is delivered by POST to a local ``Endpoint``."""
     endpoint = Endpoint()
-    app = web.Application()
+    app = web.Application(client_max_size=64 * 1024 * 1024)
     app.router.add_post("/inbox", endpoint.handle)
     server = TestServer(app)
     await server.start_server()

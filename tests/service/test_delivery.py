@@ -39,6 +39,20 @@ async def test_push_posts_the_exact_bytes(pushed: tuple[HubUnderTest, Endpoint])
     assert body == data and headers["X-Lienthong-Package-Id"] == pid
 
 
+async def test_a_large_package_is_pushed_as_it_is_read(
+    pushed: tuple[HubUnderTest, Endpoint],
+) -> None:
+    """Over 1 MB the push streams from the blob store, with its length declared."""
+    h, endpoint = pushed
+    data = demo.document_bytes(sender=A, to=(PUSHED,), payload=bytes(range(256)) * (8 * 1024))
+    assert len(data) > 2 * 1024 * 1024
+    pid = (await (await h.submit("sys-a", data)).json())["id"]
+    await eventually(lambda: _delivery(h, pid, PUSHED), lambda d: d["state"] == "fetched")
+    headers, body = endpoint.received[0]
+    assert body == data
+    assert headers["Content-Length"] == str(len(data)) and "Transfer-Encoding" not in headers
+
+
 async def test_failing_push_retries_then_dies_and_admin_resend_delivers(
     pushed: tuple[HubUnderTest, Endpoint],
 ) -> None:

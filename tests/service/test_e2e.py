@@ -86,7 +86,7 @@ async def test_a_large_package_is_streamed_to_the_recipient_byte_for_byte(
     bytes, headers and the ``fetched`` transition are those of the small-package path, and
     a blob gone from disk is still a JSON error, not a cut-off stream."""
     payload = bytes(range(256)) * (12 * 1024)  # 3 MB of attachment, base64 in the package
-    data = signed(hut.pki_dir, A, demo.document_bytes(sender=A, to=(B,), payload=payload))
+    data = signed(hut.pki_dir, A, demo.document_bytes(sender=A, to=(B, C), payload=payload))
     r = await hut.submit("sys-a", data, "edoc")
     assert r.status == 202, await r.text()
     sent = await r.json()
@@ -101,6 +101,13 @@ async def test_a_large_package_is_streamed_to_the_recipient_byte_for_byte(
         lambda: hut.inbox("sys-b", state="all"), lambda xs: xs[0]["state"] == "fetched"
     )
     assert states[0]["id"] == pid
+    # Forwarded upstream from the blob store's stream, and summarised from the file.
+    await eventually(lambda: _forwarded(hut), lambda n: n == 1)
+    assert hut.hub.parts.upstream.forwarded[0] == (pid, data)  # type: ignore[union-attr]
+    meta = await hut.client.get(f"/api/v1/packages/{pid}/metadata", headers=hut.auth("sys-b"))
+    assert meta.status == 200, await meta.text()
+    summary = (await meta.json())["summary"]
+    assert summary["attachments"][0]["content_id"]
     blob = Path(hut.cfg.blobs.path) / sent["sha256"][:2] / sent["sha256"][2:4] / sent["sha256"]
     blob.unlink()
     gone = await hut.client.get(f"/api/v1/packages/{pid}", headers=hut.auth("sys-b"))

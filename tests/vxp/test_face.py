@@ -67,6 +67,28 @@ async def test_full_exchange_through_the_vxp_face(hut: HubUnderTest) -> None:
         await b.close()
 
 
+async def test_a_large_document_streams_through_get_edoc_and_download(hut: HubUnderTest) -> None:
+    """Over 1 MB, sendEdoc streams in (lienthong's client streams out), getEdoc's JSON
+    is written as base64 of the blob store's stream, downloadEdoc sends it in chunks:
+    the SDK reads the same bytes either way."""
+    a, b = hut.vxp("sys-a"), hut.vxp("sys-b")
+    try:
+        payload = bytes(range(256)) * (8 * 1024 + 1)  # 2 MB + 256: base64 carries a remainder
+        data = signed(hut.pki_dir, A, demo.document_bytes(sender=A, to=(B,), payload=payload))
+        assert len(data) > 2 * 1024 * 1024 and len(data) % 3 != 0
+        await a.send_edoc(data, from_=A)
+        items = await eventually(lambda: b.received("edoc"), lambda xs: len(xs) == 1)
+        doc_id = items[0]["docId"]
+        assert await b.get_edoc(doc_id) == data
+        assert await b.download(doc_id) == data
+        status, raw = await b.raw("getEdoc", {"filePath": "", "docId": doc_id}, body=b"{}")
+        answer = json.loads(raw)  # one well-formed JSON envelope, its length exact
+        assert status == 200 and answer["status"] == "OK" and answer["ErrorCode"] == "0"
+    finally:
+        await a.close()
+        await b.close()
+
+
 async def test_send_edoc_replay_returns_the_same_doc_id(hut: HubUnderTest) -> None:
     a = hut.vxp("sys-a", sdk=True)  # one timestamp for the client's life, like the SDK
     try:
