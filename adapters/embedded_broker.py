@@ -30,6 +30,7 @@ class EmbeddedBroker:
 
     def __init__(self, bindings: dict[str, str]) -> None:
         self._bindings = dict(bindings)  # queue -> pattern
+        self._routes: dict[str, list[str]] = {}  # routing key -> queues (bindings fixed)
         self._queues: dict[str, asyncio.Queue[Message]] = {}
         self._dead: list[Message] = []
         self._tasks: set[asyncio.Task[None]] = set()
@@ -54,7 +55,11 @@ class EmbeddedBroker:
             raise Unavailable("embedded broker is closed", code="broker_unavailable")
 
     def _route(self, key: str) -> list[str]:
-        return [q for q, pattern in self._bindings.items() if topic_matches(pattern, key)]
+        queues = self._routes.get(key)
+        if queues is None:
+            queues = [q for q, pattern in self._bindings.items() if topic_matches(pattern, key)]
+            self._routes[key] = queues
+        return queues
 
     def _put(self, queue: str, msg: Message) -> None:
         self._inflight += 1
@@ -77,6 +82,7 @@ class EmbeddedBroker:
     async def consume(self, queue: str, binding: str, handler: Handler, prefetch: int) -> None:
         if queue not in self._queues:
             self._bindings[queue] = binding
+            self._routes.clear()
             self._queues[queue] = asyncio.Queue()
         for i in range(max(1, prefetch)):
             task = asyncio.create_task(self._worker(queue, handler), name=f"{queue}-{i}")
