@@ -4,16 +4,21 @@ For 10 KB, 1 MB and 20 MB signed packages it measures lienthong's full check
 (hardened parse, rules, signature policy ``required`` with chain validation) and
 the raw floor (lxml parse + xmlsec verify with a preloaded key, nothing else), and
 prints the throughput ratio. Peak memory growth for the 20 MB package is measured
-in a fresh child process (ru_maxrss includes libxml2's C allocations).
+in a fresh child process set up as a hub process is (allocator tuned first), parsing the
+package from a file as the hub parses a large upload (VmHWM includes libxml2's and
+libxmlsec1's C allocations).
 """
 
 from __future__ import annotations
 
+import hashlib
 import multiprocessing as mp
 import os
 import platform
+import tempfile
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 import xmlsec
 from cryptography import x509
@@ -53,7 +58,10 @@ def _rate(fn: Callable[[], object], seconds: float) -> tuple[float, int]:
             return n / elapsed, n
 
 
-def _memory_child(data: bytes, ca_pem: bytes, fp: str, q: mp.Queue) -> None:  # type: ignore[type-arg]
+def _memory_child(
+    path: Path, sha256: str, warm: bytes, ca_pem: bytes, fp: str, q: mp.Queue
+) -> None:  # type: ignore[type-arg]
+    tune_allocator()  # first, as every hub process does at start (hub/process.py)
     checker = SignatureChecker(
         TrustStore([x509.load_pem_x509_certificate(ca_pem)]), CertBindings.of({fp: [SENDER]})
     )
@@ -63,12 +71,15 @@ def _memory_child(data: bytes, ca_pem: bytes, fp: str, q: mp.Queue) -> None:  # 
             line = next(x for x in f if x.startswith(field))
         return int(line.split()[1]) * 1024
 
-    tune_allocator()  # as every hub process does at start (hub/process.py)
-    parse_package(build(document()))  # warm the parser before the measured run
+    # Warm-up: one small signed package through the same steps, so one-time set-up
+    # (libxmlsec1's first verification, caches) is not counted as the package's growth.
+    small = parse_package(warm)
+    enforce(checker.check(small, SignaturePolicy.REQUIRED, SENDER))
+    del small
     with open("/proc/self/clear_refs", "w") as f:  # reset the RSS high-water mark
         f.write("5")
     before = status("VmRSS:")
-    parsed = parse_package(data)
+    parsed = parse_package(path, sha256=sha256)  # from its file, as the hub parses an upload
     validate(parsed)
     enforce(checker.check(parsed, SignaturePolicy.REQUIRED, SENDER))
     q.put(status("VmHWM:") - before)
@@ -101,6 +112,8 @@ def main() -> None:
         f"   {'size':>6} {'bytes':>10} | {'lienthong pkg/s':>15} {'MB/s':>8} | "
         f"{'raw xmlsec pkg/s':>16} {'MB/s':>8} | {'ratio':>5}"
     )
+    warm = _package(10 * 1024, agency)
+    fp = agency.fingerprint
     for label, target, seconds in SIZES:
         data = _package(target, agency)
 
@@ -123,15 +136,20 @@ def main() -> None:
             f"{raw_rate:>16.1f} {raw_rate * mb:>8.1f} | {our_rate / raw_rate:>5.2f}"
         )
         if target >= 20 * 1024 * 1024:
-            q: mp.Queue = mp.get_context("spawn").Queue()  # type: ignore[type-arg]
-            p = mp.get_context("spawn").Process(
-                target=_memory_child, args=(data, ca.cert_pem, agency.fingerprint, q)
-            )
-            p.start()
-            growth = q.get(timeout=300)
-            p.join()
+            with tempfile.TemporaryDirectory() as tmp:
+                path = Path(tmp) / "package.edxml"
+                path.write_bytes(data)
+                q: mp.Queue = mp.get_context("spawn").Queue()  # type: ignore[type-arg]
+                p = mp.get_context("spawn").Process(
+                    target=_memory_child,
+                    args=(path, hashlib.sha256(data).hexdigest(), warm, ca.cert_pem, fp, q),
+                )
+                p.start()
+                growth = q.get(timeout=300)
+                p.join()
             print(
-                f"   peak memory growth for one {label} package: {growth / 1e6:.1f} MB "
-                f"= {growth / len(data):.2f}x the package size (target <= 3x)"
+                f"   peak memory growth for one {label} package, parsed from its file as the "
+                f"hub parses a large upload: {growth / 1e6:.1f} MB = {growth / len(data):.2f}x "
+                "the package size (target <= 3x)"
             )
     print("   targets: ratio >= 0.8 at every size; figures above are from this run only")
