@@ -125,6 +125,8 @@ class VxpClient:
         headers = self.headers(params, content_type)
         data: bytes | io.BytesIO | AsyncIterator[bytes] = body
         if not isinstance(body, bytes):
+            if length is None:
+                raise ValueError("a streamed body needs its length")
             headers.append(("Content-Length", str(length)))
         elif len(body) > _STREAM_FROM:
             # A large body goes out in chunks from a buffer (aiohttp would otherwise write
@@ -182,19 +184,20 @@ class VxpClient:
     ) -> str:
         """Send a package: bytes, or a stored package (``Outgoing``: its SHA-256 is known,
         and a large one streams from the blob store)."""
+        suffix = b"\r\n" if crlf else b""
+        body: bytes | AsyncIterator[bytes]
+        if isinstance(data, Outgoing):
+            hash_file, body, size = vxp.hash_file_of(data.sha256), data.body(suffix), data.size
+        else:
+            hash_file, body, size = vxp.hash_file(data), data + suffix, len(data)
         params = {
             "from": from_,
             "servicetype": "eDoc",
             "messagetype": messagetype,
-            "hash-file": vxp.hash_file_of(data.sha256)
-            if isinstance(data, Outgoing)
-            else vxp.hash_file(data),
+            "hash-file": hash_file,
         }
         if to is not None:
             params["to"] = json.dumps(to if len(to) > 1 else to[0])
-        suffix = b"\r\n" if crlf else b""
-        body = data.body(suffix) if isinstance(data, Outgoing) else data + suffix
-        size = data.size if isinstance(data, Outgoing) else len(data)
         answer = await self.call(
             "sendEdoc",
             params,
