@@ -26,13 +26,12 @@ import structlog
 
 from hub.edxml.dates import VN_TZ
 from hub.errors import NotFound, Unavailable, UpstreamRejected
-from hub.ports import Outgoing
+from hub.ports import STREAM_ABOVE, Outgoing
 from hub.vxp import protocol as vxp
 
 log = structlog.get_logger(__name__)
 
 # Answers that mean "try again later" rather than "this will never work".
-_STREAM_FROM = 1024 * 1024  # request bodies larger than this are sent in chunks
 _TRANSIENT = frozenset({"20", "500", "502", "503"})
 
 
@@ -128,7 +127,7 @@ class VxpClient:
             if length is None:
                 raise ValueError("a streamed body needs its length")
             headers.append(("Content-Length", str(length)))
-        elif len(body) > _STREAM_FROM:
+        elif len(body) > STREAM_ABOVE:
             # A large body goes out in chunks from a buffer (aiohttp would otherwise write
             # it in one piece and hold the event loop); the length is still sent.
             data = io.BytesIO(body)

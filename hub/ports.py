@@ -290,7 +290,9 @@ class BlobStore(Protocol):
         ...
 
 
-STREAM_ABOVE = 1024 * 1024  # stored packages larger than this leave the hub in chunks
+# A package larger than this is never held whole: spooled to disk on the way in, sent in
+# chunks on the way out (downloads, push, forwarding, lienthong's VXP client).
+STREAM_ABOVE = 1024 * 1024
 
 
 @dataclass(slots=True)

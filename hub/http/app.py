@@ -67,12 +67,12 @@ async def send_package(
     request: web.Request, body: Outgoing, headers: Mapping[str, str]
 ) -> web.StreamResponse:
     """A stored package as the whole response body: small ones at once, large in chunks."""
-    if body.data is not None:
-        return web.Response(body=body.data, headers=headers)
-    assert body.chunks is not None
+    payload = body.body()
+    if isinstance(payload, bytes):
+        return web.Response(body=payload, headers=headers)
     resp = web.StreamResponse(headers=headers)
     resp.content_length = body.size
-    return await send_stream(request, resp, body.chunks)
+    return await send_stream(request, resp, payload)
 
 
 def error_response(exc: HubError, request_id: str) -> web.Response:

@@ -37,7 +37,6 @@ log = structlog.get_logger(__name__)
 
 OPENAPI = Path(__file__).resolve().parents[2] / "schemas" / "openapi.json"
 _CHUNK = 256 * 1024
-_SPOOL_FROM = 1024 * 1024  # uploads larger than this (or of unknown length) go to disk
 _INBOX_STATES = frozenset({State.AVAILABLE, State.FETCHED})
 
 
@@ -141,10 +140,10 @@ class Received:
 async def receive(
     request: web.Request, limit: int, blobs: BlobStore, *, crlf: bool = False
 ) -> Received:
-    """The body under ``limit`` bytes, hashed as it arrives; over ``_SPOOL_FROM`` (or of
+    """The body under ``limit`` bytes, hashed as it arrives; over ``STREAM_ABOVE`` (or of
     unknown length) it goes to disk and is never whole in memory."""
     length = request.content_length
-    if length is None or length > _SPOOL_FROM:
+    if length is None or length > STREAM_ABOVE:
         spool, sha, trimmed = await read_spooled(request, limit, blobs, crlf=crlf)
         return Received(b"", spool, sha, trimmed)
     body, sha = await read_body(request, limit)

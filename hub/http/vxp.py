@@ -181,28 +181,25 @@ async def _take(hub: Hub, vc: VxpCaller) -> Outgoing:
     return body
 
 
-_B64_CHUNK = 3 * 64 * 1024  # a multiple of 3: each piece encodes without padding
-
-
 async def _base64(chunks: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
+    """Base64 of a stream: each piece encodes a multiple of 3 bytes (no padding inside);
+    the 0-2 bytes left over are carried into the next piece."""
     carry = b""
     async for chunk in chunks:
         data = carry + chunk
         cut = len(data) - len(data) % 3
         carry = data[cut:]
-        for i in range(0, cut, _B64_CHUNK):
-            yield base64.b64encode(data[i : min(i + _B64_CHUNK, cut)])
+        yield base64.b64encode(data[:cut])
     yield base64.b64encode(carry)
 
 
 async def get_edoc(hub: Hub, vc: VxpCaller, request: web.Request) -> web.StreamResponse:
     body = await _take(hub, vc)
-    if body.data is not None:
-        return answer(vxp.ok(data=base64.b64encode(body.data).decode("ascii")))
+    chunks = body.body()
+    if isinstance(chunks, bytes):
+        return answer(vxp.ok(data=base64.b64encode(chunks).decode("ascii")))
     # A large package: the same JSON envelope, its base64 ``data`` encoded as the bytes
     # stream from the blob store (base64 needs no JSON escaping).
-    chunks = body.chunks
-    assert chunks is not None
     head = vxp.dumps(vxp.ok(data=""))
     cut = head.rindex(b'"data":""') + len(b'"data":"')
     prefix, suffix = head[:cut], head[cut:]
