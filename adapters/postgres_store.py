@@ -18,7 +18,9 @@ from typing import Any, TypeVar
 import asyncpg
 import structlog
 
+from adapters.sql.batch import Coalescer
 from adapters.sql.rows import (
+    _INBOX_COLS,
     DELIVERY_WRITE_COLS,
     EVENT_WRITE_COLS,
     OUTBOX_WRITE_COLS,
@@ -29,11 +31,11 @@ from adapters.sql.rows import (
     package_values,
 )
 from adapters.sql.schema import MIGRATIONS, statements
-from adapters.sql.store import SqlStore
+from adapters.sql.store import SqlStore, _with_deliveries
 from adapters.sql.tx import Row, Tx
 from hub.errors import Unavailable
 from hub.ports import Duplicate
-from hub.records import Event, IntakeCommit
+from hub.records import DeliveryRow, Event, IntakeCommit, PackageRow
 
 T = TypeVar("T")
 log = structlog.get_logger(__name__)
@@ -45,6 +47,29 @@ _SEAL_LOCK = 0x6C740001  # held by the one process sealing the ledger
 # reads the highest one (identity values are drawn before commit and can commit out of order).
 _WRITE_BARRIER = 0x6C740002
 _BEGIN = f"BEGIN; SELECT pg_advisory_xact_lock_shared({_WRITE_BARRIER})"
+
+
+_INTAKE_KEYS = ("p", "ds", "es", "os", "st")
+_PACKAGES_WITH_DELIVERIES = (
+    f"SELECT {_INBOX_COLS} FROM packages p LEFT JOIN deliveries d "  # noqa: S608 - fixed columns; the ids are a parameter
+    "ON d.package_id = p.id WHERE p.id = ANY($1::text[]) ORDER BY p.id, d.seq"
+)
+
+
+def _intake_item(commit: IntakeCommit) -> dict[str, Any]:
+    """An intake commit as lt_intake's arguments (JSON objects, by argument name)."""
+
+    def rows(cols: tuple[str, ...], values: Iterable[tuple[Any, ...]]) -> list[dict[str, Any]]:
+        return [dict(zip(cols, v, strict=True)) for v in values]
+
+    s = commit.status_update
+    return {
+        "p": dict(zip(PACKAGE_WRITE_COLS, package_values(commit.package), strict=True)),
+        "ds": rows(DELIVERY_WRITE_COLS, map(delivery_values, commit.deliveries)),
+        "es": rows(EVENT_WRITE_COLS, map(_event_params, commit.events)),
+        "os": rows(OUTBOX_WRITE_COLS, map(outbox_values, commit.outbox)),
+        "st": dataclasses.asdict(s) if s is not None else None,
+    }
 
 
 @lru_cache(maxsize=512)
@@ -107,6 +132,12 @@ class PostgresStore(SqlStore):
         self._min = min_size
         self._max = max_size
         self._pool: Any = None
+        # Group commits: PostgreSQL would group the fsyncs of concurrent commits itself,
+        # but each statement is still a round trip, and on a busy hub those (the system
+        # calls, the pool, asyncpg's per-query work) cost more than the statements do.
+        self._transitions = Coalescer(self._transition_many, self._transition_one)
+        self._intakes = Coalescer(self._intake_many, self._intake_one)
+        self._packages = Coalescer(self._package_many, self._package_one)
 
     def __repr__(self) -> str:  # the DSN may carry a password
         return "PostgresStore(...)"
@@ -144,6 +175,9 @@ class PostgresStore(SqlStore):
                 log.info("store_migrated", store="postgres", version=version)
 
     async def close(self) -> None:
+        await self._transitions.close()
+        await self._intakes.close()
+        await self._packages.close()
         if self._pool is not None:
             await self._pool.close()
             self._pool = None
@@ -183,30 +217,60 @@ class PostgresStore(SqlStore):
             return await fn(_PgTx(conn))
 
     async def _intake_call(self, commit: IntakeCommit) -> bool:
-        # One round trip: lt_intake (migration 6) does the whole commit in this
-        # statement's own transaction, under the write barrier.
-        def rows(cols: tuple[str, ...], values: Iterable[tuple[Any, ...]]) -> str:
-            return json.dumps([dict(zip(cols, v, strict=True)) for v in values])
-
-        s = commit.status_update
-        package = dict(zip(PACKAGE_WRITE_COLS, package_values(commit.package), strict=True))
-        async with self._connection() as conn:
-            dup = await conn.fetchval(
-                "SELECT lt_intake($1::jsonb, $2::jsonb, $3::jsonb, $4::jsonb, $5::jsonb, $6)",
-                json.dumps(package),
-                rows(DELIVERY_WRITE_COLS, map(delivery_values, commit.deliveries)),
-                rows(EVENT_WRITE_COLS, map(_event_params, commit.events)),
-                rows(OUTBOX_WRITE_COLS, map(outbox_values, commit.outbox)),
-                json.dumps(dataclasses.asdict(s)) if s is not None else None,
-                _WRITE_BARRIER,
-            )
+        dup = await self._intakes(commit)
         if dup is not None:
             raise Duplicate(dup[0], dup[1])
         return True
 
+    async def _intake_one(self, commit: IntakeCommit) -> list[str] | None:
+        # One round trip: lt_intake (migration 6) does the whole commit in this
+        # statement's own transaction, under the write barrier.
+        item = _intake_item(commit)
+        async with self._connection() as conn:
+            dup = await conn.fetchval(
+                "SELECT lt_intake($1::jsonb, $2::jsonb, $3::jsonb, $4::jsonb, $5::jsonb, $6)",
+                *(json.dumps(item[k]) if item[k] is not None else None for k in _INTAKE_KEYS),
+                _WRITE_BARRIER,
+            )
+        return list(dup) if dup is not None else None
+
+    async def _intake_many(self, commits: Sequence[IntakeCommit]) -> list[list[str] | None]:
+        # Concurrent intakes in one statement (migration 7): one transaction, each
+        # package's commit exactly as lt_intake does it alone.
+        async with self._connection() as conn:
+            answers = await conn.fetchval(
+                "SELECT lt_intakes($1::jsonb, $2)",
+                json.dumps([_intake_item(c) for c in commits]),
+                _WRITE_BARRIER,
+            )
+        return list(json.loads(answers))
+
+    async def package_with_deliveries(
+        self, package_id: str
+    ) -> tuple[PackageRow, list[DeliveryRow]] | None:
+        return await self._packages(package_id)
+
+    async def _package_one(self, package_id: str) -> tuple[PackageRow, list[DeliveryRow]] | None:
+        return await super().package_with_deliveries(package_id)
+
+    async def _package_many(
+        self, package_ids: Sequence[str]
+    ) -> list[tuple[PackageRow, list[DeliveryRow]] | None]:
+        # Concurrent fetches and acknowledgements read their packages in one query.
+        async with self._connection() as conn:
+            rows = await conn.fetch(_PACKAGES_WITH_DELIVERIES, list(set(package_ids)))
+        by_id: dict[str, list[Any]] = {}
+        for r in rows:
+            by_id.setdefault(r["id"], []).append(r)
+        return [_with_deliveries(by_id.get(i, [])) for i in package_ids]
+
     async def _transition_call(self, update: tuple[Any, ...], event: Event) -> bool | None:
+        return await self._transitions((update, event))
+
+    async def _transition_one(self, item: tuple[tuple[Any, ...], Event]) -> bool:
         # One round trip: lt_transition (migration 4) takes the write barrier, updates
         # conditionally and appends the event, all in this statement's own transaction.
+        update, event = item
         async with self._connection() as conn:
             changed = await conn.fetchval(
                 "SELECT lt_transition($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14)",
@@ -215,6 +279,23 @@ class PostgresStore(SqlStore):
                 _WRITE_BARRIER,
             )
         return bool(changed)
+
+    async def _transition_many(self, items: Sequence[tuple[tuple[Any, ...], Event]]) -> list[bool]:
+        # Concurrent transitions in one statement (migration 7), column by column.
+        cols: list[list[Any]] = [[] for _ in range(13)]
+        for update, event in items:
+            ident, states, *rest = update
+            for col, value in zip(
+                cols, (ident, ",".join(states), *rest, *_event_params(event)), strict=True
+            ):
+                col.append(value)
+        async with self._connection() as conn:
+            changed = await conn.fetchval(
+                "SELECT lt_transitions($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14)",
+                *cols,
+                _WRITE_BARRIER,
+            )
+        return [bool(c) for c in changed]
 
     @contextlib.asynccontextmanager
     async def _session_lock(self, take: str, key: int) -> AsyncIterator[tuple[Any, bool]]:

@@ -188,6 +188,38 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
             "END $$"
         ),
     ),
+    # 7: group commits on PostgreSQL: many transitions, or many intake commits, in one
+    # statement (one transaction), each item exactly as its single call would do it.
+    (
+        PostgresOnly(
+            "CREATE FUNCTION lt_transitions(p_id TEXT[], p_from TEXT[], p_to TEXT[], "
+            "p_attempts INTEGER[], p_next BIGINT[], p_error TEXT[], e_type TEXT[], "
+            "e_at BIGINT[], e_package TEXT[], e_delivery TEXT[], e_organ TEXT[], "
+            "e_actor TEXT[], e_data TEXT[], p_barrier BIGINT) "
+            "RETURNS INTEGER[] LANGUAGE plpgsql AS $$\n"
+            "DECLARE changed INTEGER[] := '{{}}';\n"
+            "BEGIN\n"
+            "  FOR i IN 1..cardinality(p_id) LOOP\n"
+            "    changed := changed || lt_transition(p_id[i], string_to_array(p_from[i], ','),\n"
+            "      p_to[i], p_attempts[i], p_next[i], p_error[i], e_type[i], e_at[i],\n"
+            "      e_package[i], e_delivery[i], e_organ[i], e_actor[i], e_data[i], p_barrier);\n"
+            "  END LOOP;\n"
+            "  RETURN changed;\n"
+            "END $$"
+        ),
+        PostgresOnly(
+            "CREATE FUNCTION lt_intakes(items JSONB, p_barrier BIGINT) "
+            "RETURNS JSONB LANGUAGE plpgsql AS $$\n"
+            "DECLARE r JSONB; answers JSONB := '[]';\n"
+            "BEGIN\n"
+            "  FOR r IN SELECT value FROM jsonb_array_elements(items) LOOP\n"
+            "    answers := answers || jsonb_build_array(to_jsonb(lt_intake(r->'p', r->'ds',\n"
+            "      r->'es', r->'os', NULLIF(r->'st', 'null'::jsonb), p_barrier)));\n"
+            "  END LOOP;\n"
+            "  RETURN answers;\n"
+            "END $$"
+        ),
+    ),
 )
 
 

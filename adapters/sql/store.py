@@ -33,7 +33,7 @@ from adapters.sql.rows import (
     outbox_values,
     package_values,
 )
-from adapters.sql.tx import Tx
+from adapters.sql.tx import Row, Tx
 from hub.ports import Directory, Duplicate
 from hub.records import (
     FINAL_STATES,
@@ -94,6 +94,19 @@ def _organ_steps(organ: Organ, at_us: int) -> list[tuple[str, Sequence[Any]]]:
         for a in organ.aliases
     ]
     return steps
+
+
+_PACKAGE_WITH_DELIVERIES = (
+    f"SELECT {_INBOX_COLS} FROM packages p LEFT JOIN deliveries d "
+    "ON d.package_id = p.id WHERE p.id = ? ORDER BY d.seq"
+)
+
+
+def _with_deliveries(rows: Sequence[Row]) -> tuple[PackageRow, list[DeliveryRow]] | None:
+    """One package's row joined with each of its deliveries (in order), as records."""
+    if not rows:
+        return None
+    return _package(rows[0]), [_delivery(r, "d_") for r in rows if r["d_id"] is not None]
 
 
 class SqlStore(SqlLedger, SqlAudit, abc.ABC):
@@ -418,17 +431,8 @@ class SqlStore(SqlLedger, SqlAudit, abc.ABC):
     async def package_with_deliveries(
         self, package_id: str
     ) -> tuple[PackageRow, list[DeliveryRow]] | None:
-        sql = (
-            f"SELECT {_INBOX_COLS} FROM packages p LEFT JOIN deliveries d "
-            "ON d.package_id = p.id WHERE p.id = ? ORDER BY d.seq"
-        )
-
         async def q(tx: Tx) -> tuple[PackageRow, list[DeliveryRow]] | None:
-            rows = await tx.fetch(sql, package_id)
-            if not rows:
-                return None
-            ds = [_delivery(r, "d_") for r in rows if r["d_id"] is not None]
-            return _package(rows[0]), ds
+            return _with_deliveries(await tx.fetch(_PACKAGE_WITH_DELIVERIES, package_id))
 
         return await self._read(q)
 
