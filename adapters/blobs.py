@@ -16,12 +16,12 @@ import contextlib
 import os
 import re
 import time
-import uuid
 from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from hub.errors import NotFound
+from hub.ids import new_hex
 from hub.ports import Spool
 
 _SHA = re.compile(r"^[0-9a-f]{64}$")
@@ -134,7 +134,7 @@ class FileBlobStore:
         return sha256
 
     def spool(self) -> FileSpool:
-        return FileSpool(self.root / ".spool" / f"{uuid.uuid4().hex}.part", self._pool)
+        return FileSpool(self.root / ".spool" / f"{new_hex()}.part", self._pool)
 
     async def adopt(self, sha256: str, spool: Spool) -> str:
         return await asyncio.get_running_loop().run_in_executor(

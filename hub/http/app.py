@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import time
-import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from typing import Any
 
@@ -17,6 +16,7 @@ import structlog
 from aiohttp import web
 
 from hub.errors import HubError
+from hub.ids import new_hex
 from hub.ports import Outgoing
 from hub.service.hub import Hub
 
@@ -82,7 +82,7 @@ def error_response(exc: HubError, request_id: str) -> web.Response:
 
 @web.middleware
 async def context_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-    request_id = request.headers.get("X-Request-Id", "")[:64] or uuid.uuid4().hex
+    request_id = request.headers.get("X-Request-Id", "")[:64] or new_hex()
     structlog.contextvars.clear_contextvars()
     structlog.contextvars.bind_contextvars(request_id=request_id)
     started = time.perf_counter()

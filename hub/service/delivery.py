@@ -9,12 +9,12 @@ count and total time), then handed to the broker as ``Retry`` / ``DeadLetter``.
 
 from __future__ import annotations
 
-import uuid
 from dataclasses import dataclass, replace
 
 import structlog
 
 from hub.errors import Conflict, HubError, NotFound, Unavailable, UpstreamRejected
+from hub.ids import new_id
 from hub.ports import (
     BlobStore,
     Clock,
@@ -204,7 +204,7 @@ class Deliverer:
 
 def _outbox_for(d: DeliveryRow, now: int) -> OutboxItem:
     return OutboxItem(
-        str(uuid.uuid4()),
+        new_id(),
         routing_key(d.route),
         {"delivery_id": d.id, "package_id": d.package_id, "recipient": d.recipient},
         now,

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import asyncio
 import time
-import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -25,6 +24,7 @@ from hub.edxml.parser import ParsedPackage, parse_package
 from hub.edxml.rules import validate
 from hub.edxml.xmlsafe import XmlLimits
 from hub.errors import Conflict, Forbidden, HubError, Unavailable
+from hub.ids import new_id
 from hub.ports import BlobStore, Clock, Directory, Duplicate, Spool, Store
 from hub.records import (
     DeliveryRow,
@@ -247,7 +247,7 @@ class Intake:
         now = self.clock.now_us()
         related, status_update = await self._link(pkg, ex.sender)
         row = PackageRow(
-            id=str(uuid.uuid4()),
+            id=new_id(),
             sha256=sub.sha256,
             size=sub.size,
             kind=ex.parsed.kind,
@@ -260,9 +260,7 @@ class Intake:
             dedupe_key=dedupe_key(pkg, ex.sender),
         )
         deliveries = tuple(
-            DeliveryRow(
-                str(uuid.uuid4()), row.id, t.recipient, t.route, State.PENDING, updated_us=now
-            )
+            DeliveryRow(new_id(), row.id, t.recipient, t.route, State.PENDING, updated_us=now)
             for t in ex.targets
         )
         actor = f"system:{caller.system_id}"
@@ -329,7 +327,7 @@ class Intake:
             )
         outbox = tuple(
             OutboxItem(
-                str(uuid.uuid4()),
+                new_id(),
                 routing_key(d.route),
                 {"delivery_id": d.id, "package_id": row.id, "recipient": d.recipient},
                 now,
