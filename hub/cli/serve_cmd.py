@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import signal
 import ssl
 import subprocess
 import sys
+import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +29,7 @@ from hub.ports import SystemClock
 from hub.process import tune_allocator
 from hub.records import Organ, System
 from hub.service.directory_admin import DirectoryAdmin
+from hub.service.metrics import MULTIPROC_ENV
 
 
 def register(sub: Any) -> None:
@@ -103,8 +107,31 @@ def supervise(n: int, config: Path | None) -> int:
     cmd = [sys.executable, "-m", "hub.cli.main", "serve", "--worker"]
     if config is not None:
         cmd += ["--config", str(config)]
-    # Our own interpreter and module, with the same configuration: no outside input.
-    procs = [subprocess.Popen(cmd) for _ in range(n)]  # noqa: S603
+    with metrics_dir() as shared:
+        env = {**os.environ, MULTIPROC_ENV: str(shared)}
+        # Our own interpreter and module, with the same configuration: no outside input.
+        procs = [subprocess.Popen(cmd, env=env) for _ in range(n)]  # noqa: S603
+        return _watch(procs, log)
+
+
+@contextlib.contextmanager
+def metrics_dir() -> Iterator[Path]:
+    """Where the workers' metrics files live (see ``hub.service.metrics``): the operator's
+    ``PROMETHEUS_MULTIPROC_DIR``, emptied of an earlier run's files, or a private
+    temporary directory removed afterwards."""
+    given = os.environ.get(MULTIPROC_ENV)
+    if given:
+        path = Path(given)
+        path.mkdir(parents=True, exist_ok=True)
+        for old in path.glob("*.db"):  # counters of dead processes must not add up again
+            old.unlink()
+        yield path
+        return
+    with tempfile.TemporaryDirectory(prefix="lienthong-metrics-") as tmp:
+        yield Path(tmp)
+
+
+def _watch(procs: list[subprocess.Popen[bytes]], log: Any) -> int:
     log.info("workers_started", pids=[p.pid for p in procs])
     asked = False  # SIGTERM/SIGINT: a requested stop
     died = False  # a worker ended on its own: the unit must fail

@@ -6,11 +6,12 @@ from __future__ import annotations
 import contextlib
 
 from aiohttp import web
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST
 
 from hub.errors import HubError
 from hub.http.app import HUB, peer_certificate
 from hub.service.auth import authenticate
+from hub.service.metrics import exposition
 
 
 async def healthz(_request: web.Request) -> web.Response:
@@ -33,7 +34,7 @@ async def metrics_handler(request: web.Request) -> web.Response:
     caller.require_role("admin", "auditor")
     with contextlib.suppress(HubError):  # store down: serve the last values; /readyz says why
         await hub.update_gauges()
-    body = generate_latest(hub.metrics.registry)
+    body = exposition(hub.metrics.registry)
     return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
 
 

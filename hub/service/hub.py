@@ -156,9 +156,7 @@ class Hub:
             days=cfg.ledger.retention_days,
             interval_s=cfg.ledger.purge_s,
         )
-        if parts.breaker is not None:
-            breaker = parts.breaker
-            self.metrics.upstream_circuit.set_function(lambda: float(breaker.is_open))
+        self._breaker = parts.breaker
         self._tasks: list[asyncio.Task[None]] = []
 
     @staticmethod
@@ -233,9 +231,11 @@ class Hub:
         return checks
 
     async def update_gauges(self) -> None:
+        m = self.metrics
+        if self._breaker is not None:  # first: it matters most when something is down
+            m.upstream_circuit.set(float(self._breaker.is_open))
         now = self.clock.now_us()
         s = await self.store.stats(now, start_of_today_us(now))
-        m = self.metrics
         m.pending.set(s.pending)
         m.oldest_pending.set(s.oldest_pending_age_s)
         m.dead.set(s.dead)

@@ -99,11 +99,31 @@ async def test_workers_share_one_port_and_stop_together(
         lines = [json.loads(x) for x in hub.log_path.read_text().splitlines() if x.startswith("{")]
         accepted_by = {x.get("pid") for x in lines if x.get("event") == "package_accepted"}
         assert accepted_by == set(workers)
+        # /metrics reports the whole unit, whichever worker answers the scrape.
+        auditor = {"Authorization": f"Bearer {tokens['auditor']}"}
+        for _ in range(6):
+            async with (
+                aiohttp.ClientSession() as s,
+                s.get(hub.url + "/metrics", headers=auditor) as r,
+            ):
+                assert r.status == 200
+                text = await r.text()
+            assert _sample(text, 'lienthong_intake_total{kind="edoc",outcome="accepted"}') == 24
+            assert _sample(text, 'lienthong_intake_seconds_count{kind="edoc"}') == 24
+            assert _sample(text, "lienthong_deliveries_open") is not None
         os.kill(workers[0], signal.SIGKILL)
         assert await asyncio.to_thread(hub.proc.wait, 20) == 1
         assert _gone(workers[1]), "the surviving worker was left running"
     finally:
         await asyncio.to_thread(hub.stop)
+
+
+def _sample(text: str, name: str) -> float | None:
+    """One sample's value from Prometheus text (None when absent)."""
+    for line in text.splitlines():
+        if line.startswith(name + " "):
+            return float(line.rsplit(" ", 1)[1])
+    return None
 
 
 def _gone(pid: int) -> bool:
@@ -129,3 +149,20 @@ def test_workers_need_the_scaled_mode(tmp_path: Path) -> None:
         },
     )
     assert cfg.server.workers == 2
+
+
+def test_an_operators_metrics_directory_is_emptied_of_an_earlier_run(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from hub.cli.serve_cmd import metrics_dir  # noqa: PLC0415
+
+    (tmp_path / "counter_123.db").write_bytes(b"stale")
+    (tmp_path / "keep.txt").write_text("not ours")
+    monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", str(tmp_path))
+    with metrics_dir() as path:
+        assert path == tmp_path
+        assert sorted(p.name for p in path.iterdir()) == ["keep.txt"]
+    monkeypatch.delenv("PROMETHEUS_MULTIPROC_DIR")
+    with metrics_dir() as private:
+        assert private.is_dir() and private != tmp_path
+    assert not private.exists()  # a private directory goes with the run

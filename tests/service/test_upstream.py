@@ -151,3 +151,19 @@ async def test_a_large_first_sync_is_one_directory_change(hut: HubUnderTest) -> 
     )
     saved = [e for e in await hut.hub.store.ledger(0, 100_000) if e.type == "directory_organ_saved"]
     assert sum(1 for e in saved if e.actor == "upstream-sync") == 1000
+
+
+async def test_the_circuit_gauge_follows_the_breaker(hut: HubUnderTest) -> None:
+    breaker = CircuitBreaker(1, 60.0)
+    hut.hub._breaker = breaker  # as the factory wires one around a real upstream axis
+    gauge = hut.hub.metrics.upstream_circuit
+    await hut.hub.update_gauges()
+    assert gauge._value.get() == 0.0
+
+    async def down() -> str:
+        raise Unavailable("down")
+
+    with pytest.raises(Unavailable):
+        await breaker.call(down)
+    await hut.hub.update_gauges()
+    assert gauge._value.get() == 1.0
