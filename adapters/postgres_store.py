@@ -1,8 +1,10 @@
 """PostgreSQL store (asyncpg), for several hub processes on one database.
 
-Each unit of work is its own transaction on a pooled connection; PostgreSQL groups
-concurrent commits itself. Queries are the shared ``?`` SQL, rewritten once to
-``$n`` and cached. Connection failures become ``Unavailable`` (HTTP 503) at this seam.
+Each unit of work is its own transaction on a pooled connection. The hot paths —
+delivery transitions, intake commits, a package read with its deliveries — go through
+coalescers (``adapters.sql.batch``): calls that arrive while earlier ones are out leave
+together as one statement. Queries are the shared ``?`` SQL, rewritten once to ``$n``
+and cached. Connection failures become ``Unavailable`` (HTTP 503) at this seam.
 """
 
 from __future__ import annotations
