@@ -22,10 +22,10 @@ import structlog
 
 from adapters.sql.batch import Coalescer
 from adapters.sql.rows import (
-    _INBOX_COLS,
     DELIVERY_WRITE_COLS,
     EVENT_WRITE_COLS,
     OUTBOX_WRITE_COLS,
+    PACKAGE_JOIN,
     PACKAGE_WRITE_COLS,
     _event_params,
     delivery_values,
@@ -40,6 +40,8 @@ from hub.ports import Duplicate
 from hub.records import DeliveryRow, Event, IntakeCommit, PackageRow
 
 T = TypeVar("T")
+I = TypeVar("I")  # noqa: E741 - a batched item
+R = TypeVar("R")
 log = structlog.get_logger(__name__)
 
 _MIGRATION_LOCK = 0x6C69656E  # advisory lock id ("lien") held while migrating
@@ -51,11 +53,18 @@ _WRITE_BARRIER = 0x6C740002
 _BEGIN = f"BEGIN; SELECT pg_advisory_xact_lock_shared({_WRITE_BARRIER})"
 
 
-_INTAKE_KEYS = ("p", "ds", "es", "os", "st")
-_PACKAGES_WITH_DELIVERIES = (
-    f"SELECT {_INBOX_COLS} FROM packages p LEFT JOIN deliveries d "  # noqa: S608 - fixed columns; the ids are a parameter
-    "ON d.package_id = p.id WHERE p.id = ANY($1::text[]) ORDER BY p.id, d.seq"
-)
+_PACKAGES_WITH_DELIVERIES = PACKAGE_JOIN + " WHERE p.id = ANY($1::text[]) ORDER BY p.id, d.seq"
+
+
+def _alone(
+    many: Callable[[Sequence[I]], Awaitable[Sequence[R]]],
+) -> Callable[[I], Awaitable[R]]:
+    """One item through its batch statement."""
+
+    async def one(item: I) -> R:
+        return (await many([item]))[0]
+
+    return one
 
 
 def _intake_item(commit: IntakeCommit) -> dict[str, Any]:
@@ -137,9 +146,10 @@ class PostgresStore(SqlStore):
         # Group commits: PostgreSQL would group the fsyncs of concurrent commits itself,
         # but each statement is still a round trip, and on a busy hub those (the system
         # calls, the pool, asyncpg's per-query work) cost more than the statements do.
-        self._transitions = Coalescer(self._transition_many, self._transition_one)
-        self._intakes = Coalescer(self._intake_many, self._intake_one)
-        self._packages = Coalescer(self._package_many, self._package_one)
+        # A call that goes alone is a batch of one: each hot path has one statement.
+        self._transitions = Coalescer(self._transition_many, _alone(self._transition_many))
+        self._intakes = Coalescer(self._intake_many, _alone(self._intake_many))
+        self._packages = Coalescer(self._package_many, _alone(self._package_many))
 
     def __repr__(self) -> str:  # the DSN may carry a password
         return "PostgresStore(...)"
@@ -224,18 +234,6 @@ class PostgresStore(SqlStore):
             raise Duplicate(dup[0], dup[1])
         return True
 
-    async def _intake_one(self, commit: IntakeCommit) -> list[str] | None:
-        # One round trip: lt_intake (migration 6) does the whole commit in this
-        # statement's own transaction, under the write barrier.
-        item = _intake_item(commit)
-        async with self._connection() as conn:
-            dup = await conn.fetchval(
-                "SELECT lt_intake($1::jsonb, $2::jsonb, $3::jsonb, $4::jsonb, $5::jsonb, $6)",
-                *(json.dumps(item[k]) if item[k] is not None else None for k in _INTAKE_KEYS),
-                _WRITE_BARRIER,
-            )
-        return list(dup) if dup is not None else None
-
     async def _intake_many(self, commits: Sequence[IntakeCommit]) -> list[list[str] | None]:
         # Concurrent intakes in one statement (migration 7): one transaction, each
         # package's commit exactly as lt_intake does it alone.
@@ -252,9 +250,6 @@ class PostgresStore(SqlStore):
     ) -> tuple[PackageRow, list[DeliveryRow]] | None:
         return await self._packages(package_id)
 
-    async def _package_one(self, package_id: str) -> tuple[PackageRow, list[DeliveryRow]] | None:
-        return await super().package_with_deliveries(package_id)
-
     async def _package_many(
         self, package_ids: Sequence[str]
     ) -> list[tuple[PackageRow, list[DeliveryRow]] | None]:
@@ -268,19 +263,6 @@ class PostgresStore(SqlStore):
 
     async def _transition_call(self, update: tuple[Any, ...], event: Event) -> bool | None:
         return await self._transitions((update, event))
-
-    async def _transition_one(self, item: tuple[tuple[Any, ...], Event]) -> bool:
-        # One round trip: lt_transition (migration 4) takes the write barrier, updates
-        # conditionally and appends the event, all in this statement's own transaction.
-        update, event = item
-        async with self._connection() as conn:
-            changed = await conn.fetchval(
-                "SELECT lt_transition($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14)",
-                *update,
-                *_event_params(event),
-                _WRITE_BARRIER,
-            )
-        return bool(changed)
 
     async def _transition_many(self, items: Sequence[tuple[tuple[Any, ...], Event]]) -> list[bool]:
         # Concurrent transitions in one statement (migration 7), column by column.

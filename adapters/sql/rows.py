@@ -47,6 +47,8 @@ _INBOX_COLS = ", ".join(
     [f"d.{c.strip()} AS d_{c.strip()}" for c in _DELIVERY_COLS.split(",")]
     + [f"p.{c.strip()}" for c in _PACKAGE_COLS.split(",")]
 )
+# A package with each of its deliveries (none: one row with NULL ``d_`` columns).
+PACKAGE_JOIN = f"SELECT {_INBOX_COLS} FROM packages p LEFT JOIN deliveries d ON d.package_id = p.id"
 
 
 def _event_params(e: Event) -> tuple[Any, ...]:

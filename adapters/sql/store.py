@@ -23,6 +23,7 @@ from adapters.sql.rows import (
     _OUTBOX_INSERT,
     _PACKAGE_COLS,
     _PACKAGE_INSERT,
+    PACKAGE_JOIN,
     _delivery,
     _event,
     _event_params,
@@ -96,10 +97,7 @@ def _organ_steps(organ: Organ, at_us: int) -> list[tuple[str, Sequence[Any]]]:
     return steps
 
 
-_PACKAGE_WITH_DELIVERIES = (
-    f"SELECT {_INBOX_COLS} FROM packages p LEFT JOIN deliveries d "
-    "ON d.package_id = p.id WHERE p.id = ? ORDER BY d.seq"
-)
+_PACKAGE_WITH_DELIVERIES = PACKAGE_JOIN + " WHERE p.id = ? ORDER BY d.seq"
 
 
 def _with_deliveries(rows: Sequence[Row]) -> tuple[PackageRow, list[DeliveryRow]] | None:
