@@ -21,7 +21,7 @@ _CHECKPOINT_COLS = "size, root, at_us, origin, key_id, signature"
 def _ledger_event(r: Row) -> LedgerEvent:
     # Positional (asyncpg records and sqlite3 rows iterate over their values, in the order
     # of _EVENT_COLS): the verifier turns every event into one of these.
-    return LedgerEvent(*r)  # type: ignore[arg-type]  # Row is typed as a Mapping
+    return LedgerEvent(*r)
 
 
 def _checkpoint(r: Row) -> Checkpoint:

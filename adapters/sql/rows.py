@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import json
 from collections.abc import Mapping, Sequence
+from dataclasses import fields
 from typing import Any
 
 from adapters.sql.tx import Row, Tx
@@ -104,44 +105,36 @@ def outbox_values(o: OutboxItem) -> tuple[Any, ...]:
     return (o.id, o.routing_key, _json(o.body), o.created_us)
 
 
-def _package(r: Row) -> PackageRow:
-    return PackageRow(
-        id=r["id"],
-        sha256=r["sha256"],
-        size=r["size"],
-        kind=r["kind"],
-        sender_organ=r["sender_organ"],
-        system_id=r["system_id"],
-        received_us=r["received_us"],
-        document_id=r["document_id"],
-        code=r["code"],
-        subject=r["subject"],
-        business_type=r["business_type"],
-        status_code=r["status_code"],
-        response_for_organ=r["response_for_organ"],
-        response_for_doc=r["response_for_doc"],
-        related_package_id=r["related_package_id"],
-        signature=_signature(r["signature"]),
-        dedupe_key=r["dedupe_key"],
-        purged_us=r["purged_us"],
-    )
+# Rows are read by position: a name lookup on a sqlite3.Row compares the name with each
+# column's in turn, which made turning one package-with-deliveries into records cost as much
+# as the query. Every query selects the columns in the orders above; a package's columns
+# follow the delivery's in ``_INBOX_COLS``. The records' fields are in the same orders
+# (a delivery's ``seq`` comes last in its record, first in its columns): checked below.
+_PACKAGE_NAMES = tuple(c.strip() for c in _PACKAGE_COLS.split(","))
+_DELIVERY_NAMES = tuple(c.strip() for c in _DELIVERY_COLS.split(","))
+_N_PACKAGE, _N_DELIVERY = len(_PACKAGE_NAMES), len(_DELIVERY_NAMES)
+_SIGNATURE_AT = _PACKAGE_NAMES.index("signature")  # stored as JSON text
+_STATE_AT = _DELIVERY_NAMES.index("state")  # stored as the State's value
+INBOX_PACKAGE_AT = _N_DELIVERY  # where the package's columns start in an inbox/join row
+INBOX_DELIVERY_ID = _DELIVERY_NAMES.index("id")  # NULL in a join row: a package without any
+if tuple(f.name for f in fields(PackageRow)) != _PACKAGE_NAMES or tuple(
+    f.name for f in fields(DeliveryRow)
+) != (*_DELIVERY_NAMES[1:], "seq"):
+    raise RuntimeError("PackageRow/DeliveryRow fields and their SQL columns are out of order")
 
 
-def _delivery(r: Row, prefix: str = "") -> DeliveryRow:
-    return DeliveryRow(
-        seq=r[prefix + "seq"],
-        id=r[prefix + "id"],
-        package_id=r[prefix + "package_id"],
-        recipient=r[prefix + "recipient"],
-        route=r[prefix + "route"],
-        state=State(r[prefix + "state"]),
-        attempts=r[prefix + "attempts"],
-        next_attempt_us=r[prefix + "next_attempt_us"],
-        updated_us=r[prefix + "updated_us"],
-        last_error=r[prefix + "last_error"],
-        business_status=r[prefix + "business_status"],
-        business_status_us=r[prefix + "business_status_us"],
-    )
+def _package(r: Row, at: int = 0) -> PackageRow:
+    """A package from ``_PACKAGE_COLS`` starting at column ``at``."""
+    v = r[at : at + _N_PACKAGE]
+    values = (*v[:_SIGNATURE_AT], _signature(v[_SIGNATURE_AT]), *v[_SIGNATURE_AT + 1 :])
+    return PackageRow(*values)
+
+
+def _delivery(r: Row) -> DeliveryRow:
+    """A delivery from ``_DELIVERY_COLS`` (the first columns of an inbox/join row too)."""
+    v = r[:_N_DELIVERY]
+    values = (*v[1:_STATE_AT], State(v[_STATE_AT]), *v[_STATE_AT + 1 :], v[0])
+    return DeliveryRow(*values)
 
 
 def _event(r: Row) -> Event:

@@ -23,6 +23,8 @@ from adapters.sql.rows import (
     _OUTBOX_INSERT,
     _PACKAGE_COLS,
     _PACKAGE_INSERT,
+    INBOX_DELIVERY_ID,
+    INBOX_PACKAGE_AT,
     PACKAGE_JOIN,
     _delivery,
     _event,
@@ -104,7 +106,9 @@ def _with_deliveries(rows: Sequence[Row]) -> tuple[PackageRow, list[DeliveryRow]
     """One package's row joined with each of its deliveries (in order), as records."""
     if not rows:
         return None
-    return _package(rows[0]), [_delivery(r, "d_") for r in rows if r["d_id"] is not None]
+    return _package(rows[0], INBOX_PACKAGE_AT), [
+        _delivery(r) for r in rows if r[INBOX_DELIVERY_ID] is not None
+    ]
 
 
 class SqlStore(SqlLedger, SqlAudit, abc.ABC):
@@ -535,9 +539,8 @@ class SqlStore(SqlLedger, SqlAudit, abc.ABC):
         params.append(limit)
 
         async def q(tx: Tx) -> list[InboxItem]:
-            return [
-                InboxItem(_delivery(r, "d_"), _package(r)) for r in await tx.fetch(sql, *params)
-            ]
+            rows = await tx.fetch(sql, *params)
+            return [InboxItem(_delivery(r), _package(r, INBOX_PACKAGE_AT)) for r in rows]
 
         return await self._read(q)
 

@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any, Protocol
 
-Row = Mapping[str, Any]
+
+class Row(Protocol):
+    """A result row, as sqlite3.Row and asyncpg.Record both are: by column name, by
+    position, or a slice of positions (a tuple); iterating gives the values in order."""
+
+    def __getitem__(self, key: str | int | slice, /) -> Any: ...
+    def __iter__(self) -> Iterator[Any]: ...
 
 
 class Tx(Protocol):

@@ -57,22 +57,35 @@ def normalise_cid(value: str) -> str:
 
 
 class _Node:
-    """An element with its children grouped by local name (edXML or no namespace)."""
+    """An element with its children grouped by local name (edXML or no namespace).
 
-    __slots__ = ("el", "groups", "path")
+    The element path is worked out only when a problem names it: most packages have
+    none, and building ~50 path strings per package was a fifth of the reading."""
 
-    def __init__(self, el: etree._Element, path: str) -> None:
+    __slots__ = ("el", "groups", "parent", "step")
+
+    def __init__(self, el: etree._Element, parent: _Node | None, step: str) -> None:
         self.el = el
-        self.path = path
+        self.parent = parent
+        self.step = step  # "To" or "To[2]": this element's step in its path
         groups: dict[str, list[etree._Element]] = {}
+        names = _LOCAL_NAMES
         for child in el.iterchildren(tag=etree.Element):
             tag = child.tag
-            local = _LOCAL_NAMES.get(tag, _UNSEEN)
+            local = names.get(tag, _UNSEEN)
             if local is _UNSEEN:
                 local = _local_name(tag)
             if local is not None:
-                groups.setdefault(local, []).append(child)
+                found = groups.get(local)
+                if found is None:
+                    groups[local] = [child]
+                else:
+                    found.append(child)
         self.groups = groups
+
+    @property
+    def path(self) -> str:
+        return f"{self.parent.path}/{self.step}" if self.parent is not None else f"/{self.step}"
 
 
 _UNSEEN = ""  # sentinel: a tag not yet looked at (no local name is empty)
@@ -96,7 +109,7 @@ class _Reader:
 
     def node(self, parent: _Node, name: str, *, required: bool = False) -> _Node | None:
         found = parent.groups.get(name)
-        if not found:
+        if found is None:
             if required:
                 self.problem("missing_element", f"{parent.path}/{name}", f"{name} is required")
             return None
@@ -104,22 +117,34 @@ class _Reader:
             self.problem(
                 "repeated_element", f"{parent.path}/{name}", f"{name} may appear only once"
             )
-        return _Node(found[0], f"{parent.path}/{name}")
+        return _Node(found[0], parent, name)
 
     def nodes(self, parent: _Node, name: str) -> list[_Node]:
-        found = parent.groups.get(name, [])
+        found = parent.groups.get(name)
+        if found is None:
+            return []
         if len(found) == 1:
-            return [_Node(found[0], f"{parent.path}/{name}")]
-        return [_Node(e, f"{parent.path}/{name}[{i}]") for i, e in enumerate(found, 1)]
+            return [_Node(found[0], parent, name)]
+        return [_Node(e, parent, f"{name}[{i}]") for i, e in enumerate(found, 1)]
 
     def text(self, parent: _Node, name: str, *, required: bool = False) -> str | None:
         found = parent.groups.get(name)
-        path = f"{parent.path}/{name}"
-        if found and len(found) > 1:
-            self.problem("repeated_element", path, f"{name} may appear only once")
-        value = _text(found[0]) if found else None
+        if found is None:
+            value = None
+        else:
+            if len(found) > 1:
+                self.problem(
+                    "repeated_element", f"{parent.path}/{name}", f"{name} may appear only once"
+                )
+            value = found[0].text
+            if value is not None:
+                value = value.strip() or None
         if value is None and required:
-            self.problem("missing_element", path, f"{name} is required and must not be empty")
+            self.problem(
+                "missing_element",
+                f"{parent.path}/{name}",
+                f"{name} is required and must not be empty",
+            )
         return value
 
     def texts(self, parent: _Node, name: str) -> tuple[str, ...]:
@@ -209,7 +234,7 @@ def parse_package(
             code="not_edxml",
         )
     r = _Reader()
-    top = _Node(root, "/edXML")
+    top = _Node(root, None, "edXML")
     envelope = r.node(top, "edXMLEnvelope", required=True)
     header = r.node(envelope, "edXMLHeader", required=True) if envelope else None
     mh = r.node(header, "MessageHeader", required=True) if header else None
