@@ -14,6 +14,7 @@ from typing import Any
 from aiohttp import web
 
 from hub.errors import InputError
+from hub.http.app import json_answer
 from hub.http.native import _caller, json_object
 from hub.records import Organ, System
 from hub.service.directory_admin import DirectoryAdmin
@@ -54,7 +55,7 @@ async def put_system(request: web.Request) -> web.Response:
     )
     await admin.put_system(system)
     await hub.directory.refresh()
-    return web.json_response({"system_id": system_id, "saved": True})
+    return json_answer({"system_id": system_id, "saved": True})
 
 
 async def put_organ(request: web.Request) -> web.Response:
@@ -76,7 +77,7 @@ async def put_organ(request: web.Request) -> web.Response:
         raise InputError(f"no system {organ.system_id}", code="unknown_system")
     await admin.put_organ(organ)
     await hub.directory.refresh()
-    return web.json_response({"organ_id": organ.organ_id, "saved": True})
+    return json_answer({"organ_id": organ.organ_id, "saved": True})
 
 
 async def issue_token(request: web.Request) -> web.Response:
@@ -86,16 +87,14 @@ async def issue_token(request: web.Request) -> web.Response:
         raise InputError(f"no system {system_id}", code="unknown_system")
     token = await admin.issue_token(system_id)
     await hub.directory.refresh()
-    return web.json_response({"system_id": system_id, "token": token}, status=201)
+    return json_answer({"system_id": system_id, "token": token}, status=201)
 
 
 async def revoke_token(request: web.Request) -> web.Response:
     hub, admin, _ = await _admin(request)
     changed = await admin.revoke_token(request.match_info["id"])
     await hub.directory.refresh()
-    return web.json_response(
-        {"token_id": request.match_info["id"], "revoked": True, "changed": changed}
-    )
+    return json_answer({"token_id": request.match_info["id"], "revoked": True, "changed": changed})
 
 
 async def add_client_cert(request: web.Request) -> web.Response:
@@ -103,14 +102,14 @@ async def add_client_cert(request: web.Request) -> web.Response:
     pem = _str(body, "certificate", required=True) or ""
     fp = await admin.add_client_cert(request.match_info["id"], pem.encode())
     await hub.directory.refresh()
-    return web.json_response({"system_id": request.match_info["id"], "fingerprint": fp}, status=201)
+    return json_answer({"system_id": request.match_info["id"], "fingerprint": fp}, status=201)
 
 
 async def remove_client_cert(request: web.Request) -> web.Response:
     hub, admin, _ = await _admin(request)
     removed = await admin.remove_client_cert(request.match_info["id"])
     await hub.directory.refresh()
-    return web.json_response({"fingerprint": request.match_info["id"], "removed": removed})
+    return json_answer({"fingerprint": request.match_info["id"], "removed": removed})
 
 
 def setup(app: web.Application) -> None:

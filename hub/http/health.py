@@ -9,19 +9,19 @@ from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST
 
 from hub.errors import HubError
-from hub.http.app import HUB, peer_certificate
+from hub.http.app import HUB, json_answer, peer_certificate
 from hub.service.auth import authenticate
 from hub.service.metrics import exposition
 
 
 async def healthz(_request: web.Request) -> web.Response:
-    return web.json_response({"status": "ok"})
+    return json_answer({"status": "ok"})
 
 
 async def readyz(request: web.Request) -> web.Response:
     checks = await request.app[HUB].ready()
     ok = all(v == "ok" for v in checks.values())
-    return web.json_response(
+    return json_answer(
         {"status": "ok" if ok else "unavailable", "checks": checks}, status=200 if ok else 503
     )
 

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import orjson
 import structlog
 from aiohttp import web
 
@@ -221,13 +222,13 @@ async def submit(request: web.Request) -> web.Response:
     with await receive(request, hub.cfg.server.max_body_bytes, hub.blobs) as got:
         sub = Submission(got.body, got.sha256, kind, hub.clock.now_us(), started, spool=got.spool)
         result = await hub.intake.submit(sub, caller)
-    return web.json_response(result.as_dict(), status=200 if result.duplicate else 202)
+    return json_answer(result.as_dict(), status=200 if result.duplicate else 202)
 
 
 async def json_object(request: web.Request) -> dict[str, Any]:
     """An optional JSON object body ({} when there is none)."""
     try:
-        body = await request.json() if request.can_read_body else {}
+        body = await request.json(loads=orjson.loads) if request.can_read_body else {}
     except (ValueError, UnicodeDecodeError) as exc:
         raise InputError("the body must be JSON", code="bad_json") from exc
     if not isinstance(body, dict):
@@ -278,7 +279,7 @@ async def inbox(request: web.Request) -> web.Response:
         "items": [_inbox_json(i) for i in items],
         "next": str(items[-1].delivery.seq) if len(items) == limit else None,
     }
-    return web.json_response(body)
+    return json_answer(body)
 
 
 async def fetch(request: web.Request) -> web.StreamResponse:
@@ -346,13 +347,13 @@ async def metadata(request: web.Request) -> web.Response:
 async def deliveries(request: web.Request) -> web.Response:
     hub, caller = _caller(request)
     p, ds = await _access(hub, caller, request.match_info["id"])
-    return web.json_response({"package_id": p.id, "deliveries": [_delivery_json(d) for d in ds]})
+    return json_answer({"package_id": p.id, "deliveries": [_delivery_json(d) for d in ds]})
 
 
 async def ack(request: web.Request) -> web.Response:
     hub, caller = _caller(request)
     try:
-        body = await request.json()
+        body = await request.json(loads=orjson.loads)
     except (ValueError, UnicodeDecodeError) as exc:
         raise InputError("the body must be JSON", code="bad_json") from exc
     if not isinstance(body, dict) or body.get("result") not in ("done", "fail"):
@@ -377,7 +378,7 @@ async def ack(request: web.Request) -> web.Response:
         )
         for d in mine
     ]
-    return web.json_response({"package_id": p.id, "deliveries": [_delivery_json(d) for d in out]})
+    return json_answer({"package_id": p.id, "deliveries": [_delivery_json(d) for d in out]})
 
 
 async def organs(request: web.Request) -> web.Response:
@@ -409,7 +410,7 @@ async def resend(request: web.Request) -> web.Response:
     hub.relay.kick([item])
     d = await hub.store.delivery(request.match_info["id"])
     assert d is not None
-    return web.json_response(_delivery_json(d), status=202)
+    return json_answer(_delivery_json(d), status=202)
 
 
 async def openapi(request: web.Request) -> web.FileResponse:

@@ -27,10 +27,16 @@ async def test_a_sends_to_local_b_and_upstream_c_and_sees_b_statuses(hut: HubUnd
     assert got.status == 200
     assert await got.read() == data  # bytes are sacred
 
+    listing = await hut.client.get("/api/v1/inbox", headers=hut.auth("sys-b"))
+    assert listing.headers["Content-Type"] == "application/json; charset=utf-8"
+    subject = demo.document().subject
+    assert subject and not subject.isascii()
+    assert subject.encode() in await listing.read(), "Vietnamese is written as UTF-8, unescaped"
+
     meta = await (
         await hut.client.get(f"/api/v1/packages/{pid}/metadata", headers=hut.auth("sys-b"))
     ).json()
-    assert meta["summary"]["subject"] == demo.document().subject
+    assert meta["summary"]["subject"] == subject
     assert [d["recipient"] for d in meta["deliveries"]] == [B]  # B sees only its own delivery
 
     ack = await hut.client.post(
