@@ -11,13 +11,13 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import json
 import re
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
 from functools import lru_cache
 from typing import Any, TypeVar
 
 import asyncpg
+import orjson
 import structlog
 
 from adapters.sql.batch import Coalescer
@@ -240,10 +240,10 @@ class PostgresStore(SqlStore):
         async with self._connection() as conn:
             answers = await conn.fetchval(
                 "SELECT lt_intakes($1::jsonb, $2)",
-                json.dumps([_intake_item(c) for c in commits]),
+                orjson.dumps([_intake_item(c) for c in commits]).decode(),
                 _WRITE_BARRIER,
             )
-        return list(json.loads(answers))
+        return list(orjson.loads(answers))
 
     async def package_with_deliveries(
         self, package_id: str

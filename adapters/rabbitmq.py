@@ -14,11 +14,11 @@ connection is robust (reconnects with backoff); client errors become
 from __future__ import annotations
 
 import asyncio
-import json
 from collections.abc import Sequence
 from typing import Any
 
 import aio_pika
+import orjson
 import structlog
 from aio_pika.abc import (
     AbstractChannel,
@@ -88,7 +88,7 @@ class RabbitBroker:
     @staticmethod
     def _amqp(m: Message) -> aio_pika.Message:
         return aio_pika.Message(
-            json.dumps(m.body, separators=(",", ":")).encode(),
+            orjson.dumps(m.body),
             content_type="application/json",
             delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
             headers={"x-attempt": m.attempt, "x-routing-key": m.routing_key},
@@ -138,7 +138,7 @@ class RabbitBroker:
             headers: dict[str, Any] = dict(raw.headers or {})
             attempt = int(headers.get("x-attempt", 0) or 0)
             key = str(headers.get("x-routing-key") or raw.routing_key or "")
-            msg = Message(key, json.loads(raw.body), attempt)
+            msg = Message(key, orjson.loads(raw.body), attempt)
             err: BaseException | None = None
             try:
                 await handler(msg)
@@ -176,7 +176,8 @@ class RabbitBroker:
             q = await ch.declare_queue(self.dead_queue, durable=True, arguments=_QUORUM)
             while (raw := await q.get(no_ack=False, fail=False)) is not None:
                 headers = dict(raw.headers or {})
-                out.append(Message(str(headers.get("x-routing-key", "")), json.loads(raw.body), 0))
+                key = str(headers.get("x-routing-key", ""))
+                out.append(Message(key, orjson.loads(raw.body), 0))
         finally:
             await ch.close()  # unacked gets return to the queue
         return out
