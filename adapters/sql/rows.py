@@ -18,8 +18,13 @@ def _json(data: Mapping[str, Any]) -> str:
     """Stored JSON (event data, signature records, outbox bodies): compact, keys sorted,
     UTF-8 unescaped; the same text the standard library writes with those settings, in
     about a seventh of the time (several per package). The ledger hashes the stored text
-    as it is, never a re-serialisation (``hub/ledger/leaf.py``)."""
-    return orjson.dumps(data, option=orjson.OPT_SORT_KEYS | orjson.OPT_NON_STR_KEYS).decode()
+    as it is, never a re-serialisation (``hub/ledger/leaf.py``). A string no UTF-8
+    encoder can write (a lone surrogate, from outside bytes that were not UTF-8) is kept,
+    escaped, in ASCII text: a refusal is recorded whatever it carried."""
+    try:
+        return orjson.dumps(data, option=orjson.OPT_SORT_KEYS | orjson.OPT_NON_STR_KEYS).decode()
+    except TypeError:
+        return json.dumps(data, separators=(",", ":"), sort_keys=True)
 
 
 @functools.lru_cache(maxsize=1024)

@@ -7,6 +7,8 @@ explicit calls in the handlers and the pipeline.
 
 from __future__ import annotations
 
+import json
+import re
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from typing import Any
@@ -37,8 +39,12 @@ def json_bytes(body: Any) -> bytes:
     """A JSON body: UTF-8 with Vietnamese left readable (not \\u escapes), compact.
 
     orjson instead of the standard library: an inbox page of 50 items encodes in about a
-    tenth of the time, and every answer of the hot paths is JSON."""
-    return orjson.dumps(body, default=str, option=_JSON_OPTIONS)
+    tenth of the time, and every answer of the hot paths is JSON. A string no UTF-8
+    encoder can write (a lone surrogate, from bytes that were not UTF-8) is escaped."""
+    try:
+        return orjson.dumps(body, default=str, option=_JSON_OPTIONS)
+    except TypeError:
+        return json.dumps(body, default=str).encode()
 
 
 def json_answer(
@@ -95,6 +101,15 @@ async def send_package(
     return await send_stream(request, resp, payload)
 
 
+# A caller's request id is echoed in logs, answers and a header: only a plain token is
+# taken (bytes that are not UTF-8 reach us as lone surrogates, which no encoder writes).
+_REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,64}")
+
+
+def _request_id(given: str) -> str:
+    return given if _REQUEST_ID.fullmatch(given) else new_hex()
+
+
 def error_response(exc: HubError, request_id: str) -> web.Response:
     body = {"error": exc.to_dict(), "request_id": request_id}
     return json_answer(body, status=exc.http_status)
@@ -102,7 +117,7 @@ def error_response(exc: HubError, request_id: str) -> web.Response:
 
 @web.middleware
 async def context_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-    request_id = request.headers.get("X-Request-Id", "")[:64] or new_hex()
+    request_id = _request_id(request.headers.get("X-Request-Id", ""))
     structlog.contextvars.clear_contextvars()
     structlog.contextvars.bind_contextvars(request_id=request_id)
     started = time.perf_counter()
