@@ -162,24 +162,25 @@ class SqliteStore(SqlStore):
     async def _commit_batch(
         self, batch: list[_Unit]
     ) -> list[tuple[asyncio.Future[Any], bool, Any]]:
-        """One transaction for the batch, a SAVEPOINT per unit; the COMMIT in a thread."""
+        """One transaction for the batch; the COMMIT in a thread.
+
+        Units run without savepoints: a unit that fails having written nothing (a
+        duplicate found by its first INSERT, a transition from a state it may not leave)
+        leaves nothing to undo. Only when a unit fails after writing is the transaction
+        rolled back and the batch run again with a SAVEPOINT per unit, so each unit still
+        commits or vanishes whole and no unit fails because of another. (Two statements
+        per unit, almost always for nothing: without them the event loop spends about a
+        fifth less per intake or transition, 95 -> 74 µs measured side by side.)"""
         assert self._writer is not None
         conn = self._writer
-        tx = _SqliteTx(conn)
-        results: list[tuple[asyncio.Future[Any], bool, Any]] = []
         conn.execute("BEGIN IMMEDIATE")
         try:
-            for fn, fut in batch:
-                conn.execute("SAVEPOINT unit")
-                try:
-                    value = await fn(tx)
-                except Exception as exc:  # noqa: BLE001 - the unit's own error, handed back to it
-                    conn.execute("ROLLBACK TO unit")
-                    conn.execute("RELEASE unit")
-                    results.append((fut, False, exc))
-                else:
-                    conn.execute("RELEASE unit")
-                    results.append((fut, True, value))
+            results = await self._run_units(conn, batch, savepoints=False)
+            if results is None:  # a unit failed half-way: again, each unit on its own
+                conn.execute("ROLLBACK")
+                conn.execute("BEGIN IMMEDIATE")
+                results = await self._run_units(conn, batch, savepoints=True)
+                assert results is not None
             commit = asyncio.get_running_loop().run_in_executor(
                 self._commit_pool, conn.execute, "COMMIT"
             )
@@ -197,4 +198,31 @@ class SqliteStore(SqlStore):
                 conn.execute("ROLLBACK")
             raise
         self.commits += 1
+        return results
+
+    @staticmethod
+    async def _run_units(
+        conn: sqlite3.Connection, batch: list[_Unit], *, savepoints: bool
+    ) -> list[tuple[asyncio.Future[Any], bool, Any]] | None:
+        """Each unit's outcome; ``None`` (without savepoints) when a unit failed after
+        writing something, which only a rollback of the whole transaction can undo."""
+        tx = _SqliteTx(conn)
+        results: list[tuple[asyncio.Future[Any], bool, Any]] = []
+        for fn, fut in batch:
+            if savepoints:
+                conn.execute("SAVEPOINT unit")
+            before = conn.total_changes
+            try:
+                value = await fn(tx)
+            except Exception as exc:  # noqa: BLE001 - the unit's own error, handed back to it
+                if savepoints:
+                    conn.execute("ROLLBACK TO unit")
+                    conn.execute("RELEASE unit")
+                elif conn.total_changes != before:
+                    return None
+                results.append((fut, False, exc))
+            else:
+                if savepoints:
+                    conn.execute("RELEASE unit")
+                results.append((fut, True, value))
         return results

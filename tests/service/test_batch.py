@@ -236,3 +236,58 @@ async def test_concurrent_package_reads_each_get_their_own_package(
         assert p.id == pid and [d.package_id for d in ds] == [pid]
     if isinstance(store, PostgresStore):
         assert grouped and max(grouped) > 1, "concurrent reads were not grouped"
+
+
+async def test_sqlite_a_unit_failing_after_writing_is_undone_alone(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Units of a SQLite batch run without savepoints; one that fails after writing makes
+    the batch run again unit by unit, so only its own writes vanish."""
+    store = SqliteStore(tmp_path / "hub.db")
+    await store.open()
+    runs: list[bool] = []
+    run_units = store._run_units
+
+    async def spy(conn: Any, batch: Any, *, savepoints: bool) -> Any:
+        runs.append(savepoints)
+        return await run_units(conn, batch, savepoints=savepoints)
+
+    monkeypatch.setattr(store, "_run_units", spy)
+    try:
+        commits = [_commit(i) for i in range(4)]
+        dup = _commit(99, sha=commits[0].package.sha256)
+
+        async def half_then_fail(tx: Any) -> None:
+            await tx.execute(
+                "INSERT INTO outbox (id, routing_key, body, created_us) VALUES (?,?,?,?)",
+                "half",
+                "local",
+                "{}",
+                1,
+            )
+            raise RuntimeError("failed after writing")
+
+        # First a batch where the only failure wrote nothing (a duplicate): no rerun.
+        await store.commit_intake(commits[0])
+        assert runs == [False]
+        got = await asyncio.gather(
+            *(store.commit_intake(c) for c in commits[1:3]),
+            store.commit_intake(dup),
+            return_exceptions=True,
+        )
+        assert got[:2] == [None, None] and isinstance(got[2], Duplicate)
+        assert True not in runs
+        # Then one that failed half-way, among others: it alone is undone.
+        runs.clear()
+        got = await asyncio.gather(
+            store._write(half_then_fail), store.commit_intake(commits[3]), return_exceptions=True
+        )
+        assert isinstance(got[0], RuntimeError) and got[1] is None
+        assert runs == [False, True], runs
+        for c in commits:
+            assert await store.package(c.package.id) is not None
+        assert await store.package(dup.package.id) is None
+        leftover = await store._read(lambda tx: tx.fetch("SELECT id FROM outbox WHERE id = 'half'"))
+        assert leftover == []
+    finally:
+        await store.close()
