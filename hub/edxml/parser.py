@@ -60,7 +60,7 @@ class _Node:
     """An element with its children grouped by local name (edXML or no namespace).
 
     The element path is worked out only when a problem names it: most packages have
-    none, and building ~50 path strings per package was a fifth of the reading."""
+    none, and about fifty path strings per package were built for nothing."""
 
     __slots__ = ("el", "groups", "parent", "step")
 

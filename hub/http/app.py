@@ -47,15 +47,9 @@ def json_bytes(body: Any) -> bytes:
         return json.dumps(body, default=str).encode()
 
 
-def json_answer(
-    body: Any, status: int = 200, headers: Mapping[str, str] | None = None
-) -> web.Response:
+def json_answer(body: Any, status: int = 200) -> web.Response:
     return web.Response(
-        body=json_bytes(body),
-        status=status,
-        headers=headers,
-        content_type="application/json",
-        charset="utf-8",
+        body=json_bytes(body), status=status, content_type="application/json", charset="utf-8"
     )
 
 
