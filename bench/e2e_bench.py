@@ -139,6 +139,9 @@ async def _backend(backend: str, workers: int = 1) -> None:
         else f"PostgreSQL + RabbitMQ (quorum queues), {workers} hub process(es) on one port"
     )
     print(f"\n-- {label_b}; hub in its own process; client + consumers in this one")
+    # The machine's speed drifts within a run (it is shared): a raw figure next to each
+    # backend's, measured just before it, lets its figures be read against their own.
+    print(f"   raw xmlsec just before this backend: {_raw_xmlsec(root):.0f}/s (one core)")
     print(
         f"   {'size':>6} {'n':>5} {'conc':>4} | {'submit/s':>9} {'e2e pkg/s':>9} | "
         f"{'p50 ms':>7} {'p99 ms':>7}"
