@@ -84,6 +84,10 @@ class SqlAudit(abc.ABC):
     @abc.abstractmethod
     async def _read(self, fn: Callable[[Tx], Awaitable[T]]) -> T: ...
 
+    def _written_change(self, package_id: str) -> None:  # noqa: B027 - a hook, a no-op here
+        """A write unit changed a package or its deliveries other than by a transition
+        (called inside the unit, before it commits; see ``SqlStore._written_move``)."""
+
     async def audit(
         self, query: AuditQuery, *, after: tuple[int, str] | None, limit: int
     ) -> list[AuditRow]:
@@ -139,6 +143,7 @@ class SqlAudit(abc.ABC):
             )
             if changed:
                 await tx.execute(_EVENT_INSERT, *_event_params(event))
+                self._written_change(package_id)
             return changed > 0
 
         return await self._write(w)

@@ -13,6 +13,7 @@ import json
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, TypeVar
 
+from adapters.package_cache import Move
 from adapters.sql.audit import SqlAudit
 from adapters.sql.ledger import SqlLedger
 from adapters.sql.rows import (
@@ -121,6 +122,10 @@ class SqlStore(SqlLedger, SqlAudit, abc.ABC):
     @abc.abstractmethod
     async def _read(self, fn: Callable[[Tx], Awaitable[T]]) -> T:
         """Run ``fn`` on a read connection."""
+
+    def _written_move(self, move: Move) -> None:
+        """A write unit moved a delivery (called inside the unit, before it commits; the
+        SQLite store keeps what it read, ``adapters/package_cache.py``)."""
 
     async def _transition_call(self, update: tuple[Any, ...], event: Event) -> bool | None:
         """A transition with no outbox rows in one call, where the store has one (``None``:
@@ -366,6 +371,7 @@ class SqlStore(SqlLedger, SqlAudit, abc.ABC):
             await _insert_outbox(tx, commit.outbox)
             s = commit.status_update
             if s is not None:
+                self._written_change(s.package_id)
                 # Statuses may arrive out of order (05 repeats, a federation takes them
                 # concurrently): keep the latest by time; at the same time, the
                 # further step (03 after 01) wins, so the outcome never depends on order.
@@ -493,6 +499,9 @@ class SqlStore(SqlLedger, SqlAudit, abc.ABC):
             if changed:
                 await tx.execute(_EVENT_INSERT, *_event_params(event))
                 await _insert_outbox(tx, outbox)
+                self._written_move(
+                    Move(delivery_id, to, event.at_us, attempts, next_attempt_us, last_error)
+                )
             return changed > 0
 
         return await self._write(w)
