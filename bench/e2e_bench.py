@@ -279,9 +279,10 @@ async def _raw_rabbit(n: int = 5000) -> tuple[float, float]:
             done.set()
 
     t = time.perf_counter()
-    await q.consume(on)
+    tag = await q.consume(on)
     await done.wait()
     cons = n / (time.perf_counter() - t)
+    await q.cancel(tag)  # before the queue goes: the broker would cancel it, noisily
     await q.delete(if_unused=False, if_empty=False)
     await conn.close()
     return pub, cons
