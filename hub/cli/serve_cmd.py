@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import errno
 import json
 import os
 import signal
@@ -52,16 +53,24 @@ def run(cfg: Config, *, reuse_port: bool = False) -> None:
     logs.configure(cfg.log.format, cfg.log.level, pid=reuse_port)
     tune_allocator()
     hub = Hub(cfg, components(cfg))
-    web.run_app(
-        build_app(hub),
-        host=cfg.server.host,
-        port=cfg.server.port,
-        ssl_context=server_tls(cfg),
-        print=None,
-        access_log=None,
-        shutdown_timeout=10,
-        reuse_port=reuse_port or None,
-    )
+    try:
+        web.run_app(
+            build_app(hub),
+            host=cfg.server.host,
+            port=cfg.server.port,
+            ssl_context=server_tls(cfg),
+            print=None,
+            access_log=None,
+            shutdown_timeout=10,
+            reuse_port=reuse_port or None,
+        )
+    except OSError as exc:
+        if exc.errno != errno.EADDRINUSE:
+            raise
+        raise ConfigError(
+            f"{cfg.server.host}:{cfg.server.port} is already in use (another hub?); choose "
+            "another port: [server] port, LIENTHONG_SERVER_PORT, or lienthong dev --port"
+        ) from exc
 
 
 def server_tls(cfg: Config) -> ssl.SSLContext | None:

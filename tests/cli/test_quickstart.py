@@ -8,6 +8,7 @@ import asyncio
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -136,3 +137,22 @@ async def _vxp_agencies(endpoint: str, secret: str) -> int:
         return len(await client.agencies())
     finally:
         await client.close()
+
+
+def test_a_port_in_use_is_a_clear_configuration_error(tmp_path: Path) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        got = _lt(
+            "dev",
+            "--dir",
+            str(tmp_path / "dev"),
+            "--port",
+            str(port),
+            env={**os.environ},
+            cwd=tmp_path,
+        )
+    assert got.returncode == 5, got.stderr
+    assert f"127.0.0.1:{port} is already in use" in got.stderr
+    assert "Traceback" not in got.stderr
