@@ -99,17 +99,33 @@ class FileSpool:
         self.size = size
 
 
+def _read_to_end(fd: int, size: int) -> bytes:
+    """A file's bytes: its size in one read, as a regular file gives them, or more reads
+    until the end if it gave fewer."""
+    data = os.read(fd, size)
+    if len(data) < size:
+        parts = [data]
+        while chunk := os.read(fd, 1 << 16):
+            parts.append(chunk)
+        data = b"".join(parts)
+    return data
+
+
 class FileBlobStore:
     def __init__(self, root: Path, *, threads: int = 16) -> None:
         self.root = root
+        self._root = os.fspath(root)
         _sweep_spool(root / ".spool")
         # fsyncs wait on the disk, not the CPU: many in parallel let the journal merge them.
         self._pool = ThreadPoolExecutor(threads, thread_name_prefix="blob-io")
 
-    def _path(self, sha256: str) -> Path:
+    def _name(self, sha256: str) -> str:
         if not _SHA.match(sha256):
             raise ValueError("not a SHA-256 hex digest")
-        return self.root / sha256[:2] / sha256[2:4] / sha256
+        return f"{self._root}/{sha256[:2]}/{sha256[2:4]}/{sha256}"
+
+    def _path(self, sha256: str) -> Path:
+        return Path(self._name(sha256))
 
     async def put(self, sha256: str, data: bytes) -> str:
         return await asyncio.get_running_loop().run_in_executor(self._pool, self._put, sha256, data)
@@ -152,13 +168,24 @@ class FileBlobStore:
         return sha256
 
     async def get(self, sha256: str) -> bytes:
-        path = self._path(sha256)
+        name = self._name(sha256)
         try:
-            if path.stat().st_size <= _INLINE_READ:
+            fd = os.open(name, os.O_RDONLY | os.O_CLOEXEC)
+        except FileNotFoundError as exc:
+            raise NotFound("package bytes not found", code="blob_missing") from exc
+        try:
+            size = os.fstat(fd).st_size
+            if size <= _INLINE_READ:
                 # A small, recently written file comes from the page cache faster than a
-                # hop to a worker thread and back.
-                return path.read_bytes()
-            return await asyncio.get_running_loop().run_in_executor(self._pool, path.read_bytes)
+                # hop to a worker thread and back; read with bare system calls (a
+                # pathlib read builds a buffered file object around them).
+                return _read_to_end(fd, size)
+        finally:
+            os.close(fd)
+        try:
+            return await asyncio.get_running_loop().run_in_executor(
+                self._pool, Path(name).read_bytes
+            )
         except FileNotFoundError as exc:
             raise NotFound("package bytes not found", code="blob_missing") from exc
 

@@ -48,3 +48,18 @@ async def test_stale_spools_are_swept_and_fresh_ones_kept(tmp_path: Path) -> Non
     fresh.discard()
     stale.discard()
     assert not fresh.path.exists()
+
+
+@pytest.mark.parametrize("size", [0, 1, 10_240, 64 * 1024, 64 * 1024 + 1, 300_000])
+async def test_put_then_get_gives_the_bytes_back_at_every_size(tmp_path: Path, size: int) -> None:
+    blobs = FileBlobStore(tmp_path)
+    data = os.urandom(size)
+    sha = hashlib.sha256(data).hexdigest()
+    assert await blobs.put(sha, data) == sha
+    assert await blobs.get(sha) == data  # on the loop up to 64 KB, in a thread above
+    assert blobs.local_path(sha).read_bytes() == data
+    with pytest.raises(NotFound) as missing:
+        await blobs.get("f" * 64)
+    assert missing.value.error_code == "blob_missing"
+    with pytest.raises(ValueError):
+        await blobs.get("../" + sha[3:])
