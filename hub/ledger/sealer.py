@@ -25,7 +25,11 @@ from hub.records import Checkpoint
 
 log = structlog.get_logger(__name__)
 
-_READ_BATCH = 10_000
+# A round runs on the event loop beside the requests it seals: events are read and hashed
+# in slices, the loop serving requests between them, so a backlog (after a restart, or a
+# busy second) never holds it for more than one slice (~2,000 reads, ~500 leaves).
+_READ_BATCH = 2_000
+_HASH_SLICE = 512
 
 
 class Sealer:
@@ -95,8 +99,14 @@ class Sealer:
         """Append the leaves for sequence numbers [builder.size, end); return the voids."""
         voids = 0
         async for events, stop in prefetched(self.store, builder.size, end, _READ_BATCH):
-            start = builder.size
-            for h in leaves_for(events, start, stop):
-                builder.append(h)
-            voids += (stop - start) - len(events)
+            for i in range(0, max(len(events), 1), _HASH_SLICE):
+                chunk = events[i : i + _HASH_SLICE]
+                last = i + _HASH_SLICE >= len(events)
+                upto = stop if last else chunk[-1].seq + 1
+                start = builder.size
+                for h in leaves_for(chunk, start, upto):
+                    builder.append(h)
+                voids += (upto - start) - len(chunk)
+                if not last:
+                    await asyncio.sleep(0)  # let waiting requests run
         return voids

@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import base64
 import dataclasses
+import itertools
+from pathlib import Path
 from typing import Any
 
 import asyncpg
@@ -14,11 +16,13 @@ from adapters.postgres_store import _WRITE_BARRIER, PostgresStore
 from hub.ledger import proofs
 from hub.ledger.leaf import event_leaf
 from hub.ledger.merkle import verify_consistency, verify_inclusion
+from hub.ledger.sealer import _HASH_SLICE, Sealer
+from hub.ledger.tiles import TileBuilder
 from hub.ledger.verify import verify_ledger
 from hub.pki import init_pki
-from hub.ports import Duplicate
+from hub.ports import Duplicate, SystemClock
 from hub.records import DeliveryRow, Event, IntakeCommit, OutboxItem, PackageRow, State
-from tests.ledger.conftest import Ledger, add_events, anchors_for
+from tests.ledger.conftest import Ledger, add_events, anchors_for, signer_for
 
 
 async def test_every_event_is_sealed_in_signed_checkpoints_and_verifies(ledger: Ledger) -> None:
@@ -256,3 +260,45 @@ async def test_intake_and_transitions_wait_for_the_write_barrier(ledger: Ledger)
     ]
     assert [o.id for o in await ledger.store.outbox_due(10**18, 10)] == ["o-1"]
     assert await ledger.store.package_with_deliveries("no-such-package") is None
+
+
+async def test_a_long_round_lets_the_event_loop_serve_between_slices(
+    ledger: Ledger, ledger_pki: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A backlog sealed in one checkpoint is hashed in slices, the loop running other
+    tasks between them: never more than a slice of leaves without a turn for others."""
+    await add_events(ledger.store, 3 * _HASH_SLICE + 100)
+    sealer = Sealer(
+        ledger.store,
+        signer_for(ledger_pki),
+        SystemClock(),
+        origin="test.lienthong",
+        interval_s=1,
+        checkpoint_size=65_536,  # the default: the whole backlog in one checkpoint
+    )
+    turns = 0
+    at_append: list[int] = []
+    append = TileBuilder.append
+
+    def counted(self: TileBuilder, leaf: bytes) -> None:
+        at_append.append(turns)
+        append(self, leaf)
+
+    monkeypatch.setattr(TileBuilder, "append", counted)
+
+    async def other_task() -> None:
+        nonlocal turns
+        while True:
+            turns += 1
+            await asyncio.sleep(0)
+
+    other = asyncio.create_task(other_task())
+    try:
+        checkpoint = await sealer.seal_once()
+    finally:
+        other.cancel()
+    assert checkpoint is not None and checkpoint.size == 3 * _HASH_SLICE + 101
+    longest = max(len(list(run)) for _, run in itertools.groupby(at_append))
+    assert longest <= _HASH_SLICE + 1, longest  # + the genesis leaf, appended first
+    report = await verify_ledger(ledger.store, ledger.anchors)
+    assert report.ok, report.findings
