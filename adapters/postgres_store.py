@@ -40,8 +40,6 @@ from hub.ports import Duplicate
 from hub.records import DeliveryRow, Event, IntakeCommit, PackageRow
 
 T = TypeVar("T")
-I = TypeVar("I")  # noqa: E741 - a batched item
-R = TypeVar("R")
 log = structlog.get_logger(__name__)
 
 _MIGRATION_LOCK = 0x6C69656E  # advisory lock id ("lien") held while migrating
@@ -54,17 +52,6 @@ _BEGIN = f"BEGIN; SELECT pg_advisory_xact_lock_shared({_WRITE_BARRIER})"
 
 
 _PACKAGES_WITH_DELIVERIES = PACKAGE_JOIN + " WHERE p.id = ANY($1::text[]) ORDER BY p.id, d.seq"
-
-
-def _alone(
-    many: Callable[[Sequence[I]], Awaitable[Sequence[R]]],
-) -> Callable[[I], Awaitable[R]]:
-    """One item through its batch statement."""
-
-    async def one(item: I) -> R:
-        return (await many([item]))[0]
-
-    return one
 
 
 def _intake_item(commit: IntakeCommit) -> dict[str, Any]:
@@ -147,9 +134,9 @@ class PostgresStore(SqlStore):
         # but each statement is still a round trip, and on a busy hub those (the system
         # calls, the pool, asyncpg's per-query work) cost more than the statements do.
         # A call that goes alone is a batch of one: each hot path has one statement.
-        self._transitions = Coalescer(self._transition_many, _alone(self._transition_many))
-        self._intakes = Coalescer(self._intake_many, _alone(self._intake_many))
-        self._packages = Coalescer(self._package_many, _alone(self._package_many))
+        self._transitions = Coalescer(self._transition_many)
+        self._intakes = Coalescer(self._intake_many)
+        self._packages = Coalescer(self._package_many)
 
     def __repr__(self) -> str:  # the DSN may carry a password
         return "PostgresStore(...)"

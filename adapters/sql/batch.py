@@ -24,13 +24,14 @@ class Coalescer(Generic[I, R]):
     def __init__(
         self,
         batch: Callable[[Sequence[I]], Awaitable[Sequence[R]]],
-        one: Callable[[I], Awaitable[R]],
+        one: Callable[[I], Awaitable[R]] | None = None,
         *,
         lanes: int = 2,
         max_batch: int = 256,
     ) -> None:
+        """``one``: a call that goes alone (default: a batch of one)."""
         self._batch = batch
-        self._one = one
+        self._one = one if one is not None else self._batch_of_one
         self._lanes = lanes
         self._max = max_batch
         self._queue: list[tuple[I, asyncio.Future[R]]] = []
@@ -48,6 +49,9 @@ class Coalescer(Generic[I, R]):
         # The caller's cancellation leaves the batch running: the others in it still
         # want their answers, and a statement half sent cannot be taken back.
         return await asyncio.shield(fut)
+
+    async def _batch_of_one(self, item: I) -> R:
+        return (await self._batch([item]))[0]
 
     async def _drain(self) -> None:
         try:

@@ -225,12 +225,16 @@ async def submit(request: web.Request) -> web.Response:
     return json_answer(result.as_dict(), status=200 if result.duplicate else 202)
 
 
-async def json_object(request: web.Request) -> dict[str, Any]:
-    """An optional JSON object body ({} when there is none)."""
+async def _json_body(request: web.Request) -> Any:
     try:
-        body = await request.json(loads=orjson.loads) if request.can_read_body else {}
+        return await request.json(loads=orjson.loads)
     except (ValueError, UnicodeDecodeError) as exc:
         raise InputError("the body must be JSON", code="bad_json") from exc
+
+
+async def json_object(request: web.Request) -> dict[str, Any]:
+    """An optional JSON object body ({} when there is none)."""
+    body = await _json_body(request) if request.can_read_body else {}
     if not isinstance(body, dict):
         raise InputError("the body must be a JSON object", code="bad_json")
     return body
@@ -352,10 +356,7 @@ async def deliveries(request: web.Request) -> web.Response:
 
 async def ack(request: web.Request) -> web.Response:
     hub, caller = _caller(request)
-    try:
-        body = await request.json(loads=orjson.loads)
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise InputError("the body must be JSON", code="bad_json") from exc
+    body = await _json_body(request)
     if not isinstance(body, dict) or body.get("result") not in ("done", "fail"):
         raise InputError('result must be "done" or "fail"', code="bad_ack")
     if body["result"] == "fail" and not body.get("reason"):

@@ -202,7 +202,8 @@ class Deliverer:
         raise Retry(delay, reason)
 
 
-def _outbox_for(d: DeliveryRow, now: int) -> OutboxItem:
+def outbox_for(d: DeliveryRow, now: int) -> OutboxItem:
+    """The broker message (a reference, never the bytes) that starts a delivery's work."""
     return OutboxItem(
         new_id(),
         routing_key(d.route),
@@ -219,7 +220,7 @@ async def resend(
     if d is None:
         raise NotFound(f"no delivery {delivery_id}", code="delivery_not_found")
     now = clock.now_us()
-    item = _outbox_for(d, now)
+    item = outbox_for(d, now)
     ok = await store.transition(
         d.id,
         frozenset({State.DEAD}),

@@ -36,10 +36,10 @@ from hub.records import (
     StatusUpdate,
 )
 from hub.service.auth import Caller
+from hub.service.delivery import outbox_for
 from hub.service.directory_cache import DirectoryCache
 from hub.service.metrics import Metrics
 from hub.service.routing import Target, dedupe_key, targets
-from hub.service.topology import routing_key
 from hub.signature.policy import SignatureChecker, SignaturePolicy, SignatureRecord, enforce
 from hub.signature.trust import TrustStore
 
@@ -325,15 +325,7 @@ class Intake:
                     },
                 )
             )
-        outbox = tuple(
-            OutboxItem(
-                new_id(),
-                routing_key(d.route),
-                {"delivery_id": d.id, "package_id": row.id, "recipient": d.recipient},
-                now,
-            )
-            for d in deliveries
-        )
+        outbox = tuple(outbox_for(d, now) for d in deliveries)
         if sub.spool is not None:
             await self.blobs.adopt(row.sha256, sub.spool)
         else:

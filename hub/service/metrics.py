@@ -10,6 +10,7 @@ highest over the workers.
 
 from __future__ import annotations
 
+import functools
 import os
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
@@ -35,6 +36,10 @@ class Metrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
         r = self.registry
+        # With several workers: a value measured from the shared store or broker reports
+        # its latest measurement; a worker's own state, the highest over the workers.
+        shared = functools.partial(Gauge, registry=r, multiprocess_mode="mostrecent")
+        own = functools.partial(Gauge, registry=r, multiprocess_mode="max")
         self.intake = Counter(
             "lienthong_intake_total",
             "Submitted packages by outcome (accepted, duplicate, or the refusal code)",
@@ -61,55 +66,39 @@ class Metrics:
             ["route", "state"],
             registry=r,
         )
-        self.queue_depth = Gauge(
+        self.queue_depth = shared(
             "lienthong_queue_depth",
             "Messages waiting per broker queue",
             ["queue"],
-            multiprocess_mode="mostrecent",
-            registry=r,
         )
-        self.pending = Gauge(
+        self.pending = shared(
             "lienthong_deliveries_open",
             "Deliveries not yet done, rejected or dead",
-            multiprocess_mode="mostrecent",
-            registry=r,
         )
-        self.oldest_pending = Gauge(
+        self.oldest_pending = shared(
             "lienthong_oldest_open_delivery_age_seconds",
             "Age of the oldest delivery not yet done, rejected or dead",
-            multiprocess_mode="mostrecent",
-            registry=r,
         )
-        self.dead = Gauge(
+        self.dead = shared(
             "lienthong_deliveries_dead",
             "Dead deliveries",
-            multiprocess_mode="mostrecent",
-            registry=r,
         )
-        self.dead_letters = Gauge(
+        self.dead_letters = shared(
             "lienthong_dead_letters",
             "Messages on the dead-letter queue",
-            multiprocess_mode="mostrecent",
-            registry=r,
         )
-        self.overdue = Gauge(
+        self.overdue = shared(
             "lienthong_overdue_acknowledgements",
             "Documents received before today (Vietnam time) with no business status yet "
             "(NĐ 30/2020 same-day receipt rule)",
-            multiprocess_mode="mostrecent",
-            registry=r,
         )
-        self.outbox = Gauge(
+        self.outbox = shared(
             "lienthong_outbox_rows",
             "Committed messages not yet confirmed by the broker",
-            multiprocess_mode="mostrecent",
-            registry=r,
         )
-        self.upstream_last_ok = Gauge(
+        self.upstream_last_ok = own(
             "lienthong_upstream_last_success_timestamp_seconds",
             "When the upstream axis last answered a poll (Unix time)",
-            multiprocess_mode="max",
-            registry=r,
         )
         self.upstream_failures = Counter(
             "lienthong_upstream_failures_total",
@@ -123,35 +112,25 @@ class Metrics:
             ["outcome"],
             registry=r,
         )
-        self.upstream_circuit = Gauge(
+        self.upstream_circuit = own(
             "lienthong_upstream_circuit_open",
             "1 while the upstream circuit is open",
-            multiprocess_mode="max",
-            registry=r,
         )
-        self.upstream_oldest = Gauge(
+        self.upstream_oldest = shared(
             "lienthong_upstream_oldest_waiting_age_seconds",
             "Age of the oldest package waiting to be forwarded upstream",
-            multiprocess_mode="mostrecent",
-            registry=r,
         )
-        self.ledger_size = Gauge(
+        self.ledger_size = shared(
             "lienthong_ledger_sealed_leaves",
             "Leaves in the latest signed checkpoint",
-            multiprocess_mode="mostrecent",
-            registry=r,
         )
-        self.ledger_checkpoint_age = Gauge(
+        self.ledger_checkpoint_age = shared(
             "lienthong_ledger_checkpoint_age_seconds",
             "Age of the latest signed checkpoint",
-            multiprocess_mode="mostrecent",
-            registry=r,
         )
-        self.ledger_unsealed = Gauge(
+        self.ledger_unsealed = shared(
             "lienthong_ledger_unsealed_events",
             "Events not yet in a checkpoint",
-            multiprocess_mode="mostrecent",
-            registry=r,
         )
         self.purged = Counter(
             "lienthong_retention_purged_total", "Package bodies purged by retention", registry=r
