@@ -61,6 +61,8 @@ def configure(fmt: str = "auto", level: str = "info", *, pid: bool = False) -> N
         wrapper_class=structlog.make_filtering_bound_logger(
             logging.getLevelNamesMapping()[level.upper()]
         ),
-        logger_factory=structlog.PrintLoggerFactory(_Stderr()),  # type: ignore[arg-type]
+        # One write per line, newline included: workers sharing one log file (stderr is
+        # unbuffered) must not interleave a line's text and its newline with each other's.
+        logger_factory=structlog.WriteLoggerFactory(_Stderr()),  # type: ignore[arg-type]
         cache_logger_on_first_use=True,
     )
