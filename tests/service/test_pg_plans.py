@@ -1,0 +1,88 @@
+"""Query plans on PostgreSQL that must hold before autovacuum has analysed a table.
+
+A new hub's tables carry no statistics until autovacuum's first ANALYZE (a minute or
+more after the traffic starts); the hot queries must not fall back to scanning a whole
+table in that time.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator
+from typing import Any
+
+import orjson
+import pytest
+
+from adapters import postgres_store
+from adapters.postgres_store import PostgresStore
+from tests.service import harness
+
+PACKAGES = 20_000
+
+
+@pytest.fixture
+async def pg() -> AsyncIterator[PostgresStore]:
+    harness.require_services()
+    store = PostgresStore(harness.PG_DSN, schema="t_" + uuid.uuid4().hex[:12])
+    await store.open()
+    try:
+        async with store._connection() as conn:
+            # No statistics for the length of the test, whenever autovacuum wakes.
+            for table in ("packages", "deliveries"):
+                await conn.execute(f"ALTER TABLE {table} SET (autovacuum_enabled = false)")
+            await conn.execute(
+                "INSERT INTO packages (id, sha256, size, kind, sender_organ, system_id, "
+                "received_us, signature) SELECT 'p' || i, md5(i::text), 10240, 'edoc', "
+                "'000.00.00.G22', 'sys-a', i, '{\"outcome\": \"verified\"}' "
+                "FROM generate_series(1, $1) i",
+                PACKAGES,
+            )
+            await conn.execute(
+                "INSERT INTO deliveries (id, package_id, recipient, route, state, updated_us) "
+                "SELECT 'd' || i || '-' || r, 'p' || i, r, 'local', 'available', i "
+                "FROM generate_series(1, $1) i, unnest(ARRAY['000.00.00.H53', "
+                "'000.00.00.X01']) r",
+                PACKAGES,
+            )
+        yield store
+    finally:
+        await store.close()
+        await store.drop_schema()
+
+
+def _nodes(plan: dict[str, Any]) -> list[tuple[str, str | None]]:
+    out = [(plan["Node Type"], plan.get("Relation Name"))]
+    for child in plan.get("Plans", []):
+        out += _nodes(child)
+    return out
+
+
+async def test_fetching_packages_never_scans_every_delivery(pg: PostgresStore) -> None:
+    ids = ["p7", "p70", "p700", "p1000", "p1500", "p19999"]
+    async with pg._connection() as conn:
+        analysed = await conn.fetchval(
+            "SELECT last_analyze IS NOT NULL OR last_autoanalyze IS NOT NULL "
+            "FROM pg_stat_user_tables WHERE relid = 'deliveries'::regclass"
+        )
+        # Generic and custom plans alike: asyncpg prepares the statement, and PostgreSQL
+        # may settle on its generic plan after five executions.
+        await conn.execute("PREPARE q (text[]) AS " + postgres_store._PACKAGES_WITH_DELIVERIES)
+        plans = []
+        for mode in ("force_generic_plan", "force_custom_plan"):
+            await conn.execute(f"SET plan_cache_mode = {mode}")
+            literal = "{" + ",".join(ids) + "}"  # EXECUTE takes no bound parameters
+            answer = await conn.fetchval(f"EXPLAIN (FORMAT JSON) EXECUTE q('{literal}')")
+            plans.append(orjson.loads(answer)[0]["Plan"])
+        await conn.execute("DEALLOCATE q")
+        await conn.execute("RESET plan_cache_mode")
+    assert analysed is False  # the case this guards: no statistics yet
+    for plan in plans:
+        nodes = _nodes(plan)
+        assert ("Seq Scan", "deliveries") not in nodes, nodes
+        assert any(rel == "deliveries" for _, rel in nodes), nodes
+    found = await pg.package_with_deliveries("p700")
+    assert found is not None
+    package, deliveries = found
+    assert package.id == "p700"
+    assert sorted(d.recipient for d in deliveries) == ["000.00.00.H53", "000.00.00.X01"]
