@@ -17,7 +17,7 @@ import orjson
 import structlog
 from aiohttp import web
 
-from hub.errors import HubError
+from hub.errors import AuthenticationFailed, HubError
 from hub.ids import new_hex
 from hub.ports import Outgoing
 from hub.service.hub import Hub
@@ -122,6 +122,14 @@ async def context_middleware(request: web.Request, handler: Handler) -> web.Stre
     except HubError as exc:
         status = exc.http_status
         resp = error_response(exc, request_id)
+        if isinstance(exc, AuthenticationFailed):  # no caller: logged, not in the ledger
+            log.warning(
+                "authentication_failed",
+                code=exc.error_code,
+                method=request.method,
+                path=request.rel_url.raw_path[:200],  # still percent-encoded: one line
+                peer=request.remote,
+            )
     except web.HTTPException as exc:
         status = exc.status
         raise

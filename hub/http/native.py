@@ -24,7 +24,7 @@ from aiohttp import web
 
 from hub.edxml.parser import parse_package
 from hub.edxml.summary import summarise
-from hub.errors import Forbidden, Gone, InputError, NotFound, PackageTooLarge
+from hub.errors import Forbidden, Gone, HubError, InputError, NotFound, PackageTooLarge
 from hub.http.app import HUB, json_answer, peer_certificate, send_package
 from hub.ports import STREAM_ABOVE, BlobStore, Outgoing, Spool
 from hub.records import DeliveryRow, InboxItem, PackageRow, State
@@ -215,11 +215,22 @@ async def _access(
 async def submit(request: web.Request) -> web.Response:
     started = time.perf_counter()
     hub, caller = _caller(request)
-    caller.require_role("agency")
     kind = request.query.get("kind")
-    if kind not in (None, "edoc", "status"):
-        raise InputError("kind must be edoc or status", code="bad_kind")
-    with await receive(request, hub.cfg.server.max_body_bytes, hub.blobs) as got:
+    try:
+        caller.require_role("agency")
+        if kind not in (None, "edoc", "status"):
+            raise InputError("kind must be edoc or status", code="bad_kind")
+        got = await receive(request, hub.cfg.server.max_body_bytes, hub.blobs)
+    except HubError as exc:  # refused before intake, which records its own refusals
+        await hub.intake.record_refusal(
+            caller,
+            exc,
+            source="native",
+            declared_kind=kind if kind in ("edoc", "status") else None,
+            size=request.content_length,
+        )
+        raise
+    with got:
         sub = Submission(got.body, got.sha256, kind, hub.clock.now_us(), started, spool=got.spool)
         result = await hub.intake.submit(sub, caller)
     return json_answer(result.as_dict(), status=200 if result.duplicate else 202)

@@ -217,9 +217,15 @@ class Intake:
             kind_label = ex.parsed.kind
             result = await self._commit(sub, caller, ex)
         except HubError as exc:
-            self.metrics.intake.labels(kind_label, exc.error_code).inc()
-            bound.info("package_refused", code=exc.error_code, reason=exc.message)
-            await self._record_refusal(sub, caller, exc)
+            await self.record_refusal(
+                caller,
+                exc,
+                source=sub.source,
+                kind=kind_label,
+                declared_kind=sub.declared_kind,
+                sha256=sub.sha256,
+                size=sub.size,
+            )
             raise
         outcome = "duplicate" if result.duplicate else "accepted"
         self.metrics.intake.labels(kind_label, outcome).inc()
@@ -386,7 +392,31 @@ class Intake:
         deliveries = tuple(await self.store.deliveries(existing.id))
         return Accepted(existing, deliveries, existing.signature, duplicate=True)
 
-    async def _record_refusal(self, sub: Submission, caller: Caller, exc: HubError) -> None:
+    async def record_refusal(
+        self,
+        caller: Caller,
+        exc: HubError,
+        *,
+        source: str,
+        kind: str | None = None,
+        declared_kind: str | None = None,
+        sha256: str | None = None,
+        size: int | None = None,
+    ) -> None:
+        """Count, log and record in the ledger a refused submission, once: the pipeline's
+        own refusals, and those of the faces before it (over the size limit, a bad
+        parameter), which know less of the package (no hash of a body never read whole)."""
+        if exc.recorded:
+            return
+        self.metrics.intake.labels(kind or declared_kind or "unknown", exc.error_code).inc()
+        log.info(
+            "package_refused",
+            system=caller.system_id,
+            sha256=sha256,
+            size=size,
+            code=exc.error_code,
+            reason=exc.message,
+        )
         event = Event(
             "refused",
             self.clock.now_us(),
@@ -394,10 +424,10 @@ class Intake:
             data={
                 "code": exc.error_code,
                 "message": exc.message[:500],
-                "sha256": sub.sha256,
-                "size": sub.size,
-                "declared_kind": sub.declared_kind,
-                "source": sub.source,
+                "sha256": sha256,
+                "size": size,
+                "declared_kind": declared_kind,
+                "source": source,
             },
         )
         try:

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from structlog.testing import capture_logs
+
 from hub.edxml import demo
 from hub.ports import Store
 from hub.records import Event
@@ -130,6 +132,25 @@ async def test_refusals_are_recorded_in_the_ledger(hut: HubUnderTest) -> None:
     assert any(
         e.data["code"] == "sender_not_allowed" and e.actor == "system:sys-x" for e in refused
     )
+
+
+async def test_failed_authentication_is_logged_without_the_secret(hut: HubUnderTest) -> None:
+    forged = "lt_forged-token-value-0123456789"
+    with capture_logs() as logs:
+        r = await hut.client.get("/api/v1/inbox")
+        assert r.status == 401
+        r = await hut.client.get(
+            "/api/v1/packages/x%0Afake", headers={"Authorization": f"Bearer {forged}"}
+        )
+        assert r.status == 401
+    failed = [e for e in logs if e["event"] == "authentication_failed"]
+    assert [(e["code"], e["method"]) for e in failed] == [
+        ("missing_credentials", "GET"),
+        ("bad_credentials", "GET"),
+    ]
+    assert failed[1]["path"] == "/api/v1/packages/x%0Afake"  # as sent: no line break to forge
+    assert forged not in repr(logs)
+    assert not [e for e in await _refusals(hut.hub.store)]  # no caller: not in the ledger
 
 
 async def _refusals(store: Store) -> list[Event]:
