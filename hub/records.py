@@ -52,6 +52,7 @@ class System:
     organs: tuple[str, ...] = ()
     vxp_strict: bool = False  # VXP: fresh, never reused timestamps (lienthong peers only)
     may_register: bool = False  # VXP registerAgency / deleteAgency allowed
+    networks: tuple[str, ...] = ()  # CIDRs it may connect from (hub/service/networks.py); any
 
 
 @dataclass(frozen=True, slots=True)

@@ -220,6 +220,8 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
             "END $$"
         ),
     ),
+    # 8: the networks a system may connect from (comma-separated CIDRs; empty: any)
+    ("ALTER TABLE systems ADD COLUMN networks TEXT NOT NULL DEFAULT ''",),
 )
 
 

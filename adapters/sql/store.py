@@ -198,6 +198,7 @@ class SqlStore(SqlLedger, SqlAudit, abc.ABC):
                     organs=tuple(sorted(served.get(r["system_id"], ()))),
                     vxp_strict=bool(r["vxp_strict"]),
                     may_register=bool(r["may_register"]),
+                    networks=tuple(n for n in r["networks"].split(",") if n),
                 )
                 for r in await tx.fetch("SELECT * FROM systems")
             }
@@ -254,7 +255,7 @@ class SqlStore(SqlLedger, SqlAudit, abc.ABC):
             ("DELETE FROM systems WHERE system_id = ?", (system.system_id,)),
             (
                 "INSERT INTO systems (system_id, name, role, signature_policy, vxp_strict, "
-                "may_register) VALUES (?,?,?,?,?,?)",
+                "may_register, networks) VALUES (?,?,?,?,?,?,?)",
                 (
                     system.system_id,
                     system.name,
@@ -262,6 +263,7 @@ class SqlStore(SqlLedger, SqlAudit, abc.ABC):
                     system.signature_policy,
                     int(system.vxp_strict),
                     int(system.may_register),
+                    ",".join(system.networks),
                 ),
             ),
         )

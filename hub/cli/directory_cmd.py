@@ -41,6 +41,13 @@ def register(sub: Any) -> None:
     s.add_argument(
         "--may-register", action="store_true", help="VXP: may registerAgency / deleteAgency"
     )
+    s.add_argument(
+        "--network",
+        action="append",
+        default=[],
+        metavar="CIDR",
+        help="a network the system may connect from (repeatable; none: any address)",
+    )
     s.set_defaults(func=lambda a: _run(a, _system))
 
     o = acts.add_parser("organ", help="add or change an organ")
@@ -115,6 +122,7 @@ async def _system(a: argparse.Namespace, admin: DirectoryAdmin, _s: Store) -> in
             a.policy,
             vxp_strict=a.vxp_strict,
             may_register=a.may_register,
+            networks=tuple(a.network),
         )
     )
     print(f"system {a.system_id} saved")
@@ -197,6 +205,7 @@ async def _list(_a: argparse.Namespace, _admin: DirectoryAdmin, store: Store) ->
                 "signature_policy": s.signature_policy,
                 "vxp_strict": s.vxp_strict,
                 "may_register": s.may_register,
+                "networks": list(s.networks),
                 "vxp_secret": s.system_id in d.vxp_secrets,
                 "organs": list(s.organs),
             }

@@ -45,6 +45,9 @@ def _str(body: dict[str, Any], key: str, *, required: bool = False) -> str | Non
 async def put_system(request: web.Request) -> web.Response:
     hub, admin, body = await _admin(request)
     system_id = _str(body, "system_id", required=True) or ""
+    networks = body.get("networks") or []
+    if not isinstance(networks, list) or not all(isinstance(n, str) for n in networks):
+        raise InputError("networks must be a list of CIDRs", code="bad_parameter")
     system = System(
         system_id,
         _str(body, "name") or system_id,
@@ -52,6 +55,7 @@ async def put_system(request: web.Request) -> web.Response:
         signature_policy=_str(body, "signature_policy"),
         vxp_strict=bool(body.get("vxp_strict")),
         may_register=bool(body.get("may_register")),
+        networks=tuple(networks),
     )
     await admin.put_system(system)
     await hub.directory.refresh()

@@ -122,7 +122,8 @@ async def context_middleware(request: web.Request, handler: Handler) -> web.Stre
     except HubError as exc:
         status = exc.http_status
         resp = error_response(exc, request_id)
-        if isinstance(exc, AuthenticationFailed):  # no caller: logged, not in the ledger
+        # No caller (or one outside its networks): logged, not written to the ledger.
+        if isinstance(exc, AuthenticationFailed) or exc.error_code == "source_network_forbidden":
             log.warning(
                 "authentication_failed",
                 code=exc.error_code,

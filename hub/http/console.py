@@ -111,7 +111,7 @@ async def login(request: web.Request) -> web.Response:
     token = str(form.get("token", "")).strip()
     nxt = str(form.get("next", ""))
     try:
-        caller = authenticate(hub.directory.current, f"Bearer {token}")
+        caller = authenticate(hub.directory.current, f"Bearer {token}", peer=request.remote)
         require_console_role(caller)
     except HubError as exc:
         await hub.store.append_events(

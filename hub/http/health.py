@@ -29,7 +29,10 @@ async def readyz(request: web.Request) -> web.Response:
 async def metrics_handler(request: web.Request) -> web.Response:
     hub = request.app[HUB]
     caller = authenticate(
-        hub.directory.current, request.headers.get("Authorization"), peer_certificate(request)
+        hub.directory.current,
+        request.headers.get("Authorization"),
+        peer_certificate(request),
+        peer=request.remote,
     )
     caller.require_role("admin", "auditor")
     with contextlib.suppress(HubError):  # store down: serve the last values; /readyz says why

@@ -44,7 +44,10 @@ _INBOX_STATES = frozenset({State.AVAILABLE, State.FETCHED})
 def _caller(request: web.Request) -> tuple[Hub, Caller]:
     hub = request.app[HUB]
     caller = authenticate(
-        hub.directory.current, request.headers.get("Authorization"), peer_certificate(request)
+        hub.directory.current,
+        request.headers.get("Authorization"),
+        peer_certificate(request),
+        peer=request.remote,
     )
     structlog.contextvars.bind_contextvars(system=caller.system_id)
     return hub, caller

@@ -465,6 +465,7 @@ async def dispatch(request: web.Request) -> web.StreamResponse:
             hub.store,
             now_us=hub.clock.now_us(),
             strict_window_s=hub.cfg.vxp.strict_window_s,
+            peer=request.remote,
         )
         structlog.contextvars.bind_contextvars(system=vc.caller.system_id, vxp_op=op)
         return await handler(hub, vc, request)

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from hub.errors import AuthenticationFailed, Forbidden
 from hub.ports import Directory
 from hub.records import Credential, System
+from hub.service.networks import check_peer
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,14 +60,27 @@ def new_token(system_id: str, now_us: int) -> tuple[str, Credential]:
 
 
 def authenticate(
-    directory: Directory, authorization: str | None, client_cert: bytes | None = None
+    directory: Directory,
+    authorization: str | None,
+    client_cert: bytes | None = None,
+    *,
+    peer: str | None,
 ) -> Caller:
-    """The caller, from a bearer token, a verified TLS client certificate (DER), or both.
+    """The caller, from a bearer token, a verified TLS client certificate (DER), or both,
+    connecting from ``peer`` (refused outside the system's networks, when it has any).
 
     The TLS handshake has already checked the certificate's chain against the configured
     client CA; here its fingerprint must be registered to a system. When both are
     presented they must name the same system.
     """
+    caller = _credential(directory, authorization, client_cert)
+    check_peer(caller.system, peer)
+    return caller
+
+
+def _credential(
+    directory: Directory, authorization: str | None, client_cert: bytes | None
+) -> Caller:
     by_cert: System | None = None
     if client_cert is not None:
         fp = hashlib.sha256(client_cert).hexdigest()

@@ -22,6 +22,7 @@ from hub.errors import HubError, InputError, NotFound
 from hub.ports import Clock, Store
 from hub.records import CertBinding, Event, Organ, System
 from hub.service.auth import new_token
+from hub.service.networks import normalise
 from hub.signature.trust import fingerprint
 from hub.vxp.secrets import SecretBox, load_or_create_key, new_secret
 
@@ -60,6 +61,7 @@ class DirectoryAdmin:
     async def put_system(self, system: System) -> None:
         if system.role not in ("agency", "admin", "auditor"):
             raise InputError(f"unknown role {system.role!r}", code="bad_role")
+        system = replace(system, networks=normalise(system.networks))
         await self.store.put_system(
             system,
             self._event(
@@ -69,6 +71,7 @@ class DirectoryAdmin:
                 signature_policy=system.signature_policy,
                 vxp_strict=system.vxp_strict,
                 may_register=system.may_register,
+                networks=list(system.networks),
             ),
         )
 
@@ -197,12 +200,18 @@ class DirectoryAdmin:
         else:
             systems, organs = [], list(csv.DictReader(io.StringIO(text)))
         for s in systems:
+            networks = s.get("networks") or ()
+            if isinstance(networks, str):
+                networks = networks.replace(";", " ").replace(",", " ").split()
             await self.put_system(
                 System(
                     s["system_id"],
                     s.get("name") or s["system_id"],
                     s.get("role", "agency"),
                     s.get("signature_policy"),
+                    vxp_strict=bool(s.get("vxp_strict")),
+                    may_register=bool(s.get("may_register")),
+                    networks=tuple(str(n) for n in networks),
                 )
             )
         for row in organs:

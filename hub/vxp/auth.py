@@ -21,6 +21,7 @@ from hub.edxml.dates import VN_TZ
 from hub.errors import AuthenticationFailed
 from hub.ports import Directory, Store
 from hub.service.auth import Caller
+from hub.service.networks import check_peer
 from hub.vxp import protocol as vxp
 from hub.vxp.secrets import SecretBox
 
@@ -56,6 +57,7 @@ async def authenticate(
     *,
     now_us: int,
     strict_window_s: float,
+    peer: str | None,
 ) -> VxpCaller:
     raw_headers = list(raw_headers)
     raw = header(raw_headers, _SIGN)
@@ -90,6 +92,7 @@ async def authenticate(
         raise _refuse(f"unknown system {system_id!r} or no VXP secret", code="vxp_unknown_system")
     if not vxp.mac_ok(secret, raw, presented.decode("latin-1")):
         raise _refuse("wrong secret or altered signed header")
+    check_peer(system, peer)  # only once authenticated: it names the system's networks
     params = vxp.params_of(signed)
     if system.vxp_strict:
         await _fresh(system_id, params, store, now_us, strict_window_s)

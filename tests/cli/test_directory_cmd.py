@@ -91,3 +91,19 @@ def test_vxp_secret_is_printed_once_and_stored_sealed(
     sys_v = next(s for s in listing["systems"] if s["system_id"] == "sys-v")
     assert sys_v["vxp_secret"] and sys_v["vxp_strict"] and sys_v["may_register"]
     assert secret not in json.dumps(listing)
+
+
+def test_a_system_is_bound_to_its_networks(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("LIENTHONG_STORE_PATH", str(tmp_path / "hub.db"))
+    monkeypatch.setenv("LIENTHONG_BLOBS_PATH", str(tmp_path / "blobs"))
+    argv = ["directory", "system", "sys-n", "--network", "10.1.0.0/16", "--network", "10.9.9.9"]
+    assert main(argv) == 0
+    assert main(["directory", "system", "sys-x", "--network", "10.1.0.0/99"]) != 0
+    capsys.readouterr()
+    assert main(["directory", "list"]) == 0
+    listing = json.loads(capsys.readouterr().out)
+    sys_n = next(s for s in listing["systems"] if s["system_id"] == "sys-n")
+    assert sys_n["networks"] == ["10.1.0.0/16", "10.9.9.9/32"]
+    assert all(s["system_id"] != "sys-x" for s in listing["systems"])

@@ -52,9 +52,10 @@ def test_who_a_certificate_and_a_token_authenticate() -> None:
     a_cert = issue(ca, "sys-a client", key_usage=_CLIENT, eku=(ExtendedKeyUsageOID.CLIENT_AUTH,))
     stray = issue(ca, "stray client", key_usage=_CLIENT, eku=(ExtendedKeyUsageOID.CLIENT_AUTH,))
     d = _directory(a_cert)
-    assert authenticate(d, None, _der(a_cert)).system_id == "sys-a"
-    assert authenticate(d, "Bearer ta.sa", _der(a_cert)).system_id == "sys-a"
-    assert authenticate(d, "Bearer tb.sb", _der(stray)).system_id == "sys-b"  # token decides
+    assert authenticate(d, None, _der(a_cert), peer=None).system_id == "sys-a"
+    assert authenticate(d, "Bearer ta.sa", _der(a_cert), peer=None).system_id == "sys-a"
+    by_token = authenticate(d, "Bearer tb.sb", _der(stray), peer=None)
+    assert by_token.system_id == "sys-b"  # the token decides
     for header, cert, code in (
         (None, _der(stray), "unknown_client_cert"),
         ("Bearer tb.sb", _der(a_cert), "credentials_disagree"),
@@ -62,7 +63,7 @@ def test_who_a_certificate_and_a_token_authenticate() -> None:
         (None, None, "missing_credentials"),
     ):
         with pytest.raises(AuthenticationFailed) as err:
-            authenticate(d, header, cert)
+            authenticate(d, header, cert, peer=None)
         assert err.value.error_code == code
 
 
@@ -195,7 +196,7 @@ async def test_administrators_register_and_remove_client_certificates(
     assert r.status == 201, await r.text()
     fp = (await r.json())["fingerprint"]
     assert hut.hub.directory.current.client_certs == {fp: "sys-b"}
-    assert authenticate(hut.hub.directory.current, None, _der(cert)).system_id == "sys-b"
+    assert authenticate(hut.hub.directory.current, None, _der(cert), peer=None).system_id == "sys-b"
     r = await hut.client.post(f"/api/v1/admin/client-certs/{fp}/remove", headers=hut.auth("admin"))
     assert (await r.json())["removed"] is True
     assert hut.hub.directory.current.client_certs == {}
