@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
+from hub.http import app
 from tests.service import harness
 from tests.service.harness import HubUnderTest
 
@@ -33,3 +35,18 @@ async def hut(
     finally:
         await harness.stop(h)
         await harness.drop_backends(cfg)
+
+
+@pytest.fixture
+def http_warnings(monkeypatch: pytest.MonkeyPatch) -> list[dict[str, Any]]:
+    """What the HTTP layer logs as warnings, as event dicts. Its logger is replaced for
+    the test: structlog caches loggers on first use, so a capture configured later (as
+    ``structlog.testing.capture_logs`` does) depends on which test used it first."""
+    seen: list[dict[str, Any]] = []
+
+    class _Log:
+        def warning(self, event: str, **kw: Any) -> None:
+            seen.append({"event": event, **kw})
+
+    monkeypatch.setattr(app, "log", _Log())
+    return seen
