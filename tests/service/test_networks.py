@@ -97,13 +97,26 @@ async def test_networks_are_set_through_the_admin_api_and_import(
     assert r.status == 400 and (await r.json())["error"]["code"] == "bad_network"
     path = tmp_path / "directory.json"
     path.write_text(
-        json.dumps({"systems": [{"system_id": "sys-i", "networks": "192.0.2.0/24; 10.5.0.1"}]})
+        json.dumps(
+            {
+                "systems": [
+                    {
+                        "system_id": "sys-i",
+                        "networks": "192.0.2.0/24; 10.5.0.1",
+                        "vxp_strict": True,
+                        "may_register": True,
+                    }
+                ]
+            }
+        )
     )
     admin = DirectoryAdmin(hut.hub.store, hut.hub.clock, "test")
     await admin.import_file(path)
     directory = await hut.hub.store.directory()
     assert directory.systems["sys-n"].networks == ("10.0.0.0/8", "10.1.2.3/32")
-    assert directory.systems["sys-i"].networks == ("10.5.0.1/32", "192.0.2.0/24")
+    imported = directory.systems["sys-i"]
+    assert imported.networks == ("10.5.0.1/32", "192.0.2.0/24")
+    assert imported.vxp_strict and imported.may_register  # read from the file as well
     assert "sys-m" not in directory.systems
     saved = [
         e.data["networks"]
