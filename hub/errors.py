@@ -100,6 +100,13 @@ class Forbidden(HubError):
     vxp_code = "19"
 
 
+class NetworkForbidden(Forbidden):
+    """A valid credential from outside its system's networks (``hub/service/networks.py``)."""
+
+    code = "source_network_forbidden"
+    vxp_code = "15"
+
+
 class NotFound(HubError):
     code = "not_found"
     http_status = 404

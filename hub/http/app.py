@@ -17,7 +17,7 @@ import orjson
 import structlog
 from aiohttp import web
 
-from hub.errors import AuthenticationFailed, HubError
+from hub.errors import AuthenticationFailed, HubError, NetworkForbidden
 from hub.ids import new_hex
 from hub.ports import Outgoing
 from hub.service.hub import Hub
@@ -123,7 +123,7 @@ async def context_middleware(request: web.Request, handler: Handler) -> web.Stre
         status = exc.http_status
         resp = error_response(exc, request_id)
         # No caller (or one outside its networks): logged, not written to the ledger.
-        if isinstance(exc, AuthenticationFailed) or exc.error_code == "source_network_forbidden":
+        if isinstance(exc, AuthenticationFailed | NetworkForbidden):
             log.warning(
                 "authentication_failed",
                 code=exc.error_code,

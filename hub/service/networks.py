@@ -12,7 +12,7 @@ import functools
 import ipaddress
 from collections.abc import Iterable
 
-from hub.errors import Forbidden, InputError
+from hub.errors import InputError, NetworkForbidden
 from hub.records import System
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
@@ -56,8 +56,7 @@ def check_peer(system: System, peer: str | None) -> None:
         return
     addr = _address(peer)
     if addr is None or not any(addr in n for n in _parsed(system.networks)):
-        raise Forbidden(
+        raise NetworkForbidden(
             f"system {system.system_id} may not connect from {peer or 'an unknown address'}",
-            code="source_network_forbidden",
             details={"peer": peer},
         )

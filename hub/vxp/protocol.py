@@ -47,7 +47,6 @@ ERROR_CODES: dict[str, str] = {
     "vxp_unknown_system": "15",
     "vxp_stale_timestamp": "15",
     "vxp_reused_timestamp": "15",
-    "source_network_forbidden": "15",
     "unknown_recipient": "18",
     "sender_not_allowed": "19",
     "organ_not_allowed": "19",

@@ -19,6 +19,8 @@ from aiohttp import ClientResponse, web
 from aiohttp.test_utils import TestClient, TestServer
 
 from adapters.factory import components, opened_store
+from adapters.postgres_store import PostgresStore
+from adapters.sql.store import SqlStore
 from adapters.vxp_client import VxpClient
 from hub.config import Config
 from hub.http.app import build_app
@@ -29,6 +31,26 @@ from hub.service.directory_admin import DirectoryAdmin
 from hub.service.hub import Hub
 
 T = TypeVar("T")
+S = TypeVar("S", bound=SqlStore)
+
+
+def pg_store() -> PostgresStore:
+    """A PostgreSQL store on a schema of its own (``opened`` drops it)."""
+    require_services()
+    return PostgresStore(PG_DSN, schema="t_" + uuid.uuid4().hex[:12])
+
+
+@contextlib.asynccontextmanager
+async def opened(store: S) -> AsyncIterator[S]:
+    """A store opened for one test, closed after it; a PostgreSQL store's schema dropped."""
+    await store.open()
+    try:
+        yield store
+    finally:
+        await store.close()
+        if isinstance(store, PostgresStore):
+            await store.drop_schema()
+
 
 A = "000.00.00.H53"  # sys-a, local
 A2 = "000.00.05.H53"  # sys-a, local

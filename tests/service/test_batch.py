@@ -110,19 +110,11 @@ async def test_closing_tells_every_waiter_unavailable() -> None:
 # ------------------------------------------------------------------ on the stores
 @pytest.fixture(params=["sqlite", "postgres"])
 async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[SqlStore]:
-    s: SqlStore
-    if request.param == "postgres":
-        harness.require_services()
-        s = PostgresStore(harness.PG_DSN, schema="t_" + uuid.uuid4().hex[:12])
-    else:
-        s = SqliteStore(tmp_path / "hub.db")
-    await s.open()
-    try:
-        yield s
-    finally:
-        await s.close()
-        if isinstance(s, PostgresStore):
-            await s.drop_schema()
+    s: SqlStore = (
+        harness.pg_store() if request.param == "postgres" else SqliteStore(tmp_path / "hub.db")
+    )
+    async with harness.opened(s) as opened:
+        yield opened
 
 
 def _commit(n: int, sha: str | None = None) -> IntakeCommit:

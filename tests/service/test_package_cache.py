@@ -23,18 +23,15 @@ from hub.records import (
     State,
     StatusUpdate,
 )
+from tests.service import harness
 
 A, B, C = "000.00.01.H01", "000.00.02.H02", "000.00.03.H03"
 
 
 @pytest.fixture
 async def store(tmp_path: Path) -> AsyncIterator[SqliteStore]:
-    s = SqliteStore(tmp_path / "hub.db")
-    await s.open()
-    try:
+    async with harness.opened(SqliteStore(tmp_path / "hub.db")) as s:
         yield s
-    finally:
-        await s.close()
 
 
 def _intake(n: int, status_for: str | None = None) -> IntakeCommit:

@@ -7,7 +7,6 @@ table in that time.
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -23,10 +22,7 @@ PACKAGES = 20_000
 
 @pytest.fixture
 async def pg() -> AsyncIterator[PostgresStore]:
-    harness.require_services()
-    store = PostgresStore(harness.PG_DSN, schema="t_" + uuid.uuid4().hex[:12])
-    await store.open()
-    try:
+    async with harness.opened(harness.pg_store()) as store:
         async with store._connection() as conn:
             # No statistics for the length of the test, whenever autovacuum wakes.
             for table in ("packages", "deliveries"):
@@ -46,9 +42,6 @@ async def pg() -> AsyncIterator[PostgresStore]:
                 PACKAGES,
             )
         yield store
-    finally:
-        await store.close()
-        await store.drop_schema()
 
 
 def _nodes(plan: dict[str, Any]) -> list[tuple[str, str | None]]:
