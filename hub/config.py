@@ -31,6 +31,12 @@ class ServerConfig:
     tls_cert: str = ""
     tls_key: str = ""
     tls_client_ca: str = ""
+    # Uploads (native submit, VXP sendEdoc) in flight per process: per system, large
+    # ones (spooled: over 1 MB or of unknown length) per system, and large ones in all
+    # (the spool's disk use is at most max_large_uploads x max_body_bytes).
+    max_uploads_per_system: int = 64
+    max_large_uploads_per_system: int = 4
+    max_large_uploads: int = 16
 
 
 @dataclass
@@ -222,8 +228,10 @@ def _check(cfg: Config) -> None:
         raise ConfigError("[server] tls_cert and tls_key go together")
     if cfg.server.tls_client_ca and not cfg.server.tls_cert:
         raise ConfigError("[server] tls_client_ca (mTLS) needs tls_cert and tls_key")
-    if cfg.server.workers < 1:
-        raise ConfigError("[server] workers must be at least 1")
+    caps = ("workers", "max_uploads_per_system", "max_large_uploads_per_system", "max_large_uploads")
+    for key in caps:
+        if getattr(cfg.server, key) < 1:
+            raise ConfigError(f"[server] {key} must be at least 1")
     if cfg.server.workers > 1 and (cfg.store.kind, cfg.broker.kind) != ("postgres", "rabbitmq"):
         raise ConfigError(
             "[server] workers > 1 needs store kind = postgres and broker kind = rabbitmq "

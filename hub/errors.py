@@ -18,6 +18,7 @@ class HubError(Exception):
     code: ClassVar[str] = "hub_error"
     http_status: ClassVar[int] = 500
     vxp_code: ClassVar[str] = "20"  # platform error
+    retry_after_s: ClassVar[int | None] = None  # sent as Retry-After when set
 
     def __init__(
         self,
@@ -133,6 +134,16 @@ class Unavailable(HubError):
     code = "unavailable"
     http_status = 503
     vxp_code = "20"
+    retry_after_s = 1
+
+
+class TooManyUploads(HubError):
+    """The caller has as many uploads in flight as it may (``hub/service/admission.py``)."""
+
+    code = "too_many_uploads"
+    http_status = 429
+    vxp_code = "20"
+    retry_after_s = 1
 
 
 class UpstreamRejected(HubError):

@@ -106,7 +106,10 @@ def _request_id(given: str) -> str:
 
 def error_response(exc: HubError, request_id: str) -> web.Response:
     body = {"error": exc.to_dict(), "request_id": request_id}
-    return json_answer(body, status=exc.http_status)
+    resp = json_answer(body, status=exc.http_status)
+    if exc.retry_after_s is not None:
+        resp.headers["Retry-After"] = str(exc.retry_after_s)
+    return resp
 
 
 @web.middleware

@@ -141,13 +141,18 @@ class Received:
             self.spool.discard()  # refused or failed; after adoption the file has moved
 
 
+def spooled(request: web.Request) -> bool:
+    """A large body (or one of unknown length): it goes to a spool file, not to memory."""
+    length = request.content_length
+    return length is None or length > STREAM_ABOVE
+
+
 async def receive(
     request: web.Request, limit: int, blobs: BlobStore, *, crlf: bool = False
 ) -> Received:
     """The body under ``limit`` bytes, hashed as it arrives; over ``STREAM_ABOVE`` (or of
     unknown length) it goes to disk and is never whole in memory."""
-    length = request.content_length
-    if length is None or length > STREAM_ABOVE:
+    if spooled(request):
         spool, sha, trimmed = await read_spooled(request, limit, blobs, crlf=crlf)
         return Received(b"", spool, sha, trimmed)
     body, sha = await read_body(request, limit)
@@ -223,8 +228,16 @@ async def submit(request: web.Request) -> web.Response:
         caller.require_role("agency")
         if kind not in (None, "edoc", "status"):
             raise InputError("kind must be edoc or status", code="bad_kind")
-        got = await receive(request, hub.cfg.server.max_body_bytes, hub.blobs)
-    except HubError as exc:  # refused before intake, which records its own refusals
+        limit = hub.cfg.server.max_body_bytes
+        with (
+            hub.uploads.hold(caller.system_id, large=spooled(request)),
+            await receive(request, limit, hub.blobs) as got,
+        ):
+            sub = Submission(
+                got.body, got.sha256, kind, hub.clock.now_us(), started, spool=got.spool
+            )
+            result = await hub.intake.submit(sub, caller)
+    except HubError as exc:  # refused before intake (which records its own refusals)
         await hub.intake.record_refusal(
             caller,
             exc,
@@ -233,9 +246,6 @@ async def submit(request: web.Request) -> web.Response:
             size=request.content_length,
         )
         raise
-    with got:
-        sub = Submission(got.body, got.sha256, kind, hub.clock.now_us(), started, spool=got.spool)
-        result = await hub.intake.submit(sub, caller)
     return json_answer(result.as_dict(), status=200 if result.duplicate else 202)
 
 

@@ -28,7 +28,7 @@ from hub.edxml.ns import STATUS_MEANINGS
 from hub.edxml.organ import classify
 from hub.errors import Forbidden, HubError, InputError, NotFound
 from hub.http.app import HUB, send_package, send_stream
-from hub.http.native import read_body, receive
+from hub.http.native import read_body, receive, spooled
 from hub.ports import Outgoing
 from hub.records import DeliveryRow, Event, Organ, PackageRow, State
 from hub.service import delivery as dl
@@ -121,7 +121,10 @@ async def send_edoc(hub: Hub, vc: VxpCaller, request: web.Request) -> web.Respon
     caller.require_role("agency")
     declared = (vxp.pick(params, "hash-file") or "").strip().lower()
     limit = hub.cfg.server.max_body_bytes + 2
-    with await receive(request, limit, hub.blobs, crlf=True) as got:
+    with (
+        hub.uploads.hold(caller.system_id, large=spooled(request)),
+        await receive(request, limit, hub.blobs, crlf=True) as got,
+    ):
         sha = _file_of(got.sha256, got.trimmed_sha256, declared, got.size)
         if sha != got.sha256:
             await got.trim_crlf()
@@ -474,10 +477,13 @@ async def dispatch(request: web.Request) -> web.StreamResponse:
             # Never drop the connection after a refusal: the SDK would re-POST blindly.
             await request.content.read(64 * 1024)
         await _record(hub, request, op, exc)
-        if download:
-            return web.Response(status=exc.http_status)  # the SDK's only failure signal
+        headers = {} if exc.retry_after_s is None else {"Retry-After": str(exc.retry_after_s)}
+        if download:  # the status is the SDK's only failure signal
+            return web.Response(status=exc.http_status, headers=headers)
         desc = f"{exc.error_code}: {exc.message}"
-        return answer(vxp.fail(vxp_code(exc), desc, DocId=""), exc.http_status)
+        resp = answer(vxp.fail(vxp_code(exc), desc, DocId=""), exc.http_status)
+        resp.headers.update(headers)
+        return resp
 
 
 async def _record(hub: Hub, request: web.Request, op: str, exc: HubError) -> None:

@@ -32,6 +32,7 @@ from hub.ports import (
     SystemClock,
     UpstreamAxis,
 )
+from hub.service.admission import UploadSlots
 from hub.service.breaker import CircuitBreaker
 from hub.service.delivery import Deliverer, RetryBudget
 from hub.service.directory_cache import DirectoryCache
@@ -107,6 +108,11 @@ class Hub:
             upstream=parts.upstream,
             pusher=parts.pusher,
             budget=RetryBudget(d.max_attempts, d.total_s, d.base_s, d.cap_s),
+        )
+        self.uploads = UploadSlots(
+            per_system=cfg.server.max_uploads_per_system,
+            large_per_system=cfg.server.max_large_uploads_per_system,
+            large_total=cfg.server.max_large_uploads,
         )
         self.intake = Intake(
             store=parts.store,

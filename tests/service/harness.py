@@ -168,6 +168,14 @@ class HubUnderTest:
             headers={**self.auth(system), "Content-Type": "application/xml"},
         )
 
+    async def refusals(self) -> list[dict[str, Any]]:
+        """The ``refused`` ledger events so far: their data, with the actor."""
+        return [
+            {**e.data, "actor": e.actor}
+            for e in await self.hub.store.ledger(0, 10_000)
+            if e.type == "refused"
+        ]
+
     async def inbox(self, system: str, **params: str) -> list[dict[str, Any]]:
         r = await self.client.get("/api/v1/inbox", params=params, headers=self.auth(system))
         assert r.status == 200, await r.text()

@@ -48,21 +48,13 @@ async def test_bad_input_gets_a_stable_code_status_and_ledger_record(hut: HubUnd
     assert await hut.inbox("sys-b", state="all") == []
 
 
-async def _refusals(hut: HubUnderTest) -> list[dict[str, object]]:
-    return [
-        {**e.data, "actor": e.actor}
-        for e in await hut.hub.store.ledger(0, 10_000)
-        if e.type == "refused"
-    ]
-
-
 async def test_oversized_package_is_refused_with_413(hut: HubUnderTest) -> None:
     limit = hut.cfg.server.max_body_bytes
     r = await hut.submit("sys-a", b"<" + b"a" * limit)
     assert r.status == 413
     assert (await r.json())["error"]["code"] == "package_too_large"
     # Refused by the HTTP face before intake, and recorded all the same: who, what, how big.
-    [refusal] = await _refusals(hut)
+    [refusal] = await hut.refusals()
     assert refusal["code"] == "package_too_large"
     assert refusal["actor"] == "system:sys-a"
     assert refusal["size"] == limit + 1
@@ -74,7 +66,7 @@ async def test_refusals_before_intake_are_recorded(hut: HubUnderTest) -> None:
     data = demo.document_bytes(sender=A, to=(B,))
     assert await _error(await hut.submit("sys-a", data, kind="letter")) == (400, "bad_kind")
     assert await _error(await hut.submit("admin", data)) == (403, "role_forbidden")
-    refusals = await _refusals(hut)
+    refusals = await hut.refusals()
     assert [(x["code"], x["actor"]) for x in refusals] == [
         ("bad_kind", "system:sys-a"),
         ("role_forbidden", "system:admin"),
