@@ -228,7 +228,12 @@ def _check(cfg: Config) -> None:
         raise ConfigError("[server] tls_cert and tls_key go together")
     if cfg.server.tls_client_ca and not cfg.server.tls_cert:
         raise ConfigError("[server] tls_client_ca (mTLS) needs tls_cert and tls_key")
-    caps = ("workers", "max_uploads_per_system", "max_large_uploads_per_system", "max_large_uploads")
+    caps = (
+        "workers",
+        "max_uploads_per_system",
+        "max_large_uploads_per_system",
+        "max_large_uploads",
+    )
     for key in caps:
         if getattr(cfg.server, key) < 1:
             raise ConfigError(f"[server] {key} must be at least 1")
