@@ -112,6 +112,18 @@ def error_response(exc: HubError, request_id: str) -> web.Response:
     return resp
 
 
+def log_credential_refusal(request: web.Request, exc: HubError) -> None:
+    """No caller (or one outside its networks): logged, not written to the ledger."""
+    if isinstance(exc, AuthenticationFailed | NetworkForbidden):
+        log.warning(
+            "authentication_failed",
+            code=exc.error_code,
+            method=request.method,
+            path=request.rel_url.raw_path[:200],  # still percent-encoded: one line
+            peer=request.remote,
+        )
+
+
 @web.middleware
 async def context_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     request_id = _request_id(request.headers.get("X-Request-Id", ""))
@@ -125,15 +137,7 @@ async def context_middleware(request: web.Request, handler: Handler) -> web.Stre
     except HubError as exc:
         status = exc.http_status
         resp = error_response(exc, request_id)
-        # No caller (or one outside its networks): logged, not written to the ledger.
-        if isinstance(exc, AuthenticationFailed | NetworkForbidden):
-            log.warning(
-                "authentication_failed",
-                code=exc.error_code,
-                method=request.method,
-                path=request.rel_url.raw_path[:200],  # still percent-encoded: one line
-                peer=request.remote,
-            )
+        log_credential_refusal(request, exc)
     except web.HTTPException as exc:
         status = exc.status
         raise

@@ -21,8 +21,8 @@ import aiohttp_jinja2
 import jinja2
 from aiohttp import web
 
-from hub.errors import AuthenticationFailed, Forbidden, HubError, InputError
-from hub.http.app import HUB
+from hub.errors import AuthenticationFailed, Forbidden, HubError, InputError, NetworkForbidden
+from hub.http.app import HUB, log_credential_refusal
 from hub.http.i18n import LANGS, translator
 from hub.http.ledger_api import audit_page, stream_export
 from hub.ledger.proofs import checkpoint_json
@@ -60,7 +60,9 @@ def _session(request: web.Request) -> tuple[Hub, Caller, str]:
     hub = request.app[HUB]
     cookie = request.cookies.get(COOKIE, "")
     try:
-        caller = hub.sessions.open(hub.directory.current, cookie)
+        caller = hub.sessions.open(hub.directory.current, cookie, peer=request.remote)
+    except NetworkForbidden:
+        raise  # not a matter of logging in again: answered 403 and logged
     except (AuthenticationFailed, Forbidden) as exc:
         raise web.HTTPSeeOther(f"/admin/login?next={request.path}") from exc
     return hub, caller, cookie
@@ -337,6 +339,7 @@ def _html_errors(handler: Page) -> Page:
         try:
             return await handler(request)
         except HubError as exc:
+            log_credential_refusal(request, exc)
             ctx = {"code": exc.error_code, "message": exc.message}
             return _render(request, "error.html", ctx, status=exc.http_status)
 

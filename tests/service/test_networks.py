@@ -124,3 +124,25 @@ async def test_networks_are_set_through_the_admin_api_and_import(
         if e.type == "directory_system_saved" and e.data["system_id"] == "sys-n"
     ]
     assert saved == [["10.0.0.0/8", "10.1.2.3/32"]]
+
+
+async def test_a_console_session_is_held_to_the_networks_on_every_request(
+    hut: HubUnderTest, http_warnings: list[dict[str, Any]]
+) -> None:
+    r = await hut.client.post(
+        "/admin/login", data={"token": hut.tokens["admin"]}, allow_redirects=False
+    )
+    assert r.status == 303, await r.text()
+    cookie = {"lt_console": r.cookies["lt_console"].value}
+    page = await hut.client.get("/admin/", cookies=cookie, allow_redirects=False)
+    assert page.status == 200
+    await _bind(hut, "admin", ("10.9.0.0/16",))  # after login: the session is still held to it
+    page = await hut.client.get("/admin/", cookies=cookie, allow_redirects=False)
+    assert page.status == 403  # the console's error page, naming the code
+    assert "source_network_forbidden" in await page.text()
+    assert [e["code"] for e in http_warnings if e["event"] == "authentication_failed"] == [
+        "source_network_forbidden"
+    ]
+    await _bind(hut, "admin", ("127.0.0.0/8",))
+    page = await hut.client.get("/admin/", cookies=cookie, allow_redirects=False)
+    assert page.status == 200
