@@ -26,7 +26,14 @@ from aiohttp import web
 
 from hub.edxml.ns import STATUS_MEANINGS
 from hub.edxml.organ import classify
-from hub.errors import Forbidden, HubError, InputError, NotFound
+from hub.errors import (
+    AuthenticationFailed,
+    Forbidden,
+    HubError,
+    InputError,
+    NetworkForbidden,
+    NotFound,
+)
 from hub.http.app import HUB, send_package, send_stream
 from hub.http.native import read_body, receive, spooled
 from hub.ports import Outgoing
@@ -487,9 +494,12 @@ async def dispatch(request: web.Request) -> web.StreamResponse:
 
 
 async def _record(hub: Hub, request: web.Request, op: str, exc: HubError) -> None:
-    """A ledger record of a refused VXP call (intake records its own refusals)."""
+    """A ledger record of a refused VXP call (intake records its own refusals), and a
+    refused ``sendEdoc`` of an authenticated system counted as the native face counts it."""
     if exc.recorded:
         return
+    if op == "sendEdoc" and not isinstance(exc, AuthenticationFailed | NetworkForbidden):
+        hub.metrics.intake.labels("unknown", exc.error_code).inc()
     claimed = header(request.raw_headers, SYSTEM_HEADER)
     signed_system = claimed.decode("utf-8", "replace")[:64] if claimed else None
     event = Event(

@@ -115,6 +115,10 @@ async def test_body_must_match_the_signed_hash_file(
     assert answer["DocId"] == "" and status in (400, 422)
     assert await hut.hub.store.sent("sys-a", kind=None, limit=10) == []  # nothing created
     assert reason in await _refusals(hut)
+    counted = hut.hub.metrics.registry.get_sample_value(
+        "lienthong_intake_total", {"kind": "unknown", "outcome": reason}
+    )
+    assert counted == 1  # counted as an intake refusal, as on the native face
     spool = Path(hut.cfg.blobs.path) / ".spool"
     assert not spool.exists() or list(spool.iterdir()) == [], "a refused upload left a spool"
     await a.close()
