@@ -6,6 +6,7 @@ application factory receives whichever implementations the configuration chose.
 
 from __future__ import annotations
 
+import base64
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
@@ -340,6 +341,29 @@ class Outgoing:
             yield suffix
 
         return with_suffix()
+
+    def base64(self) -> bytes | AsyncIterator[bytes]:
+        """The bytes in base64: at once when small, else encoded as they stream (each piece
+        a multiple of 3 bytes, so no padding inside; the 0-2 left over go to the next).
+        ``base64_size`` long either way."""
+        body = self.body()
+        if isinstance(body, bytes):
+            return base64.b64encode(body)
+
+        async def encoded(chunks: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
+            carry = b""
+            async for chunk in chunks:
+                data = carry + chunk
+                cut = len(data) - len(data) % 3
+                carry = data[cut:]
+                yield base64.b64encode(data[:cut])
+            yield base64.b64encode(carry)
+
+        return encoded(body)
+
+    @property
+    def base64_size(self) -> int:
+        return 4 * ((self.size + 2) // 3)
 
     async def read(self) -> bytes:
         """The whole bytes in memory (test doubles; never on a production path)."""

@@ -175,10 +175,12 @@ async def _export(args: argparse.Namespace, _cfg: Config, store: Store) -> int:
     from adapters.blobs import FileBlobStore  # noqa: PLC0415 - the composition root
 
     blobs = FileBlobStore(Path(_cfg.blobs.path))
-    data = await evidence.export_bundle(store, blobs, args.package_id)
+    bundle = await evidence.export_bundle(store, blobs, args.package_id)
     await audit.record(store, SystemClock(), _actor(), AuditQuery(), f"evidence:{args.package_id}")
-    args.output.write_bytes(data)
-    print(f"evidence bundle for {args.package_id}: {args.output} ({len(data):,} bytes)")
+    with args.output.open("wb") as f:  # written as the package's bytes are read
+        async for chunk in bundle.chunks():
+            f.write(chunk)
+    print(f"evidence bundle for {args.package_id}: {args.output} ({bundle.size:,} bytes)")
     return 0
 
 

@@ -24,7 +24,7 @@ from aiohttp import web
 from hub.errors import AuthenticationFailed, Forbidden, HubError, InputError, NetworkForbidden
 from hub.http.app import HUB, log_credential_refusal
 from hub.http.i18n import LANGS, translator
-from hub.http.ledger_api import audit_page, stream_export
+from hub.http.ledger_api import audit_page, send_evidence, stream_export
 from hub.ledger.proofs import checkpoint_json
 from hub.ledger.verify import Report, verify_ledger
 from hub.records import AuditQuery, Event, State
@@ -247,20 +247,9 @@ async def hold(request: web.Request) -> web.Response:
     raise web.HTTPSeeOther(f"/admin/packages/{pid}?msg=hold")
 
 
-async def evidence_download(request: web.Request) -> web.Response:
+async def evidence_download(request: web.Request) -> web.StreamResponse:
     hub, caller, _ = _session(request)
-    from hub.ledger import evidence  # noqa: PLC0415 - only this page needs it
-
-    pid = request.match_info["id"]
-    data = await evidence.export_bundle(hub.store, hub.blobs, pid)
-    await audit.record(
-        hub.store, hub.clock, f"system:{caller.system_id}", AuditQuery(), f"evidence:{pid}"
-    )
-    return web.Response(
-        body=data,
-        content_type="application/json",
-        headers={"Content-Disposition": f'attachment; filename="evidence-{pid}.json"'},
-    )
+    return await send_evidence(request, hub, caller, request.match_info["id"])
 
 
 async def directory_page(request: web.Request) -> web.Response:

@@ -20,6 +20,7 @@ from hub.records import AuditQuery, AuditRow, LedgerEvent
 from hub.service import audit
 from hub.service.audit import iso
 from hub.service.auth import Caller
+from hub.service.hub import Hub
 
 _READERS = ("admin", "auditor")
 
@@ -85,18 +86,28 @@ async def events(request: web.Request) -> web.Response:
     )
 
 
-async def evidence_bundle(request: web.Request) -> web.Response:
+async def evidence_bundle(request: web.Request) -> web.StreamResponse:
     hub, caller = _caller(request)
     caller.require_role(*_READERS)
-    pid = request.match_info["id"]
-    data = await evidence.export_bundle(hub.store, hub.blobs, pid)
+    return await send_evidence(request, hub, caller, request.match_info["id"])
+
+
+async def send_evidence(
+    request: web.Request, hub: Hub, caller: Caller, pid: str
+) -> web.StreamResponse:
+    """An evidence bundle as an attachment, written as the package's bytes are read (a
+    64 MB package is never in memory whole); the export is an ``audit_query`` event."""
+    bundle = await evidence.export_bundle(hub.store, hub.blobs, pid)
     actor = f"system:{caller.system_id}"
     await audit.record(hub.store, hub.clock, actor, AuditQuery(), f"evidence:{pid}")
-    return web.Response(
-        body=data,
-        content_type="application/json",
-        headers={"Content-Disposition": f'attachment; filename="evidence-{pid}.json"'},
+    resp = web.StreamResponse(
+        headers={
+            "Content-Type": "application/json",
+            "Content-Disposition": f'attachment; filename="evidence-{pid}.json"',
+        }
     )
+    resp.content_length = bundle.size
+    return await send_stream(request, resp, bundle.chunks())
 
 
 async def audit_packages(request: web.Request) -> web.Response:

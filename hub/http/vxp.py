@@ -13,7 +13,6 @@ the package id; the ``docId`` of a received item (``getEdoc``, ``updateStatus``,
 
 from __future__ import annotations
 
-import base64
 import datetime as dt
 import json
 import time
@@ -191,23 +190,11 @@ async def _take(hub: Hub, vc: VxpCaller) -> Outgoing:
     return body
 
 
-async def _base64(chunks: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
-    """Base64 of a stream: each piece encodes a multiple of 3 bytes (no padding inside);
-    the 0-2 bytes left over are carried into the next piece."""
-    carry = b""
-    async for chunk in chunks:
-        data = carry + chunk
-        cut = len(data) - len(data) % 3
-        carry = data[cut:]
-        yield base64.b64encode(data[:cut])
-    yield base64.b64encode(carry)
-
-
 async def get_edoc(hub: Hub, vc: VxpCaller, request: web.Request) -> web.StreamResponse:
     body = await _take(hub, vc)
-    chunks = body.body()
-    if isinstance(chunks, bytes):
-        return answer(vxp.ok(data=base64.b64encode(chunks).decode("ascii")))
+    encoded = body.base64()
+    if isinstance(encoded, bytes):
+        return answer(vxp.ok(data=encoded.decode("ascii")))
     # A large package: the same JSON envelope, its base64 ``data`` encoded as the bytes
     # stream from the blob store (base64 needs no JSON escaping).
     head = vxp.dumps(vxp.ok(data=""))
@@ -216,12 +203,12 @@ async def get_edoc(hub: Hub, vc: VxpCaller, request: web.Request) -> web.StreamR
 
     async def pieces() -> AsyncIterator[bytes]:
         yield prefix
-        async for piece in _base64(chunks):
+        async for piece in encoded:
             yield piece
         yield suffix
 
     resp = web.StreamResponse(headers={"Content-Type": "application/json; charset=utf-8"})
-    resp.content_length = len(prefix) + 4 * ((body.size + 2) // 3) + len(suffix)
+    resp.content_length = len(prefix) + body.base64_size + len(suffix)
     return await send_stream(request, resp, pieces())
 
 

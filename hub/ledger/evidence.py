@@ -14,7 +14,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -28,7 +28,7 @@ from hub.ledger.leaf import event_leaf
 from hub.ledger.merkle import inclusion_path, verify_inclusion
 from hub.ledger.proofs import b64, checkpoint_from_json, checkpoint_json
 from hub.ledger.tiles import TileSource
-from hub.ports import BlobStore, Store
+from hub.ports import BlobStore, Outgoing, Store
 from hub.records import LedgerEvent
 from hub.signature.trust import fingerprint
 
@@ -39,7 +39,42 @@ def canonical(doc: dict[str, Any]) -> bytes:
     return json.dumps(doc, sort_keys=True, separators=(",", ":"), ensure_ascii=True).encode()
 
 
-async def export_bundle(store: Store, blobs: BlobStore, package_id: str) -> bytes:
+_BYTES_SLOT = "lienthong-evidence-package-bytes"  # where the base64 goes, while building
+
+
+@dataclass(slots=True)
+class Bundle:
+    """A bundle ready to be written: the canonical JSON around the package's base64, which
+    is encoded as the bytes stream from the blob store (base64 needs no JSON escaping, so
+    the pieces joined are exactly the canonical document). A bundle can be written once."""
+
+    head: bytes
+    package: Outgoing | None  # None when the bytes were purged
+    tail: bytes = b""
+
+    @property
+    def size(self) -> int:
+        middle = self.package.base64_size if self.package is not None else 0
+        return len(self.head) + middle + len(self.tail)
+
+    async def chunks(self) -> AsyncIterator[bytes]:
+        yield self.head
+        if self.package is not None:
+            encoded = self.package.base64()
+            if isinstance(encoded, bytes):
+                yield encoded
+            else:
+                async for piece in encoded:
+                    yield piece
+        if self.tail:
+            yield self.tail
+
+    async def read(self) -> bytes:
+        """The whole bundle in memory (tests; the hub and the CLI write it in pieces)."""
+        return b"".join([c async for c in self.chunks()])
+
+
+async def export_bundle(store: Store, blobs: BlobStore, package_id: str) -> Bundle:
     package = await store.package(package_id)
     if package is None:
         raise NotFound(f"no package {package_id}", code="package_not_found")
@@ -59,14 +94,15 @@ async def export_bundle(store: Store, blobs: BlobStore, package_id: str) -> byte
         {"seq": e.seq, "path": [b64(h) for h in await inclusion_path(source, e.seq, cp.size)]}
         for e in events
     ]
-    data = None if package.purged_us else await blobs.get(package.sha256)
+    # Opened before anything is answered: a missing blob is an error, not a cut-off file.
+    data = None if package.purged_us else await Outgoing.of(blobs, package.sha256, package.size)
     doc = {
         "format": FORMAT,
         "package": {
             "id": package.id,
             "sha256": package.sha256,
             "size": package.size,
-            "bytes": base64.b64encode(data).decode() if data is not None else None,
+            "bytes": _BYTES_SLOT if data is not None else None,
         },
         "events": [asdict(e) for e in events],
         "proofs": proofs,
@@ -76,7 +112,14 @@ async def export_bundle(store: Store, blobs: BlobStore, package_id: str) -> byte
             for c in x509.load_pem_x509_certificates(pem.encode())
         ],
     }
-    return canonical(doc)
+    text = canonical(doc)
+    if data is None:
+        return Bundle(text, None)
+    # The slot's only unescaped occurrence is the value itself: inside any other string
+    # its quotes would be escaped.
+    head, found, tail = text.partition(f'"{_BYTES_SLOT}"'.encode())
+    assert found and _BYTES_SLOT.encode() not in tail
+    return Bundle(head + b'"', data, b'"' + tail)
 
 
 @dataclass(slots=True)

@@ -157,6 +157,26 @@ async def test_evidence_bundle_verifies_offline_and_any_altered_byte_fails(
     assert out.returncode == 1 and "evidence INVALID" in out.stdout
 
 
+async def test_a_large_packages_evidence_is_streamed_and_verifies(hut: HubUnderTest) -> None:
+    payload = bytes(range(256)) * 6000  # 1.5 MB: the package is read from its blob in pieces
+    data = signed(hut.pki_dir, A, demo.document_bytes(sender=A, to=(B,), payload=payload))
+    r = await hut.submit("sys-a", data, "edoc")
+    assert r.status == 202, await r.text()
+    pid = (await r.json())["id"]
+    await eventually(lambda: hut.inbox("sys-b"), lambda xs: any(x["id"] == pid for x in xs))
+    await hut.hub.sealer.seal_once()
+    bundle = await evidence.export_bundle(hut.hub.store, hut.hub.blobs, pid)
+    assert bundle.package is not None and bundle.package.data is None  # a stream
+    r = await hut.client.get(f"/api/v1/packages/{pid}/evidence", headers=hut.auth("auditor"))
+    assert r.status == 200, await r.text()
+    raw = await r.read()
+    assert int(r.headers["Content-Length"]) == len(raw) == bundle.size
+    assert evidence.canonical(json.loads(raw)) == raw  # pieces joined: the canonical form
+    report = evidence.verify_bundle(raw)
+    assert report.ok, report.problems
+    assert evidence.bundle_bytes(raw) == data
+
+
 async def test_proofs_over_the_api_verify(hut: HubUnderTest) -> None:
     await _send(hut)
     cp = await hut.hub.sealer.seal_once()
@@ -205,7 +225,8 @@ async def test_retention_purges_bytes_keeps_the_ledger_and_respects_legal_hold(
     tomb = await _events(hut, "purged")
     assert [e.package_id for e in tomb] == [gone]
     await hut.hub.sealer.seal_once()
-    raw = evidence.verify_bundle(await evidence.export_bundle(hut.hub.store, hut.hub.blobs, gone))
+    bundle = await evidence.export_bundle(hut.hub.store, hut.hub.blobs, gone)
+    raw = evidence.verify_bundle(await bundle.read())
     assert raw.ok, raw.problems  # the purged package's history still proves out
     from cryptography import x509  # noqa: PLC0415
 
