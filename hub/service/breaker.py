@@ -3,7 +3,9 @@
 After ``failures`` consecutive transient failures the circuit opens: calls fail at
 once with ``Unavailable`` (deliveries go to their retry schedule instead of piling
 up on a dead upstream) until ``open_s`` has passed; then one trial call is let
-through (half-open), and its outcome closes or re-opens the circuit.
+through (half-open), and its outcome closes or re-opens the circuit. A definitive
+refusal is an answer, so it closes the circuit; a trial cancelled or crashed decides
+nothing, and the next call is the trial.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
-from hub.errors import Unavailable
+from hub.errors import HubError, Unavailable
 
 T = TypeVar("T")
 
@@ -47,6 +49,12 @@ class CircuitBreaker:
             result = await fn()
         except Unavailable:
             self._failed()
+            raise
+        except HubError:
+            self._succeeded()  # a definitive answer (a refusal, not found): the axis is up
+            raise
+        except BaseException:
+            self._trial = False  # cancelled or crashed: this trial decided nothing
             raise
         self._succeeded()
         return result

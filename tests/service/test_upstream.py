@@ -3,11 +3,13 @@ intake pipeline, directory synchronisation, and the circuit breaker."""
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 
 from hub.edxml import demo
 from hub.edxml.builder import build
-from hub.errors import Unavailable
+from hub.errors import Unavailable, UpstreamRejected
 from hub.ports import RemoteItem, RemoteOrgan
 from hub.service.breaker import CircuitBreaker
 from tests.service.harness import A, B, C, HubUnderTest, eventually
@@ -131,6 +133,41 @@ async def test_circuit_breaker_opens_and_half_opens() -> None:
     now[0] = 22.0
     assert await breaker.call(up) == "ok"  # the trial succeeds: closed
     assert not breaker.is_open and changes == [True, False]
+
+
+async def test_a_half_open_trial_that_is_refused_or_cancelled_does_not_stick() -> None:
+    """Only ``Unavailable`` is a failure: a refusal is an answer from a live axis, and a
+    cancelled trial leaves the next call to be the trial (it used to stay open for good)."""
+    now = [0.0]
+    breaker = CircuitBreaker(1, 10.0, clock=lambda: now[0])
+
+    async def down() -> str:
+        raise Unavailable("down")
+
+    async def refused() -> str:
+        raise UpstreamRejected("no such organ", code="upstream_rejected")
+
+    async def hangs() -> str:
+        await asyncio.sleep(3600)
+        return "never"
+
+    with pytest.raises(Unavailable):
+        await breaker.call(down)
+    now[0] = 11.0
+    with pytest.raises(UpstreamRejected):
+        await breaker.call(refused)  # the trial got an answer: closed
+    assert not breaker.is_open
+    with pytest.raises(Unavailable):
+        await breaker.call(down)
+    now[0] = 22.0
+    trial = asyncio.create_task(breaker.call(hangs))
+    await asyncio.sleep(0)
+    trial.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await trial
+    with pytest.raises(UpstreamRejected):  # tried, not "circuit open"
+        await breaker.call(refused)
+    assert not breaker.is_open
 
 
 async def test_a_large_first_sync_is_one_directory_change(hut: HubUnderTest) -> None:
