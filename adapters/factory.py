@@ -40,7 +40,14 @@ def components(cfg: Config) -> Components:
         upstream = InProcessAxis()
     elif up.kind == "vxp":
         breaker = CircuitBreaker(up.breaker_failures, up.breaker_open_s)
-        client = VxpClient(up.url.rstrip("/"), up.system_id, up.secret, timeout_s=up.timeout_s)
+        client = VxpClient(
+            up.url.rstrip("/"),
+            up.system_id,
+            up.secret,
+            timeout_s=up.timeout_s,
+            # getEdoc's base64 of a package at the size limit, and its envelope
+            max_answer_bytes=cfg.server.max_body_bytes * 4 // 3 + 1024 * 1024,
+        )
         upstream = VxpAxis(client, breaker)
     pusher = HttpPusher(cfg.delivery.push_timeout_s)
     return Components(

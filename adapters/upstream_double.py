@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from hub.errors import NotFound, Unavailable
+from hub.errors import NotFound, PackageTooLarge, Unavailable
 from hub.ports import Outgoing, RemoteItem, RemoteOrgan
 from hub.records import PackageRow
 
@@ -22,6 +22,7 @@ class InProcessAxis:
         self.waiting: dict[str, tuple[Literal["edoc", "status"], bytes]] = {}
         self.confirmed: dict[str, str] = {}
         self.directory: list[RemoteOrgan] = []
+        self.answer_limit: int | None = None  # as VxpClient's max_answer_bytes
 
     def _check(self) -> None:
         if self.down:
@@ -43,7 +44,13 @@ class InProcessAxis:
         self._check()
         if doc_id not in self.waiting:
             raise NotFound(f"no upstream document {doc_id}")
-        return self.waiting[doc_id][1]
+        data = self.waiting[doc_id][1]
+        if self.answer_limit is not None and len(data) > self.answer_limit:
+            raise PackageTooLarge(
+                f"getEdoc: the answer exceeds the limit of {self.answer_limit} bytes",
+                code="upstream_answer_too_large",
+            )
+        return data
 
     async def confirm(self, doc_id: str, result: Literal["done", "fail"]) -> None:
         self._check()

@@ -25,7 +25,7 @@ import aiohttp
 import structlog
 
 from hub.edxml.dates import VN_TZ
-from hub.errors import NotFound, Unavailable, UpstreamRejected
+from hub.errors import NotFound, PackageTooLarge, Unavailable, UpstreamRejected
 from hub.ports import STREAM_ABOVE, Outgoing
 from hub.vxp import protocol as vxp
 
@@ -45,6 +45,26 @@ class VxpError(UpstreamRejected):
         self.desc = desc
 
 
+async def _bounded(r: aiohttp.ClientResponse, limit: int, op: str) -> bytes:
+    """The answer's body, refused (``upstream_answer_too_large``) once over ``limit``."""
+    if r.content_length is not None and r.content_length > limit:
+        raise PackageTooLarge(
+            f"{op}: the answer is {r.content_length} bytes; the limit is {limit}",
+            code="upstream_answer_too_large",
+        )
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in r.content.iter_chunked(256 * 1024):
+        size += len(chunk)
+        if size > limit:
+            raise PackageTooLarge(
+                f"{op}: the answer exceeds the limit of {limit} bytes",
+                code="upstream_answer_too_large",
+            )
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
 class VxpClient:
     def __init__(
         self,
@@ -55,8 +75,12 @@ class VxpClient:
         timeout_s: float = 30.0,
         sdk: bool = False,
         session: aiohttp.ClientSession | None = None,
+        max_answer_bytes: int = 96 * 1024 * 1024,
     ) -> None:
         self.endpoint = endpoint
+        # An answer is read into memory only up to this (a 64 MB package in base64 and
+        # its envelope by default): bytes from the axis are as hostile as any others.
+        self.max_answer_bytes = max_answer_bytes
         self.system_id = system_id
         self._secret = secret
         self.sdk = sdk
@@ -135,7 +159,7 @@ class VxpClient:
             async with self._http().request(
                 method, url, data=data, headers=headers, skip_auto_headers=("Content-Type",)
             ) as r:
-                return r.status, await r.read()
+                return r.status, await _bounded(r, self.max_answer_bytes, op)
         except (aiohttp.ClientError, TimeoutError) as exc:
             raise Unavailable(f"{op}: {type(exc).__name__}: {exc}", code="upstream_down") from exc
 

@@ -23,7 +23,7 @@ from typing import Literal
 import structlog
 
 from hub.edxml.organ import classify
-from hub.errors import HubError, NotFound, Unavailable
+from hub.errors import HubError, InputError, NotFound, Unavailable
 from hub.ports import Clock, RemoteItem, RemoteOrgan, Store, UpstreamAxis
 from hub.records import Organ, System
 from hub.service.auth import Caller
@@ -126,7 +126,13 @@ class UpstreamPoller:
         except NotFound:
             bound.warning("upstream_item_vanished")
             return "vanished"
-        outcome = await self._submit(item, data)
+        except InputError as exc:  # over the size limit: refused like a bad package
+            await self.intake.record_refusal(
+                self.caller(), exc, source="upstream", declared_kind=item.kind
+            )
+            outcome = "refused"
+        else:
+            outcome = await self._submit(item, data)
         if outcome == "later":
             return outcome
         await self.axis.confirm(item.doc_id, "fail" if outcome == "refused" else "done")

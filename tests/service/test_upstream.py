@@ -6,10 +6,13 @@ from __future__ import annotations
 import asyncio
 
 import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestServer
 
+from adapters.vxp_client import VxpClient
 from hub.edxml import demo
 from hub.edxml.builder import build
-from hub.errors import Unavailable, UpstreamRejected
+from hub.errors import PackageTooLarge, Unavailable, UpstreamRejected
 from hub.ports import RemoteItem, RemoteOrgan
 from hub.service.breaker import CircuitBreaker
 from tests.service.harness import A, B, C, HubUnderTest, eventually
@@ -60,6 +63,62 @@ async def test_refused_packages_are_answered_fail_and_recorded(hut: HubUnderTest
     codes = {e.data["code"] for e in await hut.hub.store.ledger(0, 10_000) if e.type == "refused"}
     assert {"not_well_formed", "no_local_recipient", "sender_not_allowed"} <= codes
     assert await hut.inbox("sys-b", state="all") == []
+
+
+async def test_an_answer_over_the_size_limit_is_refused_and_answered_fail(
+    hut: HubUnderTest,
+) -> None:
+    """The axis's bytes are bounded like an agency's: one oversized document is refused,
+    recorded and answered ``fail`` (it must not stall the documents behind it)."""
+    axis = _axis(hut)
+    poller = hut.hub.poller
+    assert poller is not None
+    axis.answer_limit = 4096  # type: ignore[attr-defined]
+    big = demo.document_bytes(sender=C, to=(B,), payload=b"x" * 8192, number="big")
+    small = demo.document_bytes(sender=C, to=(B,), number="small")
+    axis.waiting.update({"big": ("edoc", big), "small": ("edoc", small)})  # type: ignore[attr-defined]
+    assert await poller.poll_once() == 2
+    assert axis.confirmed == {"big": "fail", "small": "done"}  # type: ignore[attr-defined]
+    refusals = await hut.refusals()
+    assert [(r["code"], r["source"], r["actor"]) for r in refusals] == [
+        ("upstream_answer_too_large", "upstream", f"system:{poller.caller().system_id}")
+    ]
+    await eventually(lambda: hut.inbox("sys-b"), lambda xs: len(xs) == 1)
+
+
+async def test_the_vxp_client_reads_an_answer_only_up_to_its_limit(hut: HubUnderTest) -> None:
+    client = hut.vxp("sys-a")
+    try:
+        assert await client.agencies()  # the directory's answer is a few hundred bytes
+        client.max_answer_bytes = 64
+        with pytest.raises(PackageTooLarge) as err:
+            await client.agencies()
+        assert err.value.error_code == "upstream_answer_too_large"
+    finally:
+        await client.close()
+
+
+async def test_an_answer_of_unknown_length_is_cut_at_the_limit() -> None:
+    """A chunked answer (no Content-Length) is counted as it arrives."""
+    async def endless(request: web.Request) -> web.StreamResponse:
+        resp = web.StreamResponse()
+        await resp.prepare(request)  # chunked: no length announced
+        for _ in range(64):
+            await resp.write(b"x" * 65536)  # 4 MB in all
+        await resp.write_eof()
+        return resp
+
+    app = web.Application()
+    app.router.add_post("/getAgenciesList", endless)
+    async with TestServer(app) as server:
+        client = VxpClient(str(server.make_url("")).rstrip("/"), "sys-a", "secret")
+        client.max_answer_bytes = 300_000
+        try:
+            with pytest.raises(PackageTooLarge) as err:
+                await client.agencies()
+        finally:
+            await client.close()
+    assert err.value.error_code == "upstream_answer_too_large"
 
 
 async def test_nothing_is_confirmed_when_the_store_cannot_commit(hut: HubUnderTest) -> None:
