@@ -9,7 +9,7 @@ from pathlib import Path
 from adapters.blobs import FileBlobStore
 from adapters.embedded_broker import EmbeddedBroker
 from adapters.postgres_store import PostgresStore
-from adapters.push import HttpPusher
+from adapters.push import HttpPusher, push_tls
 from adapters.rabbitmq import RabbitBroker
 from adapters.sqlite_store import SqliteStore
 from adapters.upstream_double import InProcessAxis
@@ -49,7 +49,7 @@ def components(cfg: Config) -> Components:
             max_answer_bytes=cfg.server.max_body_bytes * 4 // 3 + 1024 * 1024,
         )
         upstream = VxpAxis(client, breaker)
-    pusher = HttpPusher(cfg.delivery.push_timeout_s)
+    pusher = HttpPusher(cfg.delivery.push_timeout_s, tls=push_tls(cfg.delivery))
     return Components(
         store=store,
         blobs=FileBlobStore(Path(cfg.blobs.path)),

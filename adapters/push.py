@@ -1,21 +1,42 @@
 """Push delivery: POST the raw package to an agency's endpoint.
 
-Any failure (connection, timeout, non-2xx) is ``Unavailable``: the delivery worker
-retries it with backoff within the organ's budget, then marks it dead.
+Any failure (connection, TLS handshake, timeout, non-2xx) is ``Unavailable``: the
+delivery worker retries it with backoff within the organ's budget, then marks it dead.
+
+Over https the endpoint's certificate is verified (against ``[delivery] push_ca_file``
+when set, else the system's CAs), and the hub presents its own client certificate when
+``push_client_cert``/``push_client_key`` are set, so an agency can require mutual TLS.
 """
 
 from __future__ import annotations
 
+import ssl
+
 import aiohttp
 
-from hub.errors import Unavailable
+from hub.config import DeliveryConfig
+from hub.errors import ConfigError, Unavailable
 from hub.ports import Outgoing
 from hub.records import PackageRow
 
 
+def push_tls(cfg: DeliveryConfig) -> ssl.SSLContext:
+    """The TLS context for pushes: verifying, TLS 1.2 at least, with the hub's client
+    certificate when configured. A missing or unreadable file stops the start."""
+    try:
+        ctx = ssl.create_default_context(cafile=cfg.push_ca_file or None)
+        if cfg.push_client_cert:
+            ctx.load_cert_chain(cfg.push_client_cert, cfg.push_client_key)
+    except (OSError, ssl.SSLError) as exc:
+        raise ConfigError(f"[delivery] push TLS files cannot be used: {exc}") from exc
+    ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+    return ctx
+
+
 class HttpPusher:
-    def __init__(self, timeout_s: float = 30.0) -> None:
+    def __init__(self, timeout_s: float = 30.0, *, tls: ssl.SSLContext | None = None) -> None:
         self._timeout = aiohttp.ClientTimeout(total=timeout_s)
+        self._tls = tls
         self._session: aiohttp.ClientSession | None = None
 
     async def close(self) -> None:
@@ -25,7 +46,8 @@ class HttpPusher:
 
     async def push(self, url: str, package: PackageRow, body: Outgoing) -> None:
         if self._session is None:
-            self._session = aiohttp.ClientSession(timeout=self._timeout)
+            connector = aiohttp.TCPConnector(ssl=self._tls if self._tls is not None else True)
+            self._session = aiohttp.ClientSession(timeout=self._timeout, connector=connector)
         headers = {
             "Content-Type": "application/xml",
             "X-Lienthong-Package-Id": package.id,

@@ -83,6 +83,11 @@ class DeliveryConfig:
     base_s: float = 1.0
     cap_s: float = 600.0
     push_timeout_s: float = 30.0
+    # https push endpoints: CAs their certificates must chain to (PEM; empty: the
+    # system's), and the hub's client certificate for endpoints that require mTLS.
+    push_ca_file: str = ""
+    push_client_cert: str = ""
+    push_client_key: str = ""
     sweep_s: float = 2.0
 
 
@@ -226,6 +231,8 @@ def _check(cfg: Config) -> None:
             raise ConfigError(f"[{section}] {key} = {value!r}; expected one of {values}")
     if bool(cfg.server.tls_cert) != bool(cfg.server.tls_key):
         raise ConfigError("[server] tls_cert and tls_key go together")
+    if bool(cfg.delivery.push_client_cert) != bool(cfg.delivery.push_client_key):
+        raise ConfigError("[delivery] push_client_cert and push_client_key go together")
     if cfg.server.tls_client_ca and not cfg.server.tls_cert:
         raise ConfigError("[server] tls_client_ca (mTLS) needs tls_cert and tls_key")
     caps = (

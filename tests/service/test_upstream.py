@@ -100,6 +100,7 @@ async def test_the_vxp_client_reads_an_answer_only_up_to_its_limit(hut: HubUnder
 
 async def test_an_answer_of_unknown_length_is_cut_at_the_limit() -> None:
     """A chunked answer (no Content-Length) is counted as it arrives."""
+
     async def endless(request: web.Request) -> web.StreamResponse:
         resp = web.StreamResponse()
         await resp.prepare(request)  # chunked: no length announced
