@@ -155,11 +155,17 @@ async def receive(
     if spooled(request):
         spool, sha, trimmed = await read_spooled(request, limit, blobs, crlf=crlf)
         return Received(b"", spool, sha, trimmed)
-    body, sha = await read_body(request, limit)
-    trimmed = None
-    if crlf and body.endswith(b"\r\n"):
-        trimmed = hashlib.sha256(memoryview(body)[:-2]).hexdigest()
-    return Received(body, None, sha, trimmed)
+    if not crlf:
+        body, sha = await read_body(request, limit)
+        return Received(body, None, sha)
+    # Both digests in one pass: of the body without its final two bytes, then of all.
+    _check_declared(request, limit)
+    body = b"".join([chunk async for chunk in _limited(request, limit)])
+    view = memoryview(body)
+    digest = hashlib.sha256(view[:-2])
+    trimmed = digest.hexdigest() if body.endswith(b"\r\n") else None
+    digest.update(view[-2:] if len(body) >= 2 else view)
+    return Received(body, None, digest.hexdigest(), trimmed)
 
 
 def _delivery_json(d: DeliveryRow) -> dict[str, Any]:
