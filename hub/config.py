@@ -74,6 +74,9 @@ class IntakeConfig:
     allow_sha1: bool = False
     max_elements: int = 200_000
     max_depth: int = 48
+    # Packages over 512 KB examined at once (in threads): each takes about 3x its size
+    # in memory while verified, so this bounds that memory (64 MB packages: 2 x 192 MB).
+    large_examinations: int = 2
 
 
 @dataclass
@@ -249,6 +252,8 @@ def _check(cfg: Config) -> None:
             "[server] workers > 1 needs store kind = postgres and broker kind = rabbitmq "
             "(the embedded SQLite store and in-process broker belong to one process)"
         )
+    if cfg.intake.large_examinations < 1:
+        raise ConfigError("[intake] large_examinations must be at least 1")
     up = cfg.upstream
     if up.kind == "vxp" and not (up.url and up.system_id and up.secret):
         raise ConfigError("[upstream] kind = vxp needs url, system_id and secret")

@@ -129,6 +129,7 @@ class Hub:
             default_policy=SignaturePolicy(cfg.intake.default_policy),
             on_commit=self.relay.kick,
             allow_sha1=cfg.intake.allow_sha1,
+            large_examinations=cfg.intake.large_examinations,
         )
         secret = load_or_create_key(Path(cfg.vxp.key_file))
         self.vxp_box = SecretBox(secret)

@@ -130,6 +130,7 @@ class Intake:
         default_policy: SignaturePolicy,
         on_commit: Callable[[tuple[OutboxItem, ...]], None],
         allow_sha1: bool = False,
+        large_examinations: int = 2,
     ) -> None:
         self.store = store
         self.blobs = blobs
@@ -141,6 +142,11 @@ class Intake:
         self.default_policy = default_policy
         self.on_commit = on_commit
         self.allow_sha1 = allow_sha1
+        # Large packages are examined in threads, a few at a time: each needs about three
+        # times its size while verified (the tree and the canonical form), so this, not
+        # the number of uploads in flight, bounds the memory they take. They wait (on
+        # disk, when spooled) for their turn.
+        self._large = asyncio.Semaphore(large_examinations)
 
     # ------------------------------------------------------------------ steps
     def _examine(self, sub: Submission, caller: Caller, directory: Directory) -> _Examined:
@@ -213,7 +219,8 @@ class Intake:
             if sub.size <= INLINE_BYTES:
                 ex = self._examine(sub, caller, directory)
             else:
-                ex = await asyncio.to_thread(self._examine, sub, caller, directory)
+                async with self._large:
+                    ex = await asyncio.to_thread(self._examine, sub, caller, directory)
             kind_label = ex.parsed.kind
             result = await self._commit(sub, caller, ex)
         except HubError as exc:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import threading
+import time
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -143,3 +145,43 @@ def test_a_cap_of_zero_is_refused_at_start(key: str) -> None:
     with pytest.raises(ConfigError, match=f"{key} must be at least 1"):
         load(None, env={f"LIENTHONG_SERVER_{key.upper()}": "0"})
     assert getattr(load(None, env={f"LIENTHONG_SERVER_{key.upper()}": "3"}).server, key) == 3
+
+
+async def test_large_packages_are_examined_a_few_at_a_time(
+    hut: HubUnderTest, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """However many large uploads are in flight, only ``[intake] large_examinations`` are
+    parsed and verified at once: that, not the uploads, bounds their memory."""
+    intake = hut.hub.intake
+    monkeypatch.setattr(intake, "_large", asyncio.Semaphore(2))
+    examine = intake._examine
+    running, peak = [0], [0]
+    lock = threading.Lock()
+
+    def counted(*args: Any) -> Any:
+        with lock:
+            running[0] += 1
+            peak[0] = max(peak[0], running[0])
+        try:
+            time.sleep(0.2)  # long enough for every upload to be waiting by now
+            return examine(*args)
+        finally:
+            with lock:
+                running[0] -= 1
+
+    monkeypatch.setattr(intake, "_examine", counted)
+    payload = bytes(range(256)) * 2400  # ~800 KB in base64: examined in a thread
+    datas = [
+        demo.document_bytes(sender=A, to=(B,), number=f"L{i}", payload=payload) for i in range(5)
+    ]
+    answers = await asyncio.gather(*(hut.submit("sys-a", d) for d in datas))
+    assert [r.status for r in answers] == [202] * 5
+    assert peak[0] == 2
+
+
+def test_large_examinations_must_be_at_least_one() -> None:
+    with pytest.raises(ConfigError, match="large_examinations must be at least 1"):
+        load(None, env={"LIENTHONG_INTAKE_LARGE_EXAMINATIONS": "0"})
+    assert (
+        load(None, env={"LIENTHONG_INTAKE_LARGE_EXAMINATIONS": "1"}).intake.large_examinations == 1
+    )
