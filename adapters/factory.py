@@ -48,7 +48,7 @@ def components(cfg: Config) -> Components:
             # getEdoc's base64 of a package at the size limit, and its envelope
             max_answer_bytes=cfg.server.max_body_bytes * 4 // 3 + 1024 * 1024,
         )
-        upstream = VxpAxis(client, breaker)
+        upstream = VxpAxis(client, breaker, take=up.take)
     pusher = HttpPusher(cfg.delivery.push_timeout_s, tls=push_tls(cfg.delivery))
     return Components(
         store=store,

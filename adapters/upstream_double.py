@@ -7,10 +7,11 @@ real adapter is ``adapters.vxp_axis`` (the VXP protocol).
 
 from __future__ import annotations
 
+import hashlib
 from typing import Literal
 
 from hub.errors import NotFound, PackageTooLarge, Unavailable
-from hub.ports import Outgoing, RemoteItem, RemoteOrgan
+from hub.ports import BlobStore, Outgoing, RemoteItem, RemoteOrgan, Taken
 from hub.records import PackageRow
 
 
@@ -40,7 +41,7 @@ class InProcessAxis:
         self._check()
         return [RemoteItem(k, kind) for k, (kd, _) in self.waiting.items() if kd == kind]
 
-    async def fetch(self, doc_id: str) -> bytes:
+    async def fetch(self, doc_id: str, blobs: BlobStore) -> Taken:
         self._check()
         if doc_id not in self.waiting:
             raise NotFound(f"no upstream document {doc_id}")
@@ -50,7 +51,7 @@ class InProcessAxis:
                 f"getEdoc: the answer exceeds the limit of {self.answer_limit} bytes",
                 code="upstream_answer_too_large",
             )
-        return data
+        return Taken(data, hashlib.sha256(data).hexdigest())
 
     async def confirm(self, doc_id: str, result: Literal["done", "fail"]) -> None:
         self._check()

@@ -9,12 +9,13 @@ are listed, fetched, and confirmed with ``updateStatus``; the directory comes fr
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Awaitable, Callable
 from typing import Any, Literal, TypeVar
 
 from adapters.vxp_client import VxpClient
 from hub.errors import NotFound, UpstreamRejected
-from hub.ports import Outgoing, RemoteItem, RemoteOrgan
+from hub.ports import BlobStore, Outgoing, RemoteItem, RemoteOrgan, Taken
 from hub.records import PackageRow
 from hub.service.breaker import CircuitBreaker
 
@@ -27,9 +28,14 @@ def _str(item: dict[str, Any], key: str) -> str | None:
 
 
 class VxpAxis:
-    def __init__(self, client: VxpClient, breaker: CircuitBreaker) -> None:
+    def __init__(
+        self, client: VxpClient, breaker: CircuitBreaker, *, take: str = "getEdoc"
+    ) -> None:
         self.client = client
         self.breaker = breaker
+        # getEdoc (the SDK's way, base64 in JSON: the package is in memory whole while
+        # decoded) or downloadEdoc (raw bytes, written to a spool as they arrive).
+        self.take = take
 
     async def _call(self, fn: Callable[[], Awaitable[T]]) -> T:
         return await self.breaker.call(fn)
@@ -55,8 +61,11 @@ class VxpAxis:
                 out.append(RemoteItem(doc_id, kind, _str(item, "from")))
         return out
 
-    async def fetch(self, doc_id: str) -> bytes:
-        return await self._call(lambda: self.client.get_edoc(doc_id))
+    async def fetch(self, doc_id: str, blobs: BlobStore) -> Taken:
+        if self.take == "downloadEdoc":
+            return await self._call(lambda: self.client.download_to(doc_id, blobs))
+        data = await self._call(lambda: self.client.get_edoc(doc_id))
+        return Taken(data, hashlib.sha256(data).hexdigest())
 
     async def confirm(self, doc_id: str, result: Literal["done", "fail"]) -> None:
         await self._call(lambda: self.client.update_status(doc_id, result))

@@ -105,6 +105,10 @@ class UpstreamConfig:
     sync_s: float = 3600.0  # directory synchronisation interval (0: never)
     breaker_failures: int = 5  # consecutive failures that open the circuit
     breaker_open_s: float = 30.0  # how long it stays open before one trial call
+    # How documents are taken: getEdoc (the SDK's way: base64 in JSON, in memory whole
+    # while decoded) or downloadEdoc (raw bytes, spooled to disk as they arrive; for an
+    # axis that answers failures with an HTTP error status, as a lienthong hub does).
+    take: str = "getEdoc"
 
 
 @dataclass
@@ -226,6 +230,7 @@ def _check(cfg: Config) -> None:
         ("broker", "kind"): ("embedded", "rabbitmq"),
         ("intake", "default_policy"): ("required", "if-present", "off"),
         ("upstream", "kind"): ("none", "double", "vxp"),
+        ("upstream", "take"): ("getEdoc", "downloadEdoc"),
         ("log", "format"): ("auto", "json", "console"),
     }
     for (section, key), values in allowed.items():

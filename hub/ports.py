@@ -441,6 +441,21 @@ class RemoteOrgan:
     version: int = 0
 
 
+@dataclass(slots=True)
+class Taken:
+    """A package taken from the upstream axis: in memory (``body``), or written to a spool
+    file as it arrived (``spool``; ``body`` empty), with its SHA-256 either way. The taker
+    discards the spool once intake is done with it (harmless once adopted)."""
+
+    body: bytes
+    sha256: str
+    spool: Spool | None = None
+
+    @property
+    def size(self) -> int:
+        return self.spool.size if self.spool is not None else len(self.body)
+
+
 class UpstreamAxis(Protocol):
     """The national axis (or a parent hub): forward to it, and take what it holds for us.
 
@@ -453,7 +468,10 @@ class UpstreamAxis(Protocol):
         ...
 
     async def pending(self, kind: Literal["edoc", "status"]) -> list[RemoteItem]: ...
-    async def fetch(self, doc_id: str) -> bytes: ...
+    async def fetch(self, doc_id: str, blobs: BlobStore) -> Taken:
+        """A received document's bytes (a large one may go to a spool of ``blobs``)."""
+        ...
+
     async def confirm(self, doc_id: str, result: Literal["done", "fail"]) -> None: ...
     async def organs(self) -> list[RemoteOrgan]: ...
     async def close(self) -> None: ...

@@ -15,7 +15,6 @@ are never touched by it.
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import time
 from dataclasses import replace
 from typing import Literal
@@ -24,7 +23,7 @@ import structlog
 
 from hub.edxml.organ import classify
 from hub.errors import HubError, InputError, NotFound, Unavailable
-from hub.ports import Clock, RemoteItem, RemoteOrgan, Store, UpstreamAxis
+from hub.ports import Clock, RemoteItem, RemoteOrgan, Store, Taken, UpstreamAxis
 from hub.records import Organ, System
 from hub.service.auth import Caller
 from hub.service.directory_admin import DirectoryAdmin
@@ -122,7 +121,7 @@ class UpstreamPoller:
         """Fetch, submit, confirm. Returns the outcome (accepted, duplicate, refused, later)."""
         bound = log.bind(upstream_id=item.doc_id, kind=item.kind)
         try:
-            data = await self.axis.fetch(item.doc_id)
+            taken = await self.axis.fetch(item.doc_id, self.intake.blobs)
         except NotFound:
             bound.warning("upstream_item_vanished")
             return "vanished"
@@ -132,7 +131,11 @@ class UpstreamPoller:
             )
             outcome = "refused"
         else:
-            outcome = await self._submit(item, data)
+            try:
+                outcome = await self._submit(item, taken)
+            finally:
+                if taken.spool is not None:
+                    taken.spool.discard()  # refused or left for later; adopted: moved
         if outcome == "later":
             return outcome
         await self.axis.confirm(item.doc_id, "fail" if outcome == "refused" else "done")
@@ -140,15 +143,16 @@ class UpstreamPoller:
         bound.info("upstream_taken", outcome=outcome)
         return outcome
 
-    async def _submit(self, item: RemoteItem, data: bytes, *, synced: bool = False) -> str:
+    async def _submit(self, item: RemoteItem, taken: Taken, *, synced: bool = False) -> str:
         sub = Submission(
-            data,
-            hashlib.sha256(data).hexdigest(),
+            taken.body,
+            taken.sha256,
             item.kind,
             self.clock.now_us(),
             time.perf_counter(),
             source="upstream",
             upstream_id=item.doc_id,
+            spool=taken.spool,
         )
         try:
             result = await self.intake.submit(sub, self.caller())
@@ -157,7 +161,7 @@ class UpstreamPoller:
         except HubError as exc:
             if exc.error_code in _RETRY_LATER and not synced and self.sync_s > 0:
                 await self.sync()
-                return await self._submit(item, data, synced=True)
+                return await self._submit(item, taken, synced=True)
             return "refused"
         return "duplicate" if result.duplicate else "accepted"
 

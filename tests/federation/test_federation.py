@@ -137,8 +137,9 @@ async def test_a_sends_to_b_across_the_national_hub_and_statuses_come_back(
     assert len(b_received) == 1 and b_received[0].package_id == b_pid
 
     # A large package (over the 1 MB streaming threshold) takes the same way: hub-a
-    # streams it from its blob store into N's sendEdoc, N streams it back out, base64 in
-    # getEdoc's JSON, and hub-b holds the same bytes.
+    # streams it from its blob store into N's sendEdoc, N streams it back out through
+    # downloadEdoc (hub-b's [upstream] take), hub-b spools it as it arrives and holds the
+    # same bytes.
     big = signed(
         root,
         A1,
@@ -159,6 +160,8 @@ async def test_a_sends_to_b_across_the_national_hub_and_statuses_come_back(
             f"{fed.b.proc.url}/api/v1/packages/{big_pid}", headers=fed.b.auth("sys-b")
         ) as r:
             assert await r.read() == big
+    spool = Path(fed.b.cfg.blobs.path) / ".spool"
+    assert not spool.exists() or list(spool.iterdir()) == []  # adopted as the blob
 
 
 async def test_upstream_outage_retries_and_delivers_everything_once(

@@ -102,6 +102,8 @@ async def build(
         cfg.upstream.secret = secrets[sid]
         cfg.upstream.breaker_failures = 3
         cfg.upstream.breaker_open_s = 1.0
+        # A takes with getEdoc (the SDK's way), B with downloadEdoc (spooled): both paths.
+        cfg.upstream.take = "downloadEdoc" if name == "b" else "getEdoc"
         system = "sys-" + name
         async with opened_store(cfg) as store:
             admin = DirectoryAdmin(store, SystemClock(), "test", vxp_key=Path(cfg.vxp.key_file))

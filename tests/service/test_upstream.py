@@ -4,15 +4,18 @@ intake pipeline, directory synchronisation, and the circuit breaker."""
 from __future__ import annotations
 
 import asyncio
+import hashlib
+from pathlib import Path
 
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 
+from adapters.vxp_axis import VxpAxis
 from adapters.vxp_client import VxpClient
 from hub.edxml import demo
 from hub.edxml.builder import build
-from hub.errors import PackageTooLarge, Unavailable, UpstreamRejected
+from hub.errors import NotFound, PackageTooLarge, Unavailable, UpstreamRejected
 from hub.ports import RemoteItem, RemoteOrgan
 from hub.service.breaker import CircuitBreaker
 from tests.service.harness import A, B, C, HubUnderTest, eventually
@@ -120,6 +123,34 @@ async def test_an_answer_of_unknown_length_is_cut_at_the_limit() -> None:
         finally:
             await client.close()
     assert err.value.error_code == "upstream_answer_too_large"
+
+
+async def test_documents_are_taken_with_download_edoc_into_a_spool(hut: HubUnderTest) -> None:
+    """``[upstream] take = downloadEdoc``: raw bytes, a large document written to a spool
+    as it arrives (this hub's own VXP face plays the axis, sys-b the taking hub)."""
+    big = demo.document_bytes(sender=A, to=(B,), number="big", payload=bytes(range(256)) * 6000)
+    small = demo.document_bytes(sender=A, to=(B,), number="small")
+    for data in (big, small):
+        assert (await hut.submit("sys-a", data)).status == 202
+    axis = VxpAxis(hut.vxp("sys-b"), CircuitBreaker(3, 1.0), take="downloadEdoc")
+    try:
+        items = await eventually(lambda: axis.pending("edoc"), lambda xs: len(xs) == 2)
+        taken = {}
+        for item in items:
+            t = await axis.fetch(item.doc_id, hut.hub.blobs)
+            taken[t.size] = t
+        large, little = taken[len(big)], taken[len(small)]
+        assert large.spool is not None and large.body == b""  # never whole in memory
+        assert large.spool.path.read_bytes() == big
+        assert large.sha256 == hashlib.sha256(big).hexdigest()
+        assert little.spool is None and little.body == small
+        large.spool.discard()
+        with pytest.raises(NotFound):
+            await axis.fetch("no-such-document", hut.hub.blobs)
+    finally:
+        await axis.close()
+    spool = Path(hut.cfg.blobs.path) / ".spool"
+    assert not spool.exists() or list(spool.iterdir()) == []
 
 
 async def test_nothing_is_confirmed_when_the_store_cannot_commit(hut: HubUnderTest) -> None:
