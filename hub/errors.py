@@ -34,6 +34,7 @@ class HubError(Exception):
         self.error_code: str = code or self.code
         self.details: dict[str, Any] = dict(details or {})
         self.recorded = False  # set once a ledger event records this refusal
+        self.counted = False  # set once the intake metrics count it
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {"code": self.error_code, "message": self.message}

@@ -9,6 +9,7 @@ administrator / auditor. The OpenAPI document is ``schemas/openapi.json``.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime as dt
 import hashlib
 import time
@@ -230,28 +231,26 @@ async def submit(request: web.Request) -> web.Response:
     started = time.perf_counter()
     hub, caller = _caller(request)
     kind = request.query.get("kind")
-    try:
-        caller.require_role("agency")
-        if kind not in (None, "edoc", "status"):
-            raise InputError("kind must be edoc or status", code="bad_kind")
-        limit = hub.cfg.server.max_body_bytes
-        with (
-            hub.uploads.hold(caller.system_id, large=spooled(request)),
-            await receive(request, limit, hub.blobs) as got,
-        ):
-            sub = Submission(
-                got.body, got.sha256, kind, hub.clock.now_us(), started, spool=got.spool
+    with contextlib.ExitStack() as held:  # the upload slot and the body, until answered
+        try:
+            caller.require_role("agency")
+            if kind not in (None, "edoc", "status"):
+                raise InputError("kind must be edoc or status", code="bad_kind")
+            held.enter_context(hub.uploads.hold(caller.system_id, large=spooled(request)))
+            got = held.enter_context(
+                await receive(request, hub.cfg.server.max_body_bytes, hub.blobs)
             )
-            result = await hub.intake.submit(sub, caller)
-    except HubError as exc:  # refused before intake (which records its own refusals)
-        await hub.intake.record_refusal(
-            caller,
-            exc,
-            source="native",
-            declared_kind=kind if kind in ("edoc", "status") else None,
-            size=request.content_length,
-        )
-        raise
+        except HubError as exc:  # refused before intake, which records its own refusals
+            await hub.intake.record_refusal(
+                caller,
+                exc,
+                source="native",
+                declared_kind=kind if kind in ("edoc", "status") else None,
+                size=request.content_length,
+            )
+            raise
+        sub = Submission(got.body, got.sha256, kind, hub.clock.now_us(), started, spool=got.spool)
+        result = await hub.intake.submit(sub, caller)
     return json_answer(result.as_dict(), status=200 if result.duplicate else 202)
 
 

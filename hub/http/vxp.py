@@ -485,8 +485,13 @@ async def _record(hub: Hub, request: web.Request, op: str, exc: HubError) -> Non
     refused ``sendEdoc`` of an authenticated system counted as the native face counts it."""
     if exc.recorded:
         return
-    if op == "sendEdoc" and not isinstance(exc, AuthenticationFailed | NetworkForbidden):
+    if (
+        op == "sendEdoc"
+        and not exc.counted
+        and not isinstance(exc, AuthenticationFailed | NetworkForbidden)
+    ):
         hub.metrics.intake.labels("unknown", exc.error_code).inc()
+        exc.counted = True
     claimed = header(request.raw_headers, SYSTEM_HEADER)
     signed_system = claimed.decode("utf-8", "replace")[:64] if claimed else None
     event = Event(

@@ -415,7 +415,9 @@ class Intake:
         parameter), which know less of the package (no hash of a body never read whole)."""
         if exc.recorded:
             return
-        self.metrics.intake.labels(kind or declared_kind or "unknown", exc.error_code).inc()
+        if not exc.counted:  # once, even when recording is tried again after a failure
+            self.metrics.intake.labels(kind or declared_kind or "unknown", exc.error_code).inc()
+            exc.counted = True
         log.info(
             "package_refused",
             system=caller.system_id,

@@ -9,6 +9,7 @@ from hub.edxml import demo
 from hub.edxml.builder import build
 from hub.edxml.model import Business, BusinessDocType
 from hub.records import Organ, System
+from hub.service.auth import authenticate
 from hub.service.directory_admin import DirectoryAdmin
 from tests.service.harness import A, B, HubUnderTest, eventually, signed
 
@@ -220,3 +221,23 @@ async def test_large_uploads_are_spooled_to_disk_and_cleaned_up(hut: HubUnderTes
     assert r.status == 413
     assert _spooled(hut) == []
     assert _blob_names(Path(hut.cfg.blobs.path)) == [sha], "a refused upload left bytes"
+
+
+async def test_a_refusal_is_counted_once_even_when_recording_it_is_tried_again(
+    hut: HubUnderTest, monkeypatch: Any
+) -> None:
+    from hub.errors import InputError, Unavailable  # noqa: PLC0415
+
+    async def down(*_a: object, **_k: object) -> None:
+        raise Unavailable("store down for the test")
+
+    monkeypatch.setattr(hut.hub.store, "append_events", down)
+    caller = authenticate(hut.hub.directory.current, f"Bearer {hut.tokens['sys-a']}", peer=None)
+    exc = InputError("not a package", code="not_edxml")
+    for _ in range(2):  # the second face to see it tries to record it again
+        await hut.hub.intake.record_refusal(caller, exc, source="vxp")
+    assert not exc.recorded
+    counted = hut.hub.metrics.registry.get_sample_value(
+        "lienthong_intake_total", {"kind": "unknown", "outcome": "not_edxml"}
+    )
+    assert counted == 1
