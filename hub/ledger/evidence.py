@@ -115,10 +115,10 @@ async def export_bundle(store: Store, blobs: BlobStore, package_id: str) -> Bund
     text = canonical(doc)
     if data is None:
         return Bundle(text, None)
-    # The slot's only unescaped occurrence is the value itself: inside any other string
-    # its quotes would be escaped.
-    head, found, tail = text.partition(f'"{_BYTES_SLOT}"'.encode())
-    assert found and _BYTES_SLOT.encode() not in tail
+    # The last occurrence is the slot: only the proofs (base64 hashes, numbers) and the
+    # package's id, SHA-256 and size follow it in canonical (sorted) order.
+    head, found, tail = text.rpartition(f'"{_BYTES_SLOT}"'.encode())
+    assert found
     return Bundle(head + b'"', data, b'"' + tail)
 
 
