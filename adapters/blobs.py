@@ -180,14 +180,11 @@ class FileBlobStore:
                 # hop to a worker thread and back; read with bare system calls (a
                 # pathlib read builds a buffered file object around them).
                 return _read_to_end(fd, size)
+            return await asyncio.get_running_loop().run_in_executor(
+                self._pool, _read_to_end, fd, size
+            )
         finally:
             os.close(fd)
-        try:
-            return await asyncio.get_running_loop().run_in_executor(
-                self._pool, Path(name).read_bytes
-            )
-        except FileNotFoundError as exc:
-            raise NotFound("package bytes not found", code="blob_missing") from exc
 
     def local_path(self, sha256: str) -> Path:
         return self._path(sha256)

@@ -9,7 +9,6 @@ are listed, fetched, and confirmed with ``updateStatus``; the directory comes fr
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Awaitable, Callable
 from typing import Any, Literal, TypeVar
 
@@ -65,7 +64,7 @@ class VxpAxis:
         if self.take == "downloadEdoc":
             return await self._call(lambda: self.client.download_to(doc_id, blobs))
         data = await self._call(lambda: self.client.get_edoc(doc_id))
-        return Taken(data, hashlib.sha256(data).hexdigest())
+        return Taken.of(data)
 
     async def confirm(self, doc_id: str, result: Literal["done", "fail"]) -> None:
         await self._call(lambda: self.client.update_status(doc_id, result))

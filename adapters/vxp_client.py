@@ -270,8 +270,7 @@ class VxpClient:
                     )
                 length = r.content_length
                 if length is not None and length <= STREAM_ABOVE:
-                    body = await _bounded(r, self.max_answer_bytes, "downloadEdoc")
-                    taken = Taken(body, hashlib.sha256(body).hexdigest())
+                    taken = Taken.of(await _bounded(r, self.max_answer_bytes, "downloadEdoc"))
                 else:
                     taken = await self._spooled(r, blobs)
         except (aiohttp.ClientError, TimeoutError) as exc:

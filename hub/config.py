@@ -243,22 +243,21 @@ def _check(cfg: Config) -> None:
         raise ConfigError("[delivery] push_client_cert and push_client_key go together")
     if cfg.server.tls_client_ca and not cfg.server.tls_cert:
         raise ConfigError("[server] tls_client_ca (mTLS) needs tls_cert and tls_key")
-    caps = (
-        "workers",
-        "max_uploads_per_system",
-        "max_large_uploads_per_system",
-        "max_large_uploads",
+    positive = (
+        ("server", "workers"),
+        ("server", "max_uploads_per_system"),
+        ("server", "max_large_uploads_per_system"),
+        ("server", "max_large_uploads"),
+        ("intake", "large_examinations"),
     )
-    for key in caps:
-        if getattr(cfg.server, key) < 1:
-            raise ConfigError(f"[server] {key} must be at least 1")
+    for section, key in positive:
+        if getattr(getattr(cfg, section), key) < 1:
+            raise ConfigError(f"[{section}] {key} must be at least 1")
     if cfg.server.workers > 1 and (cfg.store.kind, cfg.broker.kind) != ("postgres", "rabbitmq"):
         raise ConfigError(
             "[server] workers > 1 needs store kind = postgres and broker kind = rabbitmq "
             "(the embedded SQLite store and in-process broker belong to one process)"
         )
-    if cfg.intake.large_examinations < 1:
-        raise ConfigError("[intake] large_examinations must be at least 1")
     up = cfg.upstream
     if up.kind == "vxp" and not (up.url and up.system_id and up.secret):
         raise ConfigError("[upstream] kind = vxp needs url, system_id and secret")

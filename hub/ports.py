@@ -7,6 +7,7 @@ application factory receives whichever implementations the configuration chose.
 from __future__ import annotations
 
 import base64
+import hashlib
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
@@ -450,6 +451,11 @@ class Taken:
     body: bytes
     sha256: str
     spool: Spool | None = None
+
+    @classmethod
+    def of(cls, data: bytes) -> Taken:
+        """Bytes taken whole, hashed here."""
+        return cls(data, hashlib.sha256(data).hexdigest())
 
     @property
     def size(self) -> int:

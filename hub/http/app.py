@@ -104,11 +104,15 @@ def _request_id(given: str) -> str:
     return given if _REQUEST_ID.fullmatch(given) else new_hex()
 
 
+def error_headers(exc: HubError) -> dict[str, str]:
+    """Headers every face sends with a refusal: ``Retry-After`` when retrying helps."""
+    return {} if exc.retry_after_s is None else {"Retry-After": str(exc.retry_after_s)}
+
+
 def error_response(exc: HubError, request_id: str) -> web.Response:
     body = {"error": exc.to_dict(), "request_id": request_id}
     resp = json_answer(body, status=exc.http_status)
-    if exc.retry_after_s is not None:
-        resp.headers["Retry-After"] = str(exc.retry_after_s)
+    resp.headers.update(error_headers(exc))
     return resp
 
 

@@ -54,17 +54,16 @@ def _caller(request: web.Request) -> tuple[Hub, Caller]:
     return hub, caller
 
 
-async def read_body(request: web.Request, limit: int) -> tuple[bytes, str]:
-    """Stream the body under ``limit`` bytes, hashing it as it arrives."""
+async def _read_whole(request: web.Request, limit: int) -> bytes:
+    """The body in memory, refused once over ``limit`` bytes."""
     _check_declared(request, limit)
-    digest = hashlib.sha256()
-    chunks: list[bytes] = []
-    async for chunk in _limited(request, limit):
-        digest.update(chunk)
-        chunks.append(chunk)
-    data = b"".join(chunks)
-    chunks.clear()
-    return data, digest.hexdigest()
+    return b"".join([chunk async for chunk in _limited(request, limit)])
+
+
+async def read_body(request: web.Request, limit: int) -> tuple[bytes, str]:
+    """The body under ``limit`` bytes, and its SHA-256."""
+    data = await _read_whole(request, limit)
+    return data, hashlib.sha256(data).hexdigest()
 
 
 def _check_declared(request: web.Request, limit: int) -> None:
@@ -151,7 +150,7 @@ def spooled(request: web.Request) -> bool:
 async def receive(
     request: web.Request, limit: int, blobs: BlobStore, *, crlf: bool = False
 ) -> Received:
-    """The body under ``limit`` bytes, hashed as it arrives; over ``STREAM_ABOVE`` (or of
+    """The body under ``limit`` bytes and its SHA-256; over ``STREAM_ABOVE`` (or of
     unknown length) it goes to disk and is never whole in memory."""
     if spooled(request):
         spool, sha, trimmed = await read_spooled(request, limit, blobs, crlf=crlf)
@@ -160,8 +159,7 @@ async def receive(
         body, sha = await read_body(request, limit)
         return Received(body, None, sha)
     # Both digests in one pass: of the body without its final two bytes, then of all.
-    _check_declared(request, limit)
-    body = b"".join([chunk async for chunk in _limited(request, limit)])
+    body = await _read_whole(request, limit)
     view = memoryview(body)
     digest = hashlib.sha256(view[:-2])
     trimmed = digest.hexdigest() if body.endswith(b"\r\n") else None

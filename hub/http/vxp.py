@@ -33,7 +33,7 @@ from hub.errors import (
     NetworkForbidden,
     NotFound,
 )
-from hub.http.app import HUB, send_package, send_stream
+from hub.http.app import HUB, error_headers, send_package, send_stream
 from hub.http.native import read_body, receive, spooled
 from hub.ports import Outgoing
 from hub.records import DeliveryRow, Event, Organ, PackageRow, State
@@ -471,7 +471,7 @@ async def dispatch(request: web.Request) -> web.StreamResponse:
             # Never drop the connection after a refusal: the SDK would re-POST blindly.
             await request.content.read(64 * 1024)
         await _record(hub, request, op, exc)
-        headers = {} if exc.retry_after_s is None else {"Retry-After": str(exc.retry_after_s)}
+        headers = error_headers(exc)
         if download:  # the status is the SDK's only failure signal
             return web.Response(status=exc.http_status, headers=headers)
         desc = f"{exc.error_code}: {exc.message}"
@@ -485,13 +485,8 @@ async def _record(hub: Hub, request: web.Request, op: str, exc: HubError) -> Non
     refused ``sendEdoc`` of an authenticated system counted as the native face counts it."""
     if exc.recorded:
         return
-    if (
-        op == "sendEdoc"
-        and not exc.counted
-        and not isinstance(exc, AuthenticationFailed | NetworkForbidden)
-    ):
-        hub.metrics.intake.labels("unknown", exc.error_code).inc()
-        exc.counted = True
+    if op == "sendEdoc" and not isinstance(exc, AuthenticationFailed | NetworkForbidden):
+        hub.intake.count_refusal(exc)
     claimed = header(request.raw_headers, SYSTEM_HEADER)
     signed_system = claimed.decode("utf-8", "replace")[:64] if claimed else None
     event = Event(

@@ -399,6 +399,13 @@ class Intake:
         deliveries = tuple(await self.store.deliveries(existing.id))
         return Accepted(existing, deliveries, existing.signature, duplicate=True)
 
+    def count_refusal(self, exc: HubError, kind: str = "unknown") -> None:
+        """A refused submission in ``lienthong_intake_total``, once, even when recording it
+        is tried again after a failure or by a second face."""
+        if not exc.counted:
+            self.metrics.intake.labels(kind, exc.error_code).inc()
+            exc.counted = True
+
     async def record_refusal(
         self,
         caller: Caller,
@@ -415,9 +422,7 @@ class Intake:
         parameter), which know less of the package (no hash of a body never read whole)."""
         if exc.recorded:
             return
-        if not exc.counted:  # once, even when recording is tried again after a failure
-            self.metrics.intake.labels(kind or declared_kind or "unknown", exc.error_code).inc()
-            exc.counted = True
+        self.count_refusal(exc, kind or declared_kind or "unknown")
         log.info(
             "package_refused",
             system=caller.system_id,

@@ -24,7 +24,7 @@ from adapters.sql.store import SqlStore
 from adapters.vxp_client import VxpClient
 from hub.config import Config
 from hub.http.app import build_app
-from hub.pki import init_pki
+from hub.pki import Issued, init_pki
 from hub.ports import SystemClock
 from hub.records import Organ, System
 from hub.service.directory_admin import DirectoryAdmin
@@ -268,3 +268,10 @@ async def pushed_hub(
         await stop(h)
         await server.close()
         await drop_backends(cfg)
+
+
+def pem_files(tmp: Path, name: str, cert: Issued) -> tuple[str, str]:
+    """``cert``'s certificate and key written as ``<name>.pem`` / ``<name>.key``; their paths."""
+    (tmp / f"{name}.pem").write_bytes(cert.cert_pem)
+    (tmp / f"{name}.key").write_bytes(cert.key_pem)
+    return str(tmp / f"{name}.pem"), str(tmp / f"{name}.key")

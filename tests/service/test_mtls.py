@@ -67,12 +67,6 @@ def test_who_a_certificate_and_a_token_authenticate() -> None:
         assert err.value.error_code == code
 
 
-def _pem(tmp: Path, name: str, cert: Issued) -> tuple[str, str]:
-    (tmp / f"{name}.pem").write_bytes(cert.cert_pem)
-    (tmp / f"{name}.key").write_bytes(cert.key_pem)
-    return str(tmp / f"{name}.pem"), str(tmp / f"{name}.key")
-
-
 def _client(ca_pem: str, cert: tuple[str, str] | None) -> ssl.SSLContext:
     ctx = ssl.create_default_context(cafile=ca_pem)
     if cert is not None:
@@ -100,7 +94,7 @@ async def test_a_system_sends_over_mutual_tls_without_a_token(
     stray = issue(ca, "stray client", key_usage=_CLIENT, eku=client_eku)
     foreign = issue(other_ca, "foreign client", key_usage=_CLIENT, eku=client_eku)
     cfg = harness.config(tmp_path, root, "embedded")
-    cfg.server.tls_cert, cfg.server.tls_key = _pem(tmp_path, "server", server)
+    cfg.server.tls_cert, cfg.server.tls_key = harness.pem_files(tmp_path, "server", server)
     cfg.server.tls_client_ca = ca_pem
     tokens = await harness.seed_directory(cfg, bindings)
     async with opened_store(cfg) as store:
@@ -134,14 +128,14 @@ async def test_a_system_sends_over_mutual_tls_without_a_token(
             ):
                 return r.status, await r.json()
 
-        a_files = _pem(tmp_path, "a", a_cert)
+        a_files = harness.pem_files(tmp_path, "a", a_cert)
         status, body = await call(a_files, method="POST")
         assert status == 202, body
         assert (await call(a_files))[0] == 200
         assert (await call(a_files, tokens["sys-a"]))[0] == 200
         status, body = await call(a_files, tokens["sys-b"])
         assert (status, body["error"]["code"]) == (401, "credentials_disagree")  # type: ignore[index]
-        status, body = await call(_pem(tmp_path, "stray", stray))
+        status, body = await call(harness.pem_files(tmp_path, "stray", stray))
         assert (status, body["error"]["code"]) == (401, "unknown_client_cert")  # type: ignore[index]
         status, body = await call(None)
         assert (status, body["error"]["code"]) == (401, "missing_credentials")  # type: ignore[index]
@@ -166,7 +160,7 @@ async def test_a_system_sends_over_mutual_tls_without_a_token(
         assert cli.returncode == 0, out
         assert "items" in json.loads(out)
         with pytest.raises(aiohttp.ClientError):  # refused in the handshake
-            await call(_pem(tmp_path, "foreign", foreign))
+            await call(harness.pem_files(tmp_path, "foreign", foreign))
         async with (
             aiohttp.ClientSession() as s,
             s.get(hub.url + "/healthz", ssl=_client(ca_pem, None)) as r,

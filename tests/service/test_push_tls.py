@@ -3,6 +3,7 @@ client certificate to endpoints that require mutual TLS."""
 
 from __future__ import annotations
 
+import hashlib
 import ipaddress
 import ssl
 from pathlib import Path
@@ -19,14 +20,9 @@ from hub.errors import ConfigError, Unavailable
 from hub.pki import Issued, issue, key_usage, make_ca
 from hub.ports import Outgoing
 from hub.records import PackageRow
+from tests.service.harness import pem_files
 
 _TLS = key_usage("digital_signature", "key_encipherment")
-
-
-def _files(tmp: Path, name: str, cert: Issued) -> tuple[str, str]:
-    (tmp / f"{name}.pem").write_bytes(cert.cert_pem)
-    (tmp / f"{name}.key").write_bytes(cert.key_pem)
-    return str(tmp / f"{name}.pem"), str(tmp / f"{name}.key")
 
 
 class _Endpoint:
@@ -43,7 +39,7 @@ class _Endpoint:
         )
         (tmp / "client-ca.pem").write_bytes(client_ca.cert_pem)
         self.tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-        self.tls.load_cert_chain(*_files(tmp, "endpoint", server))
+        self.tls.load_cert_chain(*pem_files(tmp, "endpoint", server))
         self.tls.load_verify_locations(str(tmp / "client-ca.pem"))
         self.tls.verify_mode = ssl.CERT_REQUIRED
         self.received: list[tuple[bytes, str]] = []
@@ -56,8 +52,6 @@ class _Endpoint:
 
 
 def _package(data: bytes) -> tuple[PackageRow, Outgoing]:
-    import hashlib  # noqa: PLC0415
-
     sha = hashlib.sha256(data).hexdigest()
     row = PackageRow("p1", sha, len(data), "edoc", "000.00.00.G22", "sys-a", 0)
     return row, Outgoing(sha, len(data), data=data)
@@ -72,7 +66,7 @@ async def test_a_push_presents_the_hubs_certificate_and_checks_the_endpoints(
     )
     endpoint = _Endpoint(tmp_path, hub_ca)
     (tmp_path / "agency-ca.pem").write_bytes(endpoint.ca.cert_pem)
-    cert, key = _files(tmp_path, "hub", hub_cert)
+    cert, key = pem_files(tmp_path, "hub", hub_cert)
     app = web.Application()
     app.router.add_post("/inbox", endpoint.handle)
     server = TestServer(app)
