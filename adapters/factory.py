@@ -49,7 +49,11 @@ def components(cfg: Config) -> Components:
             max_answer_bytes=cfg.server.max_body_bytes * 4 // 3 + 1024 * 1024,
         )
         upstream = VxpAxis(client, breaker, take=up.take)
-    pusher = HttpPusher(cfg.delivery.push_timeout_s, tls=push_tls(cfg.delivery))
+    pusher = HttpPusher(
+        cfg.delivery.push_timeout_s,
+        tls=push_tls(cfg.delivery),
+        allow_http=cfg.delivery.allow_http_push,
+    )
     return Components(
         store=store,
         blobs=FileBlobStore(Path(cfg.blobs.path)),

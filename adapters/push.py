@@ -2,6 +2,8 @@
 
 Any failure (connection, TLS handshake, timeout, non-2xx) is ``Unavailable``: the
 delivery worker retries it with backoff within the organ's budget, then marks it dead.
+An endpoint the hub may not push to (plain http without ``[delivery] allow_http_push``,
+credentials in the URL: ``hub/service/endpoints.py``) is an ``InputError``: dead at once.
 
 Over https the endpoint's certificate is verified (against ``[delivery] push_ca_file``
 when set, else the system's CAs), and the hub presents its own client certificate when
@@ -18,6 +20,7 @@ from hub.config import DeliveryConfig
 from hub.errors import ConfigError, Unavailable
 from hub.ports import Outgoing
 from hub.records import PackageRow
+from hub.service.endpoints import check_push_url
 
 
 def push_tls(cfg: DeliveryConfig) -> ssl.SSLContext:
@@ -34,9 +37,16 @@ def push_tls(cfg: DeliveryConfig) -> ssl.SSLContext:
 
 
 class HttpPusher:
-    def __init__(self, timeout_s: float = 30.0, *, tls: ssl.SSLContext | None = None) -> None:
+    def __init__(
+        self,
+        timeout_s: float = 30.0,
+        *,
+        tls: ssl.SSLContext | None = None,
+        allow_http: bool = False,
+    ) -> None:
         self._timeout = aiohttp.ClientTimeout(total=timeout_s)
         self._tls = tls
+        self._allow_http = allow_http
         self._session: aiohttp.ClientSession | None = None
 
     async def close(self) -> None:
@@ -45,6 +55,9 @@ class HttpPusher:
             self._session = None
 
     async def push(self, url: str, package: PackageRow, body: Outgoing) -> None:
+        # A URL saved before the check existed, or written by hand: refused for good
+        # (InputError), not retried.
+        check_push_url(url, allow_http=self._allow_http)
         if self._session is None:
             connector = aiohttp.TCPConnector(ssl=self._tls if self._tls is not None else True)
             self._session = aiohttp.ClientSession(timeout=self._timeout, connector=connector)

@@ -91,6 +91,9 @@ class DeliveryConfig:
     push_ca_file: str = ""
     push_client_cert: str = ""
     push_client_key: str = ""
+    # Plain http push endpoints: refused unless this is set (a laboratory; never for
+    # real agencies: the packages would cross the network unencrypted).
+    allow_http_push: bool = False
     sweep_s: float = 2.0
 
 

@@ -106,7 +106,11 @@ def _run(
     async def main() -> int:
         async with opened_store(cfg) as store:
             admin = DirectoryAdmin(
-                store, SystemClock(), f"cli:{getpass.getuser()}", vxp_key=Path(cfg.vxp.key_file)
+                store,
+                SystemClock(),
+                f"cli:{getpass.getuser()}",
+                vxp_key=Path(cfg.vxp.key_file),
+                allow_http_push=cfg.delivery.allow_http_push,
             )
             return await fn(args, admin, store)
 

@@ -26,7 +26,11 @@ async def _admin(request: web.Request) -> tuple[Hub, DirectoryAdmin, dict[str, A
     caller.require_role("admin")
     body = await json_object(request)
     admin = DirectoryAdmin(
-        hub.store, hub.clock, f"system:{caller.system_id}", vxp_key=Path(hub.cfg.vxp.key_file)
+        hub.store,
+        hub.clock,
+        f"system:{caller.system_id}",
+        vxp_key=Path(hub.cfg.vxp.key_file),
+        allow_http_push=hub.cfg.delivery.allow_http_push,
     )
     return hub, admin, body
 

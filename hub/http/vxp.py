@@ -402,15 +402,16 @@ async def register_agency(hub: Hub, vc: VxpCaller, request: web.Request) -> web.
     existing = hub.directory.current.resolve(code)
     if existing is not None and existing.system_id != vc.caller.system_id:
         raise Forbidden(f"organ {code} belongs to another system", code="organ_not_allowed")
-    await admin.put_organ(
-        Organ(
-            code,
-            str(data.get("name") or code).strip(),
-            vc.caller.system_id,
-            "local",
-            parent=str(data.get("pcode") or "").strip() or None,
-        )
-    )
+    name = str(data.get("name") or code).strip()
+    parent = str(data.get("pcode") or "").strip() or None
+    if existing is not None and existing.organ_id == code:
+        # Registered again (an SDK may do so at every start, or after deleteAgency): the
+        # name and parent are the caller's; the aliases and push endpoint an administrator
+        # set stay, and a deleted agency is open again.
+        organ = replace(existing, name=name, parent=parent, location="local", closed=False)
+    else:
+        organ = Organ(code, name, vc.caller.system_id, "local", parent=parent)
+    await admin.put_organ(organ)
     await hub.directory.load()
     return answer(vxp.ok())
 

@@ -140,8 +140,11 @@ class Deliverer:
         body = await Outgoing.of(self.blobs, p.sha256, p.size)
         try:
             await self.pusher.push(organ.push_url, p, body)
-        except HubError as exc:
+        except Unavailable as exc:  # the endpoint is down or said no: try again later
             await self._fail(d, p, f"{exc.error_code}: {exc.message}")
+            return
+        except HubError as exc:  # an endpoint the hub may not push to: no retry helps
+            await self._fail(d, p, f"{exc.error_code}: {exc.message}", permanent=True)
             return
         await self._move(d, WAITING, State.FETCHED, "pushed", url=organ.push_url)
 

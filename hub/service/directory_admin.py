@@ -22,6 +22,7 @@ from hub.errors import HubError, InputError, NotFound
 from hub.ports import Clock, Store
 from hub.records import CertBinding, Event, Organ, System
 from hub.service.auth import new_token
+from hub.service.endpoints import check_push_url
 from hub.service.networks import normalise
 from hub.signature.trust import fingerprint
 from hub.vxp.secrets import SecretBox, load_or_create_key, new_secret
@@ -48,12 +49,19 @@ def _parent(organ_id: str) -> str | None:
 
 class DirectoryAdmin:
     def __init__(
-        self, store: Store, clock: Clock, actor: str, *, vxp_key: Path | None = None
+        self,
+        store: Store,
+        clock: Clock,
+        actor: str,
+        *,
+        vxp_key: Path | None = None,
+        allow_http_push: bool = False,
     ) -> None:
         self.store = store
         self.clock = clock
         self.actor = actor
         self.vxp_key = vxp_key
+        self.allow_http_push = allow_http_push  # [delivery] allow_http_push
 
     def _event(self, type_: str, organ: str | None = None, **data: Any) -> Event:
         return Event(type_, self.clock.now_us(), organ=organ, actor=self.actor, data=data)
@@ -82,6 +90,8 @@ class DirectoryAdmin:
             raise InputError(f"organ id {organ.organ_id!r}: {exc}", code="bad_organ_id") from exc
         if organ.location not in ("local", "upstream"):
             raise InputError("location must be local or upstream", code="bad_location")
+        if organ.push_url:
+            check_push_url(organ.push_url, allow_http=self.allow_http_push)
         if organ.parent is None:
             organ = replace(organ, parent=_parent(organ.organ_id))
         event = self._event(

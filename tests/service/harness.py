@@ -135,7 +135,13 @@ async def seed_directory(
         Organ(PUSHED, "Pushed organ", "sys-p", push_url=push_url),
     )
     async with opened_store(cfg) as store:
-        admin = DirectoryAdmin(store, SystemClock(), "test", vxp_key=Path(cfg.vxp.key_file))
+        admin = DirectoryAdmin(
+            store,
+            SystemClock(),
+            "test",
+            vxp_key=Path(cfg.vxp.key_file),
+            allow_http_push=cfg.delivery.allow_http_push,
+        )
         tokens = await admin.seed(systems, organs, bindings)
         for system in ("sys-a", "sys-b", "sys-x"):
             tokens["vxp:" + system] = await admin.issue_vxp_secret(system)
@@ -260,6 +266,7 @@ async def pushed_hub(
     await server.start_server()
     root, bindings = pki
     cfg = config(tmp, root, backend)
+    cfg.delivery.allow_http_push = True  # the test endpoint: plain http on loopback
     tokens = await seed_directory(cfg, bindings, push_url=str(server.make_url("/inbox")))
     h = await start(cfg, tokens, root)
     try:

@@ -143,3 +143,50 @@ async def test_worker_log_lines_carry_the_package_and_delivery() -> None:
     await wrapped(Message("delivery.local", {"package_id": "p1", "delivery_id": "d1"}))
     assert seen == {"package_id": "p1", "delivery_id": "d1", "route": "local"}
     assert "package_id" not in structlog.contextvars.get_contextvars()  # unbound after
+
+
+async def test_a_plain_http_endpoint_is_refused_when_saved_and_dead_at_once_when_held(
+    tmp_path: Path, pki_dir: tuple[Path, dict[str, str]]
+) -> None:
+    """A directory written while http was allowed (or by an earlier version) keeps an
+    http endpoint; a hub that does not allow http neither saves a new one nor pushes
+    to the old one: the delivery is dead at once, with the reason, for an administrator
+    to fix the endpoint and resend."""
+    endpoint = Endpoint()
+    from aiohttp import web  # noqa: PLC0415
+    from aiohttp.test_utils import TestServer  # noqa: PLC0415
+
+    app = web.Application()
+    app.router.add_post("/inbox", endpoint.handle)
+    server = TestServer(app)
+    await server.start_server()
+    root, bindings = pki_dir
+    cfg = harness.config(tmp_path, root, "embedded")
+    cfg.delivery.allow_http_push = True  # the directory is written while http is allowed
+    tokens = await harness.seed_directory(cfg, bindings, push_url=str(server.make_url("/inbox")))
+    cfg.delivery.allow_http_push = False  # ... and served by a hub that does not allow it
+    h = await harness.start(cfg, tokens, root)
+    try:
+        r = await h.client.post(
+            "/api/v1/admin/organs",
+            json={
+                "organ_id": "000.00.11.H53",
+                "name": "So Y te",
+                "system_id": "sys-p",
+                "push_url": "http://dms.example/inbox",
+            },
+            headers=h.auth("admin"),
+        )
+        assert r.status == 400 and (await r.json())["error"]["code"] == "push_url_not_https"
+        assert h.hub.directory.current.resolve("000.00.11.H53") is None
+
+        data = demo.document_bytes(sender=A, to=(PUSHED,))
+        pid = (await (await h.submit("sys-a", data)).json())["id"]
+        dead = await eventually(lambda: _delivery(h, pid, PUSHED), lambda d: d["state"] == "dead")
+        assert dead["attempts"] == 1 and "push_url_not_https" in dead["last_error"]
+        assert endpoint.received == []  # nothing crossed the network in the clear
+        assert "dead" in [e.type for e in await h.hub.store.events(pid)]
+    finally:
+        await harness.stop(h)
+        await server.close()
+        await harness.drop_backends(cfg)

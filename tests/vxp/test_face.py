@@ -4,6 +4,7 @@ the same pipeline and ledger as the native API behind it."""
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from typing import Any
 
 import pytest
@@ -11,6 +12,7 @@ import pytest
 from hub.edxml import demo
 from hub.edxml.builder import build
 from hub.errors import HubError
+from hub.service.directory_admin import DirectoryAdmin
 from tests.service.harness import A, B, C, HubUnderTest, X, eventually, signed
 
 
@@ -190,9 +192,20 @@ async def test_directory_operations(hut: HubUnderTest) -> None:
         assert err.value.upstream_code == "19"  # type: ignore[attr-defined]
         _status, raw = await a.raw("registerAgency", {}, body=b'{"mail":cc"", "code"')
         assert json.loads(raw)["status"] == "FAIL"  # ServiceTest's malformed literal
+        admin = DirectoryAdmin(hut.hub.store, hut.hub.clock, "test")
+        held = hut.hub.directory.current.organs[new]
+        await admin.put_organ(
+            replace(held, aliases=("H53.OLD",), push_url="https://dms.example/inbox")
+        )
+        await hut.hub.directory.load()
         await a.delete(new)
         gone = {i["code"]: i for i in await a.units()}[new]
         assert gone["deleted"] is True
+        await a.register({**agency, "name": "Sở thử nghiệm (mới)"})  # it comes back
+        back = hut.hub.directory.current.organs[new]
+        assert not back.closed and back.name == "Sở thử nghiệm (mới)"
+        assert back.aliases == ("H53.OLD",) and back.push_url == "https://dms.example/inbox"
+        await a.delete(new)
         types = [e.type for e in await hut.hub.store.ledger(0, 10_000)]
         assert types.count("directory_organ_saved") >= 8
     finally:
