@@ -81,6 +81,27 @@ class Frontier:
             done.append((height, (self.size >> height) - 1, hashes[-1]))
         return done
 
+    def append_subtree(self, height: int, h: bytes) -> list[tuple[int, int, bytes]]:
+        """Add the root of a perfect subtree of ``2**height`` leaves (the tree's size must
+        be a multiple of that); return every perfect subtree now complete, this one
+        first, as (height, index, hash). The same tree as appending its leaves one by
+        one, without the per-leaf bookkeeping."""
+        if self.size % (1 << height):
+            raise ValueError(f"a subtree of height {height} cannot start at leaf {self.size}")
+        hashes, heights = self._hashes, self._heights
+        hashes.append(h)
+        heights.append(height)
+        self.size += 1 << height
+        size = self.size
+        done = [(height, (size >> height) - 1, h)]
+        while len(heights) > 1 and heights[-1] == heights[-2]:
+            right = hashes.pop()
+            height = heights.pop() + 1
+            hashes[-1] = node_hash(hashes[-1], right)
+            heights[-1] = height
+            done.append((height, (size >> height) - 1, hashes[-1]))
+        return done
+
     @classmethod
     def restore(cls, size: int, subtrees: Sequence[tuple[int, bytes]]) -> Frontier:
         """A frontier from its perfect subtrees (height, hash), left to right."""

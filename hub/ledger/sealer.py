@@ -104,8 +104,7 @@ class Sealer:
                 last = i + _HASH_SLICE >= len(events)
                 upto = stop if last else chunk[-1].seq + 1
                 start = builder.size
-                for h in leaves_for(chunk, start, upto):
-                    builder.append(h)
+                builder.extend(leaves_for(chunk, start, upto))
                 voids += (upto - start) - len(chunk)
                 if not last:
                     await asyncio.sleep(0)  # let waiting requests run

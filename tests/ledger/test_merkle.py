@@ -90,3 +90,23 @@ async def test_out_of_range_proofs_are_refused() -> None:
         await inclusion_path(source, 2, 2)
     with pytest.raises(ValueError, match="no consistency proof"):
         await consistency_path(source, 3, 2)
+
+
+@pytest.mark.parametrize(
+    "fields",
+    [
+        (1, "received", 1_732_400_000_000_000, "p1", None, "000.00.00.G22", "system:a", "{}"),
+        (2**40, "fetched", 0, None, None, None, None, '{"x":"Tây Ninh"}'),
+        (7, "accepted", 5, "p", "d", "o", "a", '{"k":"' + "é" * 3000 + '"}'),  # over 4 KB
+        (8, "", 1, "", "", "", "", ""),
+    ],
+)
+def test_an_events_leaf_bytes_are_the_documented_encoding(
+    fields: tuple[int, str, int, str | None, str | None, str | None, str | None, str],
+) -> None:
+    """The hot path's encoding (hub/ledger/leaf.py) is ``encode`` of the tagged fields:
+    length-prefixed UTF-8, 0xFFFFFFFF for an absent one, whatever the lengths."""
+    from hub.ledger.leaf import encode, event_bytes  # noqa: PLC0415
+    from hub.records import LedgerEvent  # noqa: PLC0415
+
+    assert event_bytes(LedgerEvent(*fields)) == encode("lienthong-event/1", *fields)

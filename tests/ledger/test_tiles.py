@@ -55,3 +55,39 @@ async def test_a_missing_tile_is_reported_not_guessed() -> None:
     store = MemoryTiles()
     with pytest.raises(LedgerCorrupt, match="too short"):
         await TileSource(store.load)(0, 5)
+
+
+@pytest.mark.parametrize("start", [0, 1, 255, 256, 300, 65_280, 65_536])
+async def test_extending_in_bulk_builds_the_same_tiles_as_leaf_by_leaf(start: int) -> None:
+    """Whole aligned tiles go in at once; the tree, the tiles written and the root are
+    those of appending every leaf, from any starting size and in uneven runs."""
+    leaves = hashes_from([i.to_bytes(4, "big") for i in range(start + 78_000)])
+    one, bulk = MemoryTiles(), MemoryTiles()
+    a, b = TileBuilder(Frontier(), {}), TileBuilder(Frontier(), {})
+    for h in leaves[:start]:
+        a.append(h)
+        b.append(h)
+    one.rows.update(a.take_dirty())
+    bulk.rows.update(b.take_dirty())
+    done = start
+    for run in (1, 255, 513, 20_000, 256, 49_231, 0, 7_744):
+        a = await TileBuilder.restore(done, one.load)
+        b = await TileBuilder.restore(done, bulk.load)
+        for h in leaves[done : done + run]:
+            a.append(h)
+        b.extend(leaves[done : done + run])
+        assert b.size == a.size == done + run and b.root() == a.root(), run
+        dirty_a, dirty_b = a.take_dirty(), b.take_dirty()
+        assert dirty_b == dirty_a, run
+        one.rows.update(dirty_a)
+        bulk.rows.update(dirty_b)
+        done += run
+    assert bulk.rows == one.rows
+    assert b.root() == root_of(leaves[:done])
+
+
+def test_a_subtree_is_only_appended_where_it_is_aligned() -> None:
+    f = Frontier()
+    f.append(b"\x00" * 32)
+    with pytest.raises(ValueError, match="cannot start at leaf 1"):
+        f.append_subtree(8, b"\x01" * 32)
