@@ -10,7 +10,7 @@ import asyncio
 import csv
 import io
 import json
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -83,14 +83,17 @@ class DirectoryAdmin:
             ),
         )
 
-    def _organ_change(self, organ: Organ) -> tuple[Organ, Event]:
+    def _organ_change(self, organ: Organ, held_url: str | None = None) -> tuple[Organ, Event]:
         try:
             classify(organ.organ_id)
         except ValueError as exc:
             raise InputError(f"organ id {organ.organ_id!r}: {exc}", code="bad_organ_id") from exc
         if organ.location not in ("local", "upstream"):
             raise InputError("location must be local or upstream", code="bad_location")
-        if organ.push_url:
+        if organ.push_url and organ.push_url != held_url:
+            # A new endpoint. One held already is refused at each push if it must be, not
+            # here: saving its organ for another reason (closing it, an SDK registering
+            # it again) must not fail on a setting the caller did not touch.
             check_push_url(organ.push_url, allow_http=self.allow_http_push)
         if organ.parent is None:
             organ = replace(organ, parent=_parent(organ.organ_id))
@@ -105,16 +108,24 @@ class DirectoryAdmin:
         )
         return organ, event
 
+    async def _held_push_urls(self, organs: Sequence[Organ]) -> dict[str, str | None]:
+        if not any(o.push_url for o in organs):
+            return {}
+        return {o.organ_id: o.push_url for o in (await self.store.directory()).organs.values()}
+
     async def put_organ(self, organ: Organ) -> None:
-        await self.store.put_organ(*self._organ_change(organ))
+        held = await self._held_push_urls([organ])
+        await self.store.put_organ(*self._organ_change(organ, held.get(organ.organ_id)))
 
     async def put_organs(self, organs: Iterable[Organ]) -> list[tuple[str, str]]:
         """Save many organs in one transaction; return (organ id, error code) of those refused."""
+        organs = list(organs)
+        held = await self._held_push_urls(organs)
         changes: list[tuple[Organ, Event]] = []
         refused: list[tuple[str, str]] = []
         for organ in organs:
             try:
-                changes.append(self._organ_change(organ))
+                changes.append(self._organ_change(organ, held.get(organ.organ_id)))
             except HubError as exc:
                 refused.append((organ.organ_id, exc.error_code))
         await self.store.put_organs(changes)

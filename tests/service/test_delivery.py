@@ -179,6 +179,19 @@ async def test_a_plain_http_endpoint_is_refused_when_saved_and_dead_at_once_when
         )
         assert r.status == 400 and (await r.json())["error"]["code"] == "push_url_not_https"
         assert h.hub.directory.current.resolve("000.00.11.H53") is None
+        held = h.hub.directory.current.organs[PUSHED]
+        r = await h.client.post(  # saved again for another reason: the held URL is no bar
+            "/api/v1/admin/organs",
+            json={
+                "organ_id": PUSHED,
+                "name": "Pushed organ (renamed)",
+                "system_id": "sys-p",
+                "push_url": held.push_url,
+            },
+            headers=h.auth("admin"),
+        )
+        assert r.status in (200, 201), await r.text()
+        await h.hub.directory.load()
 
         data = demo.document_bytes(sender=A, to=(PUSHED,))
         pid = (await (await h.submit("sys-a", data)).json())["id"]
