@@ -11,6 +11,7 @@ from typing import Any
 
 import asyncpg
 import pytest
+from cryptography import x509
 
 from adapters.postgres_store import _WRITE_BARRIER, PostgresStore
 from hub.ledger import proofs
@@ -302,3 +303,68 @@ async def test_a_long_round_lets_the_event_loop_serve_between_slices(
     assert longest <= _HASH_SLICE + 1, longest  # + the genesis leaf, appended first
     report = await verify_ledger(ledger.store, ledger.anchors)
     assert report.ok, report.findings
+
+
+async def test_a_rotated_checkpoint_key_keeps_the_old_checkpoints_verifiable(
+    ledger: Ledger, ledger_pki: Path
+) -> None:
+    """Rotating the hub's key (docs/ledger.md): new checkpoints are signed with the new
+    key, and every earlier one still verifies under the certificate stored with it,
+    checked at the checkpoint's time, even after that certificate has expired."""
+    import datetime as dt  # noqa: PLC0415
+
+    from cryptography.hazmat.primitives import serialization  # noqa: PLC0415
+
+    from hub.ledger.checkpoint import CheckpointSigner  # noqa: PLC0415
+    from hub.pki import Issued, issue  # noqa: PLC0415
+
+    ca_key = serialization.load_pem_private_key(
+        (ledger_pki / "ca" / "ca.key").read_bytes(), password=None
+    )
+    ca_cert = x509.load_pem_x509_certificate((ledger_pki / "ca" / "ca.pem").read_bytes())
+    ca = Issued(ca_cert, ca_key)  # type: ignore[arg-type]  # the development CA's RSA key
+    expiring = issue(
+        ca, "lienthong hub 2025", not_after=dt.datetime.now(dt.UTC) + dt.timedelta(seconds=2)
+    )
+    successor = issue(ca, "lienthong hub 2026")
+
+    def sealer(cert: Issued) -> Sealer:
+        signer = CheckpointSigner(cert.key, (cert.cert, ca.cert))
+        return Sealer(
+            ledger.store,
+            signer,
+            SystemClock(),
+            origin="test.lienthong",
+            interval_s=1,
+            checkpoint_size=300,
+        )
+
+    await add_events(ledger.store, 400)
+    await sealer(expiring).seal_once()
+    await asyncio.sleep(2.5)  # the first key's certificate has now expired
+    await add_events(ledger.store, 400)
+    await sealer(successor).seal_once()
+    cps = await ledger.store.checkpoints(0, 10)
+    assert {cp.key_id for cp in cps if cp.size <= 401} == {expiring.fingerprint}
+    assert {cp.key_id for cp in cps if cp.size > 401} == {successor.fingerprint}
+    for cert in (expiring, successor):
+        assert await ledger.store.certificate(cert.fingerprint), "stored with its checkpoints"
+    report = await verify_ledger(ledger.store, ledger.anchors)
+    assert report.ok, report.findings
+    assert (report.leaves, report.checkpoints) == (801, len(cps))
+    p = await proofs.inclusion(ledger.store, 7)  # an old event, against the newest checkpoint
+    assert p.checkpoint.key_id == successor.fingerprint
+    assert verify_inclusion(p.leaf, 7, p.checkpoint.size, p.path, p.checkpoint.root)
+
+    stranger = issue(Issued(*_own_ca()), "not the hub")
+    await add_events(ledger.store, 10)
+    await sealer(stranger).seal_once()  # a key outside the trust anchors
+    report = await verify_ledger(ledger.store, ledger.anchors)
+    assert not report.ok and report.findings[0].code == "checkpoint_signature"
+
+
+def _own_ca() -> tuple[Any, Any]:
+    from hub.pki import make_ca  # noqa: PLC0415
+
+    other = make_ca("another CA")
+    return other.cert, other.key
