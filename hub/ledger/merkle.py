@@ -68,18 +68,10 @@ class Frontier:
 
     def append(self, h: bytes) -> list[tuple[int, int, bytes]]:
         """Add a leaf hash; return the perfect subtrees it completed as (height, index, hash)."""
-        hashes, heights = self._hashes, self._heights
-        hashes.append(h)
-        heights.append(0)
+        self._hashes.append(h)
+        self._heights.append(0)
         self.size += 1
-        done: list[tuple[int, int, bytes]] = []
-        while len(heights) > 1 and heights[-1] == heights[-2]:
-            right = hashes.pop()
-            height = heights.pop() + 1
-            hashes[-1] = node_hash(hashes[-1], right)
-            heights[-1] = height
-            done.append((height, (self.size >> height) - 1, hashes[-1]))
-        return done
+        return self._merge([])
 
     def append_subtree(self, height: int, h: bytes) -> list[tuple[int, int, bytes]]:
         """Add the root of a perfect subtree of ``2**height`` leaves (the tree's size must
@@ -88,12 +80,15 @@ class Frontier:
         one, without the per-leaf bookkeeping."""
         if self.size % (1 << height):
             raise ValueError(f"a subtree of height {height} cannot start at leaf {self.size}")
-        hashes, heights = self._hashes, self._heights
-        hashes.append(h)
-        heights.append(height)
+        self._hashes.append(h)
+        self._heights.append(height)
         self.size += 1 << height
-        size = self.size
-        done = [(height, (size >> height) - 1, h)]
+        return self._merge([(height, (self.size >> height) - 1, h)])
+
+    def _merge(self, done: list[tuple[int, int, bytes]]) -> list[tuple[int, int, bytes]]:
+        """Join the two rightmost subtrees while they are of one height; add each joined
+        one to ``done``."""
+        hashes, heights, size = self._hashes, self._heights, self.size
         while len(heights) > 1 and heights[-1] == heights[-2]:
             right = hashes.pop()
             height = heights.pop() + 1

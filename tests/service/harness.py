@@ -256,9 +256,11 @@ class Endpoint:
 
 @contextlib.asynccontextmanager
 async def pushed_hub(
-    tmp: Path, pki: tuple[Path, dict[str, str]], backend: str
+    tmp: Path, pki: tuple[Path, dict[str, str]], backend: str, *, allow_http_push: bool = True
 ) -> AsyncIterator[tuple[HubUnderTest, Endpoint]]:
-    """A hub whose organ PUSHED is delivered by POST to a local ``Endpoint``."""
+    """A hub whose organ PUSHED is delivered by POST to a local ``Endpoint`` (plain http on
+    loopback). The directory is written allowing http; the hub is started with
+    ``allow_http_push``, so it may hold an endpoint it no longer pushes to."""
     endpoint = Endpoint()
     app = web.Application(client_max_size=64 * 1024 * 1024)
     app.router.add_post("/inbox", endpoint.handle)
@@ -268,6 +270,7 @@ async def pushed_hub(
     cfg = config(tmp, root, backend)
     cfg.delivery.allow_http_push = True  # the test endpoint: plain http on loopback
     tokens = await seed_directory(cfg, bindings, push_url=str(server.make_url("/inbox")))
+    cfg.delivery.allow_http_push = allow_http_push
     h = await start(cfg, tokens, root)
     try:
         yield h, endpoint

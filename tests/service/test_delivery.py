@@ -152,21 +152,10 @@ async def test_a_plain_http_endpoint_is_refused_when_saved_and_dead_at_once_when
     http endpoint; a hub that does not allow http neither saves a new one nor pushes
     to the old one: the delivery is dead at once, with the reason, for an administrator
     to fix the endpoint and resend."""
-    endpoint = Endpoint()
-    from aiohttp import web  # noqa: PLC0415
-    from aiohttp.test_utils import TestServer  # noqa: PLC0415
-
-    app = web.Application()
-    app.router.add_post("/inbox", endpoint.handle)
-    server = TestServer(app)
-    await server.start_server()
-    root, bindings = pki_dir
-    cfg = harness.config(tmp_path, root, "embedded")
-    cfg.delivery.allow_http_push = True  # the directory is written while http is allowed
-    tokens = await harness.seed_directory(cfg, bindings, push_url=str(server.make_url("/inbox")))
-    cfg.delivery.allow_http_push = False  # ... and served by a hub that does not allow it
-    h = await harness.start(cfg, tokens, root)
-    try:
+    async with harness.pushed_hub(tmp_path, pki_dir, "embedded", allow_http_push=False) as (
+        h,
+        endpoint,
+    ):
         r = await h.client.post(
             "/api/v1/admin/organs",
             json={
@@ -199,7 +188,3 @@ async def test_a_plain_http_endpoint_is_refused_when_saved_and_dead_at_once_when
         assert dead["attempts"] == 1 and "push_url_not_https" in dead["last_error"]
         assert endpoint.received == []  # nothing crossed the network in the clear
         assert "dead" in [e.type for e in await h.hub.store.events(pid)]
-    finally:
-        await harness.stop(h)
-        await server.close()
-        await harness.drop_backends(cfg)
