@@ -11,9 +11,13 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import pytest
+
+from adapters.factory import opened_store
 from hub.edxml import demo
 from hub.ledger import evidence
 from hub.service.retention import Retention
+from tests.service import harness
 from tests.service.harness import A, B, HubUnderTest, eventually, signed
 
 REPO = Path(__file__).resolve().parents[2]
@@ -283,3 +287,37 @@ async def test_administrators_manage_the_directory_and_credentials_auditors_cann
         "directory_token_issued",
         "directory_token_revoked",
     ]
+
+
+@pytest.mark.parametrize("backend", ["embedded", "scaled"])
+async def test_a_clean_stop_seals_every_event_it_committed(
+    backend: str, tmp_path: Path, pki_dir: tuple[Path, dict[str, str]]
+) -> None:
+    """With the sealer's interval far away, nothing is sealed while the hub runs; its
+    clean stop seals every committed event under a signed checkpoint that verifies."""
+    from cryptography import x509  # noqa: PLC0415
+
+    from hub.ledger.verify import verify_ledger  # noqa: PLC0415
+
+    if backend == "scaled":
+        harness.require_services()
+    root, bindings = pki_dir
+    cfg = harness.config(tmp_path, root, backend, ledger__seal_s=3600.0)
+    tokens = await harness.seed_directory(cfg, bindings)
+    anchors = x509.load_pem_x509_certificates((root / "ca" / "ca.pem").read_bytes())
+    h = await harness.start(cfg, tokens, root)
+    try:
+        await _send(h)
+        assert await h.hub.store.latest_checkpoint() is None  # nothing sealed yet
+        events = len(await h.hub.store.ledger(0, 100_000))
+    finally:
+        await harness.stop(h)
+    try:
+        async with opened_store(cfg) as store:
+            report = await verify_ledger(store, anchors)
+            cp = await store.latest_checkpoint()
+        assert report.ok, report.findings
+        assert report.unsealed == 0
+        assert cp is not None and cp.size == events + 1  # the genesis leaf, then each event
+    finally:
+        await harness.drop_backends(cfg)
