@@ -40,7 +40,7 @@ def _sweep_spool(spool_dir: Path) -> None:
                 part.unlink()
 
 
-def _fsync_dir(path: Path) -> None:
+def fsync_dir(path: Path) -> None:
     """Make a rename in ``path`` survive a crash."""
     dir_fd = os.open(path, os.O_RDONLY)
     try:
@@ -111,6 +111,13 @@ def _read_to_end(fd: int, size: int) -> bytes:
     return data
 
 
+def blob_path(root: Path, sha256: str) -> Path:
+    """Where the blob store keeps the bytes whose SHA-256 is ``sha256``."""
+    if not _SHA.match(sha256):
+        raise ValueError("not a SHA-256 hex digest")
+    return root / sha256[:2] / sha256[2:4] / sha256
+
+
 class FileBlobStore:
     def __init__(self, root: Path, *, threads: int = 16) -> None:
         self.root = root
@@ -146,7 +153,7 @@ class FileBlobStore:
         finally:
             os.close(fd)
         os.replace(tmp, path)
-        _fsync_dir(path.parent)
+        fsync_dir(path.parent)
         return sha256
 
     def spool(self) -> FileSpool:
@@ -164,7 +171,7 @@ class FileBlobStore:
             return sha256
         path.parent.mkdir(parents=True, exist_ok=True)
         os.replace(source, path)  # the spool was fsynced by finish()
-        _fsync_dir(path.parent)
+        fsync_dir(path.parent)
         return sha256
 
     async def get(self, sha256: str) -> bytes:

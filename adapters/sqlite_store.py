@@ -56,8 +56,11 @@ _Unit = tuple[Callable[[Tx], Awaitable[Any]], "asyncio.Future[Any]"]
 class SqliteStore(SqlStore):
     commit_ambiguous = False
 
-    def __init__(self, path: Path, *, synchronous: str = "FULL") -> None:
+    def __init__(self, path: Path, *, synchronous: str = "FULL", read_only: bool = False) -> None:
         self.path = path
+        # Read-only: a file that must not change (a backup being checked): no migrations,
+        # no writer, no journal mode set; every write answers ``store_unavailable``.
+        self._read_only = read_only
         self._synchronous = synchronous
         self._writer: sqlite3.Connection | None = None
         self._reader: sqlite3.Connection | None = None
@@ -85,6 +88,13 @@ class SqliteStore(SqlStore):
 
     async def open(self) -> None:
         self._cache.clear()
+        if self._read_only:
+            if not self.path.is_file():
+                raise Unavailable(f"no SQLite file at {self.path}", code="store_unavailable")
+            uri = f"{self.path.resolve().as_uri()}?mode=ro"
+            self._reader = sqlite3.connect(uri, uri=True, check_same_thread=False)
+            self._reader.row_factory = sqlite3.Row
+            return
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._writer = self._connect()
         self._migrate(self._writer)

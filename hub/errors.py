@@ -163,6 +163,14 @@ class LedgerCorrupt(HubError):
     vxp_code = "20"
 
 
+class BackupError(HubError):
+    """A backup cannot be written, checked or restored; ``code`` says why."""
+
+    code = "backup_failed"
+    http_status = 500
+    vxp_code = "20"
+
+
 class ConfigError(HubError):
     code = "config_error"
     http_status = 500

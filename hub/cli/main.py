@@ -11,7 +11,15 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from hub.cli import client_cmd, directory_cmd, edxml_cmd, ledger_cmd, pki_cmd, serve_cmd
+from hub.cli import (
+    backup_cmd,
+    client_cmd,
+    directory_cmd,
+    edxml_cmd,
+    ledger_cmd,
+    pki_cmd,
+    serve_cmd,
+)
 from hub.errors import ConfigError, HubError
 
 EXIT_OK = 0
@@ -34,6 +42,7 @@ def build_parser() -> argparse.ArgumentParser:
     directory_cmd.register(sub)
     client_cmd.register(sub)
     ledger_cmd.register(sub)
+    backup_cmd.register(sub)
     return parser
 
 
