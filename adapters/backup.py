@@ -233,7 +233,8 @@ def create(db: Path, blob_root: Path, dest: Path) -> Manifest:
     copied = _each_blob(
         contents.blobs,
         lambda sha: _copy_checked(blob_path(blob_root, sha), blob_path(dest / BLOBS, sha), sha),
-        f"the blob store {blob_root} (re-run once: a purge may have raced it)",
+        f"the blob store {blob_root} (a purge may have raced the backup: run it again, "
+        "into a new folder)",
     )
     _fsync_tree(dest / BLOBS, contents.blobs)
     fsync_dir(dest)
@@ -303,17 +304,22 @@ def check(folder: Path) -> Manifest:
     return m
 
 
-def restore(folder: Path, db: Path, blob_root: Path) -> Manifest:
-    """Copy a checked backup (``check`` first; the ledger too) to the store at ``db``,
-    which must not exist, and into the blob store at ``blob_root``. A blob already there
-    under its name is kept (names are contents)."""
-    m = Manifest.read(folder)
+def ensure_free(db: Path) -> None:
+    """A restore's target: no store (nor its journal) at ``db``."""
     if any(Path(f"{db}{suffix}").exists() for suffix in ("", "-wal", "-journal")):
         raise BackupError(
             f"{db} exists: a backup is restored into a new place, never over a store "
             "(move the old one away first)",
             code="restore_target_exists",
         )
+
+
+def restore(folder: Path, db: Path, blob_root: Path) -> Manifest:
+    """Copy a checked backup (``check`` first; the ledger too) to the store at ``db``,
+    which must not exist, and into the blob store at ``blob_root``. A blob already there
+    under its name is kept (names are contents)."""
+    m = Manifest.read(folder)
+    ensure_free(db)
     with _db(folder / DATABASE, read_only=True) as conn:
         blobs = _contents(conn).blobs
 

@@ -114,6 +114,7 @@ async def _check(args: argparse.Namespace, cfg: Config) -> int:
 async def _restore(args: argparse.Namespace, cfg: Config) -> int:
     from adapters import backup  # noqa: PLC0415 - the composition root
 
+    backup.ensure_free(Path(cfg.store.path))  # before the check, which reads everything
     await asyncio.to_thread(backup.check, args.folder)
     ledger = await _ledger(args.folder, cfg)
     m = await asyncio.to_thread(
