@@ -56,9 +56,9 @@ def _run(args: argparse.Namespace, fn: Any) -> int:
 
 def _describe(m: Any) -> str:
     return (
-        f"{m.packages:,} packages, {m.blobs:,} package files ({m.blob_bytes / 1e6:,.1f} MB), "
-        f"database {m.database_bytes / 1e6:,.1f} MB; ledger: {m.events:,} events, "
-        f"{m.sealed:,} leaves sealed"
+        f"packages {m.packages:,}, package files {m.blobs:,} ({m.blob_bytes / 1e6:,.1f} MB), "
+        f"database {m.database_bytes / 1e6:,.1f} MB; ledger: events {m.events:,}, "
+        f"leaves sealed {m.sealed:,}"
     )
 
 

@@ -250,6 +250,8 @@ def _dev(args: argparse.Namespace) -> int:
         f"systemId sys-h53, secret in {base}/tokens/sys-h53.vxp-secret\n"
         f"Admin console: {url}/admin/  (token in {base}/tokens/admin.token or auditor.token)\n"
         f"Health: {url}/healthz   Metrics: {url}/metrics (admin token)\n"
+        f"Back up while it runs: {lt} backup --config {conf} create {base}/backups/NAME "
+        f"(docs/operations.md)\n"
     )
     if args.no_serve:
         return 0

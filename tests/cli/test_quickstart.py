@@ -123,6 +123,14 @@ def test_dev_hub_and_cli_client_first_package(tmp_path: Path) -> None:
         assert f"http://127.0.0.1:{port}/vxp" in printed
         secret = (tokens / "sys-g22.vxp-secret").read_text().strip()
         assert asyncio.run(_vxp_agencies(f"http://127.0.0.1:{port}/vxp", secret)) >= 4
+        # The printed backup command, from another process while the hub serves.
+        assert "backup --config" in printed
+        conf = ["backup", "--config", str(base / "lienthong.toml")]
+        r = _lt(*conf, "create", str(base / "backups/first"), env=env, cwd=tmp_path)
+        assert r.returncode == 0, r.stdout + r.stderr
+        assert "packages 1, package files 1" in r.stdout
+        r = _lt(*conf, "check", str(base / "backups/first"), env=env, cwd=tmp_path)
+        assert r.returncode == 0 and "backup OK" in r.stdout, r.stdout + r.stderr
     finally:
         proc.send_signal(signal.SIGTERM)
         proc.wait(20)
