@@ -30,7 +30,7 @@ import os
 import sqlite3
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any, Final
 
@@ -75,15 +75,28 @@ class Manifest:
                 code="backup_incomplete",
             )
         try:
-            doc: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
-            if doc.get("format") != FORMAT:
-                raise BackupError(
-                    f"{path}: format {doc.get('format')!r}; this hub reads {FORMAT!r}",
-                    code="backup_unknown_format",
-                )
-            return cls(**doc)
-        except (ValueError, TypeError) as exc:
+            doc: Any = json.loads(path.read_text(encoding="utf-8"))
+        except ValueError as exc:
             raise BackupError(f"{path} is unreadable: {exc}", code="backup_altered") from exc
+        if not isinstance(doc, dict):
+            raise BackupError(f"{path} is not a JSON object", code="backup_altered")
+        if doc.get("format") != FORMAT:
+            raise BackupError(
+                f"{path}: format {doc.get('format')!r}; this hub reads {FORMAT!r}",
+                code="backup_unknown_format",
+            )
+        names = {f.name: f.type for f in fields(cls)}
+        wrong = sorted(
+            set(names) ^ set(doc)
+            | {k for k, t in names.items() if t == "int" and not _count(doc.get(k))}
+        )
+        if wrong:
+            raise BackupError(f"{path}: bad or missing fields {wrong}", code="backup_altered")
+        return cls(**doc)
+
+
+def _count(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,13 +120,18 @@ def _copy_checked(source: Path, target: Path, expected: str | None) -> tuple[str
     tmp = target.with_name(f".{target.name}.{os.getpid()}.part")
     h = hashlib.sha256()
     size = 0
-    with source.open("rb") as src, tmp.open("wb") as dst:
-        while chunk := src.read(_CHUNK):
-            h.update(chunk)
-            dst.write(chunk)
-            size += len(chunk)
-        dst.flush()
-        os.fsync(dst.fileno())
+    with source.open("rb") as src:
+        try:
+            with tmp.open("wb") as dst:
+                while chunk := src.read(_CHUNK):
+                    h.update(chunk)
+                    dst.write(chunk)
+                    size += len(chunk)
+                dst.flush()
+                os.fsync(dst.fileno())
+        except BaseException:
+            tmp.unlink(missing_ok=True)  # a full disk leaves no half-written file behind
+            raise
     digest = h.hexdigest()
     if expected is not None and digest != expected:
         tmp.unlink()

@@ -160,6 +160,10 @@ def test_every_change_to_a_backup_is_found_before_anything_is_restored(
     text = (folder / MANIFEST).read_text()
     (folder / MANIFEST).write_text(text.replace('"schema_version": ', '"schema_version": 9'))
     _refused(capsys, check, "backup_from_newer_version")
+    (folder / MANIFEST).write_text(text.replace('"blobs": ', '"blobs": -'))
+    _refused(capsys, check, "backup_altered")
+    (folder / MANIFEST).write_text("[]")
+    _refused(capsys, check, "backup_altered")
     (folder / MANIFEST).write_text(text)
     assert main(check) == 0
 
