@@ -11,6 +11,7 @@ import pytest
 
 from adapters.factory import opened_store
 from hub.cli.main import main
+from hub.config import load
 from hub.edxml import demo
 from hub.records import Event
 from tests.service import harness
@@ -44,10 +45,18 @@ def test_seal_verify_proof_and_tampering_from_the_command_line(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     conf, _pid = _setup(tmp_path)
+
+    async def more_events() -> int:  # the hub sealed everything as it stopped
+        async with opened_store(load(conf)) as store:
+            before = await store.latest_checkpoint()
+            await store.append_events([Event("test", 1_000 + i, data={"i": i}) for i in range(4)])
+            return before.size if before else 0
+
+    sealed_at_stop = asyncio.run(more_events())
     capsys.readouterr()  # the setup's own output
     assert main(["ledger", "--config", str(conf), "seal"]) == 0
     sealed = json.loads(capsys.readouterr().out)
-    assert sealed["size"] > 5
+    assert sealed["size"] == sealed_at_stop + 4 and sealed_at_stop > 5
     assert main(["ledger", "--config", str(conf), "verify"]) == 0
     out = capsys.readouterr()
     assert "ledger OK" in out.out and "leaves" in out.err  # progress on stderr
@@ -78,7 +87,6 @@ def test_evidence_audit_and_legal_hold_from_the_command_line(
     assert "legal hold placed" in capsys.readouterr().out
 
     async def events() -> list[Event]:
-        from hub.config import load  # noqa: PLC0415
 
         async with opened_store(load(conf)) as store:
             return await store.ledger(0, 1000)
