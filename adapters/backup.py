@@ -113,9 +113,9 @@ def _fsync_tree(root: Path, shas: list[str]) -> None:
         fsync_dir(d)
 
 
-def _copy_checked(source: Path, target: Path, expected: str | None) -> tuple[str, int]:
+def _copy_checked(source: Path, target: Path, expected: str) -> tuple[str, int]:
     """Copy ``source`` to ``target`` (through a temporary name, fsynced) while hashing it;
-    with ``expected`` set, a mismatch leaves nothing at ``target``. Returns (sha256, size)."""
+    bytes not hashing to ``expected`` leave nothing at ``target``. Returns (sha256, size)."""
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = target.with_name(f".{target.name}.{os.getpid()}.part")
     h = hashlib.sha256()
@@ -133,7 +133,7 @@ def _copy_checked(source: Path, target: Path, expected: str | None) -> tuple[str
             tmp.unlink(missing_ok=True)  # a full disk leaves no half-written file behind
             raise
     digest = h.hexdigest()
-    if expected is not None and digest != expected:
+    if digest != expected:
         tmp.unlink()
         return digest, size
     os.replace(tmp, target)

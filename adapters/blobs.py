@@ -111,11 +111,16 @@ def _read_to_end(fd: int, size: int) -> bytes:
     return data
 
 
-def blob_path(root: Path, sha256: str) -> Path:
-    """Where the blob store keeps the bytes whose SHA-256 is ``sha256``."""
+def _blob_name(root: str, sha256: str) -> str:
+    """The one layout: ``<root>/ab/cd/<sha256>`` (a string: the hot paths open it bare)."""
     if not _SHA.match(sha256):
         raise ValueError("not a SHA-256 hex digest")
-    return root / sha256[:2] / sha256[2:4] / sha256
+    return f"{root}/{sha256[:2]}/{sha256[2:4]}/{sha256}"
+
+
+def blob_path(root: Path, sha256: str) -> Path:
+    """Where the blob store under ``root`` keeps the bytes whose SHA-256 is ``sha256``."""
+    return Path(_blob_name(os.fspath(root), sha256))
 
 
 class FileBlobStore:
@@ -127,9 +132,7 @@ class FileBlobStore:
         self._pool = ThreadPoolExecutor(threads, thread_name_prefix="blob-io")
 
     def _name(self, sha256: str) -> str:
-        if not _SHA.match(sha256):
-            raise ValueError("not a SHA-256 hex digest")
-        return f"{self._root}/{sha256[:2]}/{sha256[2:4]}/{sha256}"
+        return _blob_name(self._root, sha256)
 
     def _path(self, sha256: str) -> Path:
         return Path(self._name(sha256))

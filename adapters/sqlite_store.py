@@ -36,6 +36,10 @@ log = structlog.get_logger(__name__)
 _MAX_BATCH = 512
 
 
+async def _nothing(_tx: Tx) -> None:
+    return None
+
+
 class _SqliteTx:
     def __init__(self, conn: sqlite3.Connection) -> None:
         self._conn = conn
@@ -151,7 +155,13 @@ class SqliteStore(SqlStore):
 
     async def seal_barrier(self) -> int:
         # One writer commits whole batches, and a rolled-back unit gives its sequence numbers
-        # back, so every event the reader sees is final.
+        # back, so every event the reader sees is final. An empty unit at the back of the
+        # writer's queue first lets every write queued before this call commit: a round at
+        # a clean stop then seals what the stopping tasks had queued (a read-only store
+        # has no writer and nothing queued).
+        if self._task is not None and not self._task.done():
+            await self._write(_nothing)
+
         async def q(tx: Tx) -> int:
             return int((await tx.fetch("SELECT COALESCE(MAX(seq), 0) AS m FROM events"))[0]["m"])
 

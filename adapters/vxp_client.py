@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import base64
 import datetime as dt
-import hashlib
 import io
 import json
 import secrets
@@ -26,8 +25,9 @@ import aiohttp
 import structlog
 
 from hub.edxml.dates import VN_TZ
-from hub.errors import NotFound, PackageTooLarge, Unavailable, UpstreamRejected
+from hub.errors import NotFound, Unavailable, UpstreamRejected
 from hub.ports import STREAM_ABOVE, BlobStore, Outgoing, Taken
+from hub.streams import capped, spool_hashed
 from hub.vxp import protocol as vxp
 
 log = structlog.get_logger(__name__)
@@ -46,23 +46,16 @@ class VxpError(UpstreamRejected):
         self.desc = desc
 
 
-async def _within(r: aiohttp.ClientResponse, limit: int, op: str) -> AsyncIterator[bytes]:
+def _within(r: aiohttp.ClientResponse, limit: int, op: str) -> AsyncIterator[bytes]:
     """The answer's body in chunks, refused (``upstream_answer_too_large``) once over
     ``limit``: by its Content-Length first, else as it arrives."""
-    if r.content_length is not None and r.content_length > limit:
-        raise PackageTooLarge(
-            f"{op}: the answer is {r.content_length} bytes; the limit is {limit}",
-            code="upstream_answer_too_large",
-        )
-    size = 0
-    async for chunk in r.content.iter_chunked(256 * 1024):
-        size += len(chunk)
-        if size > limit:
-            raise PackageTooLarge(
-                f"{op}: the answer exceeds the limit of {limit} bytes",
-                code="upstream_answer_too_large",
-            )
-        yield chunk
+    return capped(
+        r.content.iter_chunked(256 * 1024),
+        r.content_length,
+        limit,
+        what=f"{op}: the answer",
+        code="upstream_answer_too_large",
+    )
 
 
 async def _bounded(r: aiohttp.ClientResponse, limit: int, op: str) -> bytes:
@@ -284,17 +277,8 @@ class VxpClient:
         return taken
 
     async def _spooled(self, r: aiohttp.ClientResponse, blobs: BlobStore) -> Taken:
-        digest = hashlib.sha256()
-        spool = blobs.spool()
-        try:
-            async for chunk in _within(r, self.max_answer_bytes, "downloadEdoc"):
-                digest.update(chunk)
-                await spool.write(chunk)
-            await spool.finish()
-        except BaseException:
-            spool.discard()
-            raise
-        return Taken(b"", digest.hexdigest(), spool)
+        spool, sha = await spool_hashed(_within(r, self.max_answer_bytes, "downloadEdoc"), blobs)
+        return Taken(b"", sha, spool)
 
     async def download(self, doc_id: str) -> bytes:
         status, raw = await self.raw(

@@ -25,7 +25,7 @@ from aiohttp import web
 
 from hub.edxml.parser import parse_package
 from hub.edxml.summary import summarise
-from hub.errors import Forbidden, Gone, HubError, InputError, NotFound, PackageTooLarge
+from hub.errors import Forbidden, Gone, HubError, InputError, NotFound
 from hub.http.app import HUB, json_answer, peer_certificate, send_package
 from hub.ports import STREAM_ABOVE, BlobStore, Outgoing, Spool
 from hub.records import DeliveryRow, InboxItem, PackageRow, State
@@ -34,6 +34,7 @@ from hub.service.audit import iso
 from hub.service.auth import Caller, authenticate
 from hub.service.hub import Hub
 from hub.service.intake import Submission
+from hub.streams import capped, check_declared, spool_hashed
 
 log = structlog.get_logger(__name__)
 
@@ -54,32 +55,19 @@ def _caller(request: web.Request) -> tuple[Hub, Caller]:
     return hub, caller
 
 
+def _chunks(request: web.Request, limit: int) -> AsyncIterator[bytes]:
+    return capped(request.content.iter_chunked(_CHUNK), request.content_length, limit)
+
+
 async def _read_whole(request: web.Request, limit: int) -> bytes:
     """The body in memory, refused once over ``limit`` bytes."""
-    _check_declared(request, limit)
-    return b"".join([chunk async for chunk in _limited(request, limit)])
+    return b"".join([chunk async for chunk in _chunks(request, limit)])
 
 
 async def read_body(request: web.Request, limit: int) -> tuple[bytes, str]:
     """The body under ``limit`` bytes, and its SHA-256."""
     data = await _read_whole(request, limit)
     return data, hashlib.sha256(data).hexdigest()
-
-
-def _check_declared(request: web.Request, limit: int) -> None:
-    if request.content_length is not None and request.content_length > limit:
-        raise PackageTooLarge(
-            f"the package is {request.content_length} bytes; the limit is {limit}"
-        )
-
-
-async def _limited(request: web.Request, limit: int) -> AsyncIterator[bytes]:
-    size = 0
-    async for chunk in request.content.iter_chunked(_CHUNK):
-        size += len(chunk)
-        if size > limit:
-            raise PackageTooLarge(f"the package exceeds the limit of {limit} bytes")
-        yield chunk
 
 
 async def read_spooled(
@@ -90,25 +78,22 @@ async def read_spooled(
 
     Returns the spool, the body's SHA-256 and, with ``crlf``, the SHA-256 of the body
     without a final CRLF when it ends in one (the VXP SDK appends one to the file)."""
-    _check_declared(request, limit)
-    digest = hashlib.sha256()
+    check_declared(request.content_length, limit)  # before a spool file is made
     lagging = hashlib.sha256()  # everything but the last two bytes seen
     tail = b""
-    spool = blobs.spool()
-    try:
-        async for chunk in _limited(request, limit):
-            digest.update(chunk)
+
+    async def watched() -> AsyncIterator[bytes]:
+        nonlocal tail
+        async for chunk in _chunks(request, limit):
             if crlf:
                 held = tail + chunk
                 lagging.update(held[:-2])
                 tail = held[-2:]
-            await spool.write(chunk)
-        await spool.finish()
-    except BaseException:
-        spool.discard()
-        raise
+            yield chunk
+
+    spool, sha = await spool_hashed(watched(), blobs)
     trimmed = lagging.hexdigest() if crlf and tail == b"\r\n" else None
-    return spool, digest.hexdigest(), trimmed
+    return spool, sha, trimmed
 
 
 @dataclass(slots=True)
