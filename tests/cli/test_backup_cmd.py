@@ -36,12 +36,6 @@ async def _submit(h: HubUnderTest, data: bytes) -> str:
     return str((await r.json())["id"])
 
 
-@pytest.fixture(scope="module")
-def pki_dir(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, str]]:
-    root = tmp_path_factory.mktemp("pki")
-    return root, harness.make_pki(root)
-
-
 def _hub(tmp: Path, pki: Path) -> tuple[Config, Path]:
     tmp.mkdir(parents=True, exist_ok=True)
     cfg = harness.config(tmp, pki, "embedded")
