@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from hub.errors import ConfigError
+from hub.service.workdays import VN_FIXED_HOLIDAYS, WorkCalendar
 
 
 @dataclass
@@ -137,6 +138,20 @@ class LedgerConfig:
 
 
 @dataclass
+class WorkdayConfig:
+    """The working calendar for overdue acknowledgements (``hub/service/workdays.py``):
+    comma-separated values, or TOML arrays of strings."""
+
+    days: str = "mon,tue,wed,thu,fri"
+    ends: str = "17:00"  # Vietnam time
+    holidays: str = VN_FIXED_HOLIDAYS  # YYYY-MM-DD once, MM-DD every year
+    extra_days: str = ""  # YYYY-MM-DD worked although a weekend or a holiday
+
+    def calendar(self) -> WorkCalendar:
+        return WorkCalendar.parse(self.days, self.ends, self.holidays, self.extra_days)
+
+
+@dataclass
 class LogConfig:
     format: str = "auto"  # auto | json | console
     level: str = "info"
@@ -154,6 +169,7 @@ class Config:
     upstream: UpstreamConfig = field(default_factory=UpstreamConfig)
     vxp: VxpConfig = field(default_factory=VxpConfig)
     ledger: LedgerConfig = field(default_factory=LedgerConfig)
+    workday: WorkdayConfig = field(default_factory=WorkdayConfig)
     log: LogConfig = field(default_factory=LogConfig)
 
     def redacted(self) -> dict[str, Any]:
@@ -169,6 +185,10 @@ def _mask(url: str) -> str:
 
 
 def _coerce(value: Any, like: Any, where: str) -> Any:
+    if isinstance(like, str) and isinstance(value, list):  # a TOML array for a list value
+        if not all(isinstance(v, str) for v in value):
+            raise ConfigError(f"{where}: expected strings, got {value!r}")
+        return ",".join(value)
     if isinstance(like, bool):
         if isinstance(value, bool):
             return value
@@ -261,6 +281,7 @@ def _check(cfg: Config) -> None:
             "[server] workers > 1 needs store kind = postgres and broker kind = rabbitmq "
             "(the embedded SQLite store and in-process broker belong to one process)"
         )
+    cfg.workday.calendar()  # ConfigError if it is wrong
     up = cfg.upstream
     if up.kind == "vxp" and not (up.url and up.system_id and up.secret):
         raise ConfigError("[upstream] kind = vxp needs url, system_id and secret")

@@ -215,6 +215,9 @@ class AuditQuery:
     signature: str | None = None  # signature outcome
     since_us: int | None = None
     until_us: int | None = None
+    # Documents received before this instant some recipient of which has not answered
+    # (no business status; not dead): the overdue acknowledgements at the query's time.
+    overdue_before_us: int | None = None
 
     def as_dict(self) -> dict[str, Any]:
         return {k: getattr(self, k) for k in self.__slots__ if getattr(self, k) is not None}

@@ -59,6 +59,10 @@ def _where(q: AuditQuery) -> tuple[list[str], list[Any]]:
         where.append("LOWER(p.subject) LIKE ?")
         params.append(f"%{word.lower()}%")
     sub: list[str] = []
+    if q.overdue_before_us is not None:
+        where.append("p.kind = 'edoc' AND p.received_us < ?")
+        params.append(q.overdue_before_us)
+        sub.append("d.business_status IS NULL AND d.state <> 'dead'")
     _equal(
         (
             ("d.recipient", q.recipient),

@@ -68,7 +68,16 @@ def register(sub: Any) -> None:
     au = sub.add_parser("audit", help="audit queries (recorded in the ledger)")
     au.add_argument("--config", type=Path, default=None)
     for name in audit.FILTER_NAMES:
-        au.add_argument(f"--{name.replace('_', '-')}", dest=name, default=None)
+        if name == "overdue":
+            au.add_argument(
+                "--overdue",
+                action="store_const",
+                const="true",
+                default=None,
+                help="documents a recipient has not answered by the end of the working day",
+            )
+        else:
+            au.add_argument(f"--{name.replace('_', '-')}", dest=name, default=None)
     au.add_argument("--format", choices=("csv", "jsonl"), default="jsonl")
     au.set_defaults(func=lambda a: _run(a, _audit))
 
@@ -203,10 +212,13 @@ def _evidence_verify(args: argparse.Namespace) -> int:
     return EXIT_FAILED
 
 
-async def _audit(args: argparse.Namespace, _cfg: Config, store: Store) -> int:
+async def _audit(args: argparse.Namespace, cfg: Config, store: Store) -> int:
     params = {k: getattr(args, k) for k in audit.FILTER_NAMES if getattr(args, k)}
-    query = audit.parse_query(params)
-    async for chunk in audit.export(store, SystemClock(), _actor(), query, args.format):
+    clock = SystemClock()
+    query = audit.parse_query(
+        params, overdue_before_us=cfg.workday.calendar().overdue_before(clock.now_us())
+    )
+    async for chunk in audit.export(store, clock, _actor(), query, args.format):
         sys.stdout.write(chunk.decode())
     return 0
 

@@ -32,7 +32,7 @@ from hub.service import audit
 from hub.service import delivery as dl
 from hub.service.audit import iso
 from hub.service.auth import Caller, authenticate
-from hub.service.hub import Hub, start_of_today_us
+from hub.service.hub import Hub
 from hub.service.sessions import COOKIE, LIFETIME_S, require_console_role
 
 LANG_COOKIE = "lt_lang"
@@ -156,7 +156,7 @@ async def logout(request: web.Request) -> web.Response:
 async def dashboard(request: web.Request) -> web.Response:
     hub, caller, cookie = _session(request)
     now = hub.clock.now_us()
-    stats = await hub.store.stats(now, start_of_today_us(now))
+    stats = await hub.store.stats(now, hub.calendar.overdue_before(now))
     hour = await hub.store.intake_counts(now - _HOUR_US)
     day = await hub.store.intake_counts(now - 24 * _HOUR_US)
     dead = await hub.store.audit(AuditQuery(state=str(State.DEAD)), after=None, limit=20)

@@ -29,6 +29,10 @@ LABELS: dict[str, dict[str, str]] = {
         "vi": "Quá hạn xác nhận (NĐ 30/2020, trong ngày)",
         "en": "Overdue acknowledgements (Decree 30/2020, same day)",
     },
+    "overdue_only": {
+        "vi": "Chưa xác nhận quá hạn (hết ngày làm việc)",
+        "en": "Unacknowledged after the working day",
+    },
     "dead_letters": {"vi": "Thư chết (hàng đợi)", "en": "Dead letters (broker)"},
     "outbox": {"vi": "Chờ phát hành", "en": "Outbox"},
     "search": {"vi": "Tìm kiếm", "en": "Search"},

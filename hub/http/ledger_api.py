@@ -118,6 +118,10 @@ async def audit_packages(request: web.Request) -> web.Response:
     return json_answer({"items": [audit_json(r) for r in rows], "next": nxt})
 
 
+def _overdue_before(hub: Hub) -> int:
+    return hub.calendar.overdue_before(hub.clock.now_us())
+
+
 async def audit_page(
     request: web.Request, caller: Caller, params: Mapping[str, str], limit: int
 ) -> tuple[list[AuditRow], str | None]:
@@ -127,7 +131,7 @@ async def audit_page(
         hub.store,
         hub.clock,
         f"system:{caller.system_id}",
-        audit.parse_query(params),
+        audit.parse_query(params, overdue_before_us=_overdue_before(hub)),
         after=request.query.get("after"),
         limit=limit,
     )
@@ -139,9 +143,11 @@ async def stream_export(
     """Stream an audit export (CSV or JSON Lines); the API and the console share it."""
     hub = request.app[HUB]
     fmt = request.match_info["fmt"]
-    query = audit.parse_query(params)
+    query = audit.parse_query(params, overdue_before_us=_overdue_before(hub))
     chunks = audit.export(hub.store, hub.clock, f"system:{caller.system_id}", query, fmt)
-    first = await anext(chunks)  # validates the format and records the export
+    # The first step validates the format and records the export; a JSON Lines export
+    # that matches nothing ends there, an empty body.
+    first = await anext(chunks, b"")
     resp = web.StreamResponse(
         headers={
             "Content-Type": "text/csv; charset=utf-8" if fmt == "csv" else "application/x-ndjson",

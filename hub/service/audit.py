@@ -30,7 +30,8 @@ _FILTERS = (
     "business_status",
     "signature",
 )
-FILTER_NAMES = (*_FILTERS, "business_type", "from", "to")
+FILTER_NAMES = (*_FILTERS, "business_type", "from", "to", "overdue")
+_YES = ("1", "true", "yes", "on")
 CSV_COLUMNS = (
     "package_id",
     "received_at",
@@ -63,8 +64,11 @@ def _time(name: str, raw: str) -> int:
     return int(t.timestamp() * 1_000_000)
 
 
-def parse_query(params: Mapping[str, str]) -> AuditQuery:
-    """Filters from query-string style parameters (API, CLI and console share this)."""
+def parse_query(params: Mapping[str, str], *, overdue_before_us: int = 0) -> AuditQuery:
+    """Filters from query-string style parameters (API, CLI and console share this).
+
+    ``overdue`` (true) selects the overdue acknowledgements: the caller passes the
+    working calendar's instant for them now (``WorkCalendar.overdue_before``)."""
     values: dict[str, Any] = {k: params[k].strip() for k in _FILTERS if params.get(k, "").strip()}
     if "kind" in values and values["kind"] not in ("edoc", "status"):
         raise InputError("kind must be edoc or status", code="bad_parameter")
@@ -78,6 +82,11 @@ def parse_query(params: Mapping[str, str]) -> AuditQuery:
         values["since_us"] = _time("from", raw)
     if raw := params.get("to", "").strip():
         values["until_us"] = _time("to", raw)
+    if raw := params.get("overdue", "").strip().lower():
+        if raw not in (*_YES, "0", "false", "no", "off"):
+            raise InputError("overdue must be true or false", code="bad_parameter")
+        if raw in _YES:
+            values["overdue_before_us"] = overdue_before_us
     return AuditQuery(**values)
 
 

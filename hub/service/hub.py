@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import datetime as dt
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -16,7 +15,6 @@ from typing import Any
 import structlog
 
 from hub.config import Config
-from hub.edxml.dates import VN_TZ
 from hub.edxml.xmlsafe import XmlLimits
 from hub.errors import ConfigError, HubError
 from hub.ledger.checkpoint import CheckpointSigner
@@ -78,12 +76,6 @@ def _with_context(handler: Handler, route: str) -> Handler:
     return run
 
 
-def start_of_today_us(now_us: int) -> int:
-    now = dt.datetime.fromtimestamp(now_us / 1e6, VN_TZ)
-    midnight = now.replace(hour=0, minute=0, second=0, microsecond=0)
-    return int(midnight.timestamp() * 1e6)
-
-
 class Hub:
     def __init__(self, cfg: Config, parts: Components) -> None:
         self.cfg = cfg
@@ -93,6 +85,7 @@ class Hub:
         self.broker = parts.broker
         self.clock = parts.clock
         self.metrics = Metrics()
+        self.calendar = cfg.workday.calendar()
         self.directory = DirectoryCache(parts.store)
         self.trust = TrustStore.from_directory(
             Path(cfg.trust.dir), require_crl=cfg.trust.require_crl
@@ -259,7 +252,7 @@ class Hub:
         if self._breaker is not None:  # first: it matters most when something is down
             m.upstream_circuit.set(float(self._breaker.is_open))
         now = self.clock.now_us()
-        s = await self.store.stats(now, start_of_today_us(now))
+        s = await self.store.stats(now, self.calendar.overdue_before(now))
         m.pending.set(s.pending)
         m.oldest_pending.set(s.oldest_pending_age_s)
         m.dead.set(s.dead)

@@ -83,6 +83,16 @@ def test_evidence_audit_and_legal_hold_from_the_command_line(
     assert main(["audit", "--config", str(conf), "--sender", harness.A, "--format", "csv"]) == 0
     rows = capsys.readouterr().out.splitlines()
     assert rows[0].startswith("package_id,") and rows[1].startswith(pid)
+    overdue = ["audit", "--config", str(conf), "--overdue", "--format", "csv"]
+    assert main(overdue) == 0
+    assert capsys.readouterr().out.splitlines()[1:] == []  # just received: not late yet
+    con = sqlite3.connect(tmp_path / "hub.db")  # as if it had come a month ago
+    con.execute("UPDATE packages SET received_us = received_us - 30 * 86400000000")
+    con.commit()
+    con.close()
+    assert main(overdue) == 0
+    late = capsys.readouterr().out.splitlines()[1:]
+    assert [r.split(",")[0] for r in late] == [pid] and f",{harness.B}," in late[0]
     assert main(["retention", "--config", str(conf), "hold", pid, "--reason", "inspection"]) == 0
     assert "legal hold placed" in capsys.readouterr().out
 

@@ -17,9 +17,10 @@ from playwright.async_api import Browser, Page, async_playwright
 from playwright.async_api import Error as PlaywrightError
 
 from hub.edxml import demo
+from hub.ports import SystemClock
 from tests.service import harness
 from tests.service.conftest import pki_dir  # noqa: F401 - fixture
-from tests.service.harness import PUSHED, A, Endpoint, HubUnderTest, eventually, signed
+from tests.service.harness import PUSHED, A, B, Endpoint, HubUnderTest, eventually, signed
 
 CHROMIUM = Path("/usr/bin/chromium")
 STATE = "#delivery-" + PUSHED.replace(".", "\\.") + " .state"  # a CSS id with dots
@@ -97,6 +98,14 @@ async def _dead_package(h: HubUnderTest, endpoint: Endpoint) -> str:
 
     await eventually(state, lambda s: s == "dead", timeout=30)
     return pid
+
+
+class _DaysLater:
+    def __init__(self, days: int) -> None:
+        self.shift = days * 86_400 * 1_000_000
+
+    def now_us(self) -> int:
+        return SystemClock().now_us() + self.shift
 
 
 @pytest.fixture(autouse=True)
@@ -183,3 +192,19 @@ async def test_auditor_sees_the_console_in_english_but_cannot_change_anything(
     await _shot(page, "6-ledger-verified")
     verified = [e for e in await h.hub.store.ledger(0, 10_000) if e.type == "ledger_verified"]
     assert verified[0].actor == "system:auditor" and verified[0].data["ok"] is True
+
+    # A document B has not answered, seen after its working day has ended: overdue.
+    data = signed(h.pki_dir, A, demo.document_bytes(sender=A, to=(B,), number="30/UBND"))
+    r = await h.submit("sys-a", data, "edoc")
+    assert r.status == 202, await r.text()
+    late: str = (await r.json())["id"]
+    await page.goto(f"{base}/admin/?lang=en")
+    assert await page.text_content("#overdue") == "0"  # received just now
+    h.hub.clock = _DaysLater(7)
+    await page.reload()
+    assert await page.text_content("#overdue") == "1"  # the dead delivery does not count
+    await page.click("#overdue")
+    await page.wait_for_selector("#results")
+    assert await page.is_checked("#f-overdue")
+    assert await page.locator("tr.row a.open").all_text_contents() == [late[:8]]
+    await _shot(page, "7-overdue-acknowledgements")

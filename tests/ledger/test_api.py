@@ -15,7 +15,9 @@ import pytest
 
 from adapters.factory import opened_store
 from hub.edxml import demo
+from hub.edxml.builder import build
 from hub.ledger import evidence
+from hub.ports import SystemClock
 from hub.service.retention import Retention
 from tests.service import harness
 from tests.service.harness import A, B, HubUnderTest, eventually, signed
@@ -73,6 +75,68 @@ async def test_audit_exports_stream_csv_and_jsonl(hut: HubUnderTest) -> None:
     assert bad.status == 400 and (await bad.json())["error"]["code"] == "bad_parameter"
     hows = [e.data["how"] for e in await _events(hut, "audit_query")]
     assert hows == ["export:csv", "export:jsonl"]
+
+
+class _Later:
+    """The hub's clock for queries, ``days`` ahead: as if nobody had answered since."""
+
+    def __init__(self, days: int) -> None:
+        self.shift = days * 86_400 * 1_000_000
+
+    def now_us(self) -> int:
+        return SystemClock().now_us() + self.shift
+
+
+async def _overdue(hut: HubUnderTest) -> list[str]:
+    r = await hut.client.get(
+        "/api/v1/audit/packages", params={"overdue": "true"}, headers=hut.auth("auditor")
+    )
+    assert r.status == 200, await r.text()
+    return [i["id"] for i in (await r.json())["items"]]
+
+
+async def _overdue_gauge(hut: HubUnderTest) -> float:
+    await hut.hub.update_gauges()
+    r = await hut.client.get("/metrics", headers=hut.auth("auditor"))
+    line = next(x for x in (await r.text()).splitlines() if x.startswith("lienthong_overdue_"))
+    return float(line.split()[-1])
+
+
+async def test_overdue_acknowledgements_are_counted_listed_and_cleared_by_a_status(
+    hut: HubUnderTest,
+) -> None:
+    pid = await _send(hut, number="30/UBND")
+    # Received just now: due at the end of this or the next working day, not yet late.
+    assert await _overdue(hut) == [] and await _overdue_gauge(hut) == 0
+    hut.hub.clock = _Later(10)  # ten days on, B has still not notified receipt
+    assert await _overdue(hut) == [pid] and await _overdue_gauge(hut) == 1
+    asked = (await _events(hut, "audit_query"))[-1]
+    cutoff = asked.data["filters"]["overdue_before_us"]
+    row = await hut.hub.store.package(pid)
+    assert row is not None
+    due = hut.hub.calendar.due_us(row.received_us)
+    assert due is not None and row.received_us < due <= cutoff
+    # The same filter combines with the others and reaches the exports.
+    none = await hut.client.get(
+        "/api/v1/audit/packages.jsonl",
+        params={"overdue": "1", "recipient": A},
+        headers=hut.auth("auditor"),
+    )
+    assert none.status == 200 and await none.text() == ""  # an empty export, recorded
+    bad = await hut.client.get(
+        "/api/v1/audit/packages", params={"overdue": "maybe"}, headers=hut.auth("auditor")
+    )
+    assert bad.status == 400 and (await bad.json())["error"]["code"] == "bad_parameter"
+
+    st = build(demo.status("01", addressee=A, sender=B, number="30/UBND"))
+    r = await hut.submit("sys-b", st, "status")
+    assert r.status == 202, await r.text()
+
+    async def answered() -> str | None:
+        return (await hut.hub.store.deliveries(pid))[0].business_status
+
+    await eventually(answered, lambda s: s == "01")
+    assert await _overdue(hut) == [] and await _overdue_gauge(hut) == 0
 
 
 async def test_roles_auditors_change_nothing_agencies_cannot_audit(hut: HubUnderTest) -> None:
