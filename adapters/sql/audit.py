@@ -23,6 +23,10 @@ from hub.records import AuditQuery, AuditRow, Event, PackageRow
 
 T = TypeVar("T")
 
+# A delivery whose notice of receipt is awaited (``hub.service.workdays.unanswered``);
+# with ``p.received_us < <the calendar's instant>``, an overdue acknowledgement.
+UNANSWERED = "p.kind = 'edoc' AND d.business_status IS NULL AND d.state <> 'dead'"
+
 _P_COLS = ", ".join(f"p.{c.strip()}" for c in _PACKAGE_COLS.split(","))
 
 
@@ -60,9 +64,9 @@ def _where(q: AuditQuery) -> tuple[list[str], list[Any]]:
         params.append(f"%{word.lower()}%")
     sub: list[str] = []
     if q.overdue_before_us is not None:
-        where.append("p.kind = 'edoc' AND p.received_us < ?")
+        where.append("p.received_us < ?")
         params.append(q.overdue_before_us)
-        sub.append("d.business_status IS NULL AND d.state <> 'dead'")
+        sub.append(UNANSWERED)
     _equal(
         (
             ("d.recipient", q.recipient),

@@ -14,7 +14,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, TypeVar
 
 from adapters.package_cache import Move
-from adapters.sql.audit import SqlAudit
+from adapters.sql.audit import UNANSWERED, SqlAudit
 from adapters.sql.ledger import SqlLedger
 from adapters.sql.rows import (
     _DELIVERY_COLS,
@@ -651,8 +651,7 @@ class SqlStore(SqlLedger, SqlAudit, abc.ABC):
             dead = await tx.fetch("SELECT COUNT(*) AS n FROM deliveries WHERE state = 'dead'")
             overdue = await tx.fetch(
                 "SELECT COUNT(*) AS n FROM deliveries d JOIN packages p ON p.id = d.package_id "
-                "WHERE p.kind = 'edoc' AND d.business_status IS NULL AND d.state <> 'dead' "
-                "AND p.received_us < ?",
+                f"WHERE {UNANSWERED} AND p.received_us < ?",
                 overdue_before_us,
             )
             outbox = await tx.fetch("SELECT COUNT(*) AS n FROM outbox")

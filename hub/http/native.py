@@ -34,6 +34,7 @@ from hub.service.audit import iso
 from hub.service.auth import Caller, authenticate
 from hub.service.hub import Hub
 from hub.service.intake import Submission
+from hub.service.workdays import unanswered
 from hub.streams import capped, check_declared, spool_hashed
 
 log = structlog.get_logger(__name__)
@@ -363,7 +364,21 @@ async def metadata(request: web.Request) -> web.Response:
 async def deliveries(request: web.Request) -> web.Response:
     hub, caller = _caller(request)
     p, ds = await _access(hub, caller, request.match_info["id"])
-    return json_answer({"package_id": p.id, "deliveries": [_delivery_json(d) for d in ds]})
+    # A document's notice of receipt is due by the end of a working day (Decree 30/2020).
+    due = hub.calendar.due_us(p.received_us) if p.kind == "edoc" else None
+    now = hub.clock.now_us()
+    items = [
+        {
+            **_delivery_json(d),
+            "acknowledgement_overdue": due is not None
+            and due <= now
+            and unanswered(p.kind, d.business_status, str(d.state)),
+        }
+        for d in ds
+    ]
+    return json_answer(
+        {"package_id": p.id, "acknowledgement_due_at": iso(due), "deliveries": items}
+    )
 
 
 async def ack(request: web.Request) -> web.Response:

@@ -110,6 +110,13 @@ class WorkCalendar:
         return 0
 
 
+def unanswered(kind: str, business_status: str | None, state: str) -> bool:
+    """A delivery whose notice of receipt is still awaited: a document's, no business
+    status recorded, not dead (the hub's failure, counted apart). The store's overdue
+    queries (``adapters/sql``) say the same in SQL."""
+    return kind == "edoc" and business_status is None and state != "dead"
+
+
 def _date(key: str, raw: str) -> dt.date:
     try:
         return dt.date.fromisoformat(raw)

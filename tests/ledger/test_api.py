@@ -102,14 +102,26 @@ async def _overdue_gauge(hut: HubUnderTest) -> float:
     return float(line.split()[-1])
 
 
+async def _sender_view(hut: HubUnderTest, pid: str) -> tuple[str, list[bool]]:
+    r = await hut.client.get(f"/api/v1/packages/{pid}/deliveries", headers=hut.auth("sys-a"))
+    assert r.status == 200, await r.text()
+    body = await r.json()
+    return body["acknowledgement_due_at"], [
+        d["acknowledgement_overdue"] for d in body["deliveries"]
+    ]
+
+
 async def test_overdue_acknowledgements_are_counted_listed_and_cleared_by_a_status(
     hut: HubUnderTest,
 ) -> None:
     pid = await _send(hut, number="30/UBND")
     # Received just now: due at the end of this or the next working day, not yet late.
     assert await _overdue(hut) == [] and await _overdue_gauge(hut) == 0
+    due_at, flags = await _sender_view(hut, pid)
+    assert flags == [False] and due_at.endswith("T10:00:00.000+00:00")  # 17:00 Vietnam time
     hut.hub.clock = _Later(10)  # ten days on, B has still not notified receipt
     assert await _overdue(hut) == [pid] and await _overdue_gauge(hut) == 1
+    assert await _sender_view(hut, pid) == (due_at, [True])  # the sender sees it too
     asked = (await _events(hut, "audit_query"))[-1]
     cutoff = asked.data["filters"]["overdue_before_us"]
     row = await hut.hub.store.package(pid)
@@ -137,6 +149,7 @@ async def test_overdue_acknowledgements_are_counted_listed_and_cleared_by_a_stat
 
     await eventually(answered, lambda s: s == "01")
     assert await _overdue(hut) == [] and await _overdue_gauge(hut) == 0
+    assert await _sender_view(hut, pid) == (due_at, [False])
 
 
 async def test_roles_auditors_change_nothing_agencies_cannot_audit(hut: HubUnderTest) -> None:
