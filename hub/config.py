@@ -67,6 +67,7 @@ class BrokerConfig:
 class TrustConfig:
     dir: str = "var/dev/pki/trust"
     require_crl: bool = False
+    reload_s: float = 60.0  # look for new CRLs and CAs this often (0: only on SIGHUP)
 
 
 @dataclass

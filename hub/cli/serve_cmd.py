@@ -53,9 +53,15 @@ def run(cfg: Config, *, reuse_port: bool = False) -> None:
     logs.configure(cfg.log.format, cfg.log.level, pid=reuse_port)
     tune_allocator()
     hub = Hub(cfg, components(cfg))
+    app = build_app(hub)
+
+    async def on_sighup(_app: web.Application) -> None:  # `systemctl reload`: new CRLs, CAs
+        asyncio.get_running_loop().add_signal_handler(signal.SIGHUP, hub.trust_reloader.check_soon)
+
+    app.on_startup.append(on_sighup)
     try:
         web.run_app(
-            build_app(hub),
+            app,
             host=cfg.server.host,
             port=cfg.server.port,
             ssl_context=server_tls(cfg),
@@ -155,8 +161,14 @@ def _watch(procs: list[subprocess.Popen[bytes]], log: Any) -> int:
         asked = True
         stop_all()
 
+    def on_hup(_sig: int, _frame: object) -> None:  # each worker reloads its trust store
+        for p in procs:
+            if p.poll() is None:
+                p.send_signal(signal.SIGHUP)
+
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
+    signal.signal(signal.SIGHUP, on_hup)
     while any(p.poll() is None for p in procs):
         if not (asked or died) and any(p.poll() is not None for p in procs):
             died = True

@@ -40,6 +40,7 @@ from hub.service.relay import OutboxRelay
 from hub.service.retention import Retention
 from hub.service.sessions import Sessions, derive_key
 from hub.service.topology import ROUTES, queue_name, routing_key
+from hub.service.trust_reload import TrustReloader
 from hub.service.upstream import UpstreamPoller
 from hub.signature.policy import SignaturePolicy
 from hub.signature.trust import TrustStore
@@ -87,8 +88,17 @@ class Hub:
         self.metrics = Metrics()
         self.calendar = cfg.workday.calendar()
         self.directory = DirectoryCache(parts.store)
-        self.trust = TrustStore.from_directory(
-            Path(cfg.trust.dir), require_crl=cfg.trust.require_crl
+        self.trust_reloader = TrustReloader(
+            Path(cfg.trust.dir),
+            require_crl=cfg.trust.require_crl,
+            store=parts.store,
+            clock=parts.clock,
+            metrics=self.metrics,
+            use=self._use_trust,
+            every_s=cfg.trust.reload_s,
+        )
+        self.trust = self.trust_reloader.loaded(
+            TrustStore.from_directory(Path(cfg.trust.dir), require_crl=cfg.trust.require_crl)
         )
         self.relay = OutboxRelay(
             parts.store, parts.broker, parts.clock, sweep_s=cfg.delivery.sweep_s
@@ -161,6 +171,10 @@ class Hub:
         self._breaker = parts.breaker
         self._tasks: list[asyncio.Task[None]] = []
 
+    def _use_trust(self, trust: TrustStore) -> None:
+        self.trust = trust
+        self.intake.trust = trust
+
     @staticmethod
     def _signer(cfg: Config) -> CheckpointSigner:
         key = Path(cfg.ledger.key_file)
@@ -196,6 +210,7 @@ class Hub:
             asyncio.create_task(self.relay.run(), name="outbox-relay"),
             asyncio.create_task(self.directory.run(), name="directory-refresh"),
             asyncio.create_task(self._gauges(), name="gauges"),
+            asyncio.create_task(self.trust_reloader.run(), name="trust-reload"),
         ]
         if self.poller is not None:
             self._tasks.append(asyncio.create_task(self.poller.run(), name="upstream-poller"))

@@ -132,6 +132,17 @@ class Metrics:
             "lienthong_ledger_unsealed_events",
             "Events not yet in a checkpoint",
         )
+        self.trust_crl_expiry = Gauge(
+            "lienthong_trust_crl_expiry_timestamp_seconds",
+            "When the first CRL of the trust store goes stale (its nextUpdate; 0: no CRL)",
+            registry=r,
+            multiprocess_mode="min",
+        )
+        self.trust_reload_failures = Counter(
+            "lienthong_trust_reload_failures_total",
+            "Changed trust store directories that could not be read (the old store stays)",
+            registry=r,
+        )
         self.purged = Counter(
             "lienthong_retention_purged_total", "Package bodies purged by retention", registry=r
         )

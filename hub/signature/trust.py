@@ -91,6 +91,21 @@ def check_signing_usage(cert: x509.Certificate) -> None:
         )
 
 
+_CERT_SUFFIXES = (".pem", ".crt", ".cer")
+_FILE_SUFFIXES = (*_CERT_SUFFIXES, ".crl")
+
+
+def directory_state(path: Path) -> tuple[tuple[str, int, int], ...]:
+    """The trust store directory's files that count (name, size, mtime): a new CRL, an
+    added or removed CA changes it."""
+    found = []
+    for f in path.iterdir():
+        if f.suffix.lower() in _FILE_SUFFIXES:
+            st = f.stat()
+            found.append((f.name, st.st_size, st.st_mtime_ns))
+    return tuple(sorted(found))
+
+
 @dataclass(slots=True)
 class TrustStore:
     """Trusted CA certificates and the CRLs of their issuers."""
@@ -115,7 +130,7 @@ class TrustStore:
             data = f.read_bytes()
             suffix = f.suffix.lower()
             try:
-                if suffix in (".pem", ".crt", ".cer"):
+                if suffix in _CERT_SUFFIXES:
                     if b"-----BEGIN" in data:
                         anchors.extend(x509.load_pem_x509_certificates(data))
                     else:
@@ -131,6 +146,40 @@ class TrustStore:
         if not anchors:
             raise ConfigError(f"trust store {path} holds no CA certificate")
         return cls(anchors, crls, require_crl=require_crl)
+
+    def crl_expiry(self) -> dt.datetime | None:
+        """The earliest ``nextUpdate`` of the CRLs: when the first one goes stale."""
+        updates = [c.next_update_utc for c in self.crls if c.next_update_utc is not None]
+        return min(updates) if updates else None
+
+    def summary(self) -> dict[str, object]:
+        """What is trusted, for the ledger: each CA's subject and fingerprint, each CRL's
+        issuer, number and validity."""
+        crls = []
+        for c in self.crls:
+            try:
+                number: int | None = c.extensions.get_extension_for_class(
+                    x509.CRLNumber
+                ).value.crl_number
+            except x509.ExtensionNotFound:
+                number = None
+            crls.append(
+                {
+                    "issuer": c.issuer.rfc4514_string(),
+                    "number": number,
+                    "this_update": c.last_update_utc.isoformat(),
+                    "next_update": c.next_update_utc.isoformat() if c.next_update_utc else None,
+                    "revoked": len(c),
+                }
+            )
+        return {
+            "anchors": [
+                {"subject": a.subject.rfc4514_string(), "fingerprint": fingerprint(a)}
+                for a in self.anchors
+            ],
+            "crls": crls,
+            "require_crl": self.require_crl,
+        }
 
     def validate(
         self,
