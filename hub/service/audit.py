@@ -64,7 +64,7 @@ def _time(name: str, raw: str) -> int:
     return int(t.timestamp() * 1_000_000)
 
 
-def parse_query(params: Mapping[str, str], *, overdue_before_us: int = 0) -> AuditQuery:
+def parse_query(params: Mapping[str, str], *, overdue_before_us: int) -> AuditQuery:
     """Filters from query-string style parameters (API, CLI and console share this).
 
     ``overdue`` (true) selects the overdue acknowledgements: the caller passes the

@@ -17,6 +17,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
+import socket
 from collections.abc import Callable
 from pathlib import Path
 
@@ -31,6 +33,7 @@ from hub.signature.trust import TrustStore, directory_state
 log = structlog.get_logger(__name__)
 
 State = tuple[tuple[str, int, int], ...]
+_PROCESS = f"{socket.gethostname()}:{os.getpid()}"
 
 
 class TrustReloader:
@@ -86,7 +89,8 @@ class TrustReloader:
                 self.metrics.trust_reload_failures.inc()
                 log.warning("trust_store_reload_failed", path=str(self.path), error=str(exc))
                 return False
-            data = {**trust.summary(), "reason": reason}
+            # With several hub processes each reloads (and records) on its own.
+            data = {**trust.summary(), "reason": reason, "process": _PROCESS}
             # On the ledger first: a change nobody could audit is not made (the next
             # look tries again).
             await self.store.append_events(

@@ -85,6 +85,7 @@ async def test_a_new_crl_takes_effect_without_a_restart_and_is_on_the_ledger(
 
         (change,) = await eventually(changes, lambda xs: len(xs) == 1)
         assert change["reason"] == "changed" and change["require_crl"] is True
+        assert str(change["process"]).endswith(f":{os.getpid()}")
         assert change["crls"] == [
             {
                 "issuer": revoked.issuer.rfc4514_string(),
