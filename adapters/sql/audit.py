@@ -19,13 +19,17 @@ from adapters.sql.rows import (
     deliveries_by_package,
 )
 from adapters.sql.tx import Tx
-from hub.records import AuditQuery, AuditRow, Event, PackageRow
+from hub.records import FINAL_STATES, AuditQuery, AuditRow, Event, PackageRow, State
 
 T = TypeVar("T")
 
-# A delivery whose notice of receipt is awaited (``hub.service.workdays.unanswered``);
-# with ``p.received_us < <the calendar's instant>``, an overdue acknowledgement.
-UNANSWERED = "p.kind = 'edoc' AND d.business_status IS NULL AND d.state <> 'dead'"
+# A delivery whose notice of receipt is awaited (``hub.service.workdays.unanswered``):
+# a document's, still open (neither acknowledged by the recipient's system nor dead), no
+# business status; with ``p.received_us < <the calendar's instant>``, an overdue
+# acknowledgement. Open states by name: the state index finds them, however long the
+# history.
+_OPEN = ", ".join(f"'{s}'" for s in sorted(str(s) for s in State if s not in FINAL_STATES))
+UNANSWERED = f"p.kind = 'edoc' AND d.business_status IS NULL AND d.state IN ({_OPEN})"
 
 _P_COLS = ", ".join(f"p.{c.strip()}" for c in _PACKAGE_COLS.split(","))
 

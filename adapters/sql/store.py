@@ -121,6 +121,11 @@ OPEN_DELIVERIES = (
     f"JOIN packages p ON p.id = d.package_id WHERE d.state IN ({_marks(len(OPEN_STATES))})"
 )
 
+OVERDUE_COUNT = (
+    "SELECT COUNT(*) AS n FROM deliveries d JOIN packages p ON p.id = d.package_id "
+    f"WHERE {UNANSWERED} AND p.received_us < ?"
+)
+
 
 class SqlStore(SqlLedger, SqlAudit, abc.ABC):
     """Shared implementation of ``hub.ports.Store``."""
@@ -652,11 +657,7 @@ class SqlStore(SqlLedger, SqlAudit, abc.ABC):
         async def q(tx: Tx) -> Stats:
             open_ = await tx.fetch(OPEN_DELIVERIES, *OPEN_STATES)
             dead = await tx.fetch("SELECT COUNT(*) AS n FROM deliveries WHERE state = 'dead'")
-            overdue = await tx.fetch(
-                "SELECT COUNT(*) AS n FROM deliveries d JOIN packages p ON p.id = d.package_id "
-                f"WHERE {UNANSWERED} AND p.received_us < ?",
-                overdue_before_us,
-            )
+            overdue = await tx.fetch(OVERDUE_COUNT, overdue_before_us)
             outbox = await tx.fetch("SELECT COUNT(*) AS n FROM outbox")
             upstream = await tx.fetch(
                 "SELECT MIN(p.received_us) AS oldest FROM deliveries d "

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 
 from hub.edxml.dates import VN_TZ
 from hub.errors import ConfigError
+from hub.records import FINAL_STATES
 
 WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 # The fixed-date public holidays of the Labour Code 2019, art. 112 (New Year, Reunification
@@ -112,9 +113,11 @@ class WorkCalendar:
 
 def unanswered(kind: str, business_status: str | None, state: str) -> bool:
     """A delivery whose notice of receipt is still awaited: a document's, no business
-    status recorded, not dead (the hub's failure, counted apart). The store's overdue
-    queries (``adapters/sql``) say the same in SQL."""
-    return kind == "edoc" and business_status is None and state != "dead"
+    status recorded, and still open — the recipient's system has not acknowledged it
+    (``done``, or ``failed_by_recipient`` with a reason) and it is not ``dead`` (the hub's
+    failure, counted apart). The store's overdue queries (``adapters/sql``) say the same
+    in SQL."""
+    return kind == "edoc" and business_status is None and state not in FINAL_STATES
 
 
 def _date(key: str, raw: str) -> dt.date:

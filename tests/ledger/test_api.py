@@ -115,11 +115,16 @@ async def test_overdue_acknowledgements_are_counted_listed_and_cleared_by_a_stat
     hut: HubUnderTest,
 ) -> None:
     pid = await _send(hut, number="30/UBND")
+    acked = await _send(hut, number="31/UBND")  # B's system acknowledges this one
+    r = await hut.client.post(
+        f"/api/v1/packages/{acked}/ack", json={"result": "done"}, headers=hut.auth("sys-b")
+    )
+    assert r.status == 200, await r.text()
     # Received just now: due at the end of this or the next working day, not yet late.
     assert await _overdue(hut) == [] and await _overdue_gauge(hut) == 0
     due_at, flags = await _sender_view(hut, pid)
     assert flags == [False] and due_at.endswith("T10:00:00.000+00:00")  # 17:00 Vietnam time
-    hut.hub.clock = _Later(10)  # ten days on, B has still not notified receipt
+    hut.hub.clock = _Later(10)  # ten days on, B has still not notified receipt of pid
     assert await _overdue(hut) == [pid] and await _overdue_gauge(hut) == 1
     assert await _sender_view(hut, pid) == (due_at, [True])  # the sender sees it too
     asked = (await _events(hut, "audit_query"))[-1]
