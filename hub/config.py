@@ -185,6 +185,16 @@ def _mask(url: str) -> str:
     return re.sub(r"//([^:/@]+):[^@]*@", r"//\1:***@", url)
 
 
+_TRUE = ("1", "true", "yes", "on")
+_FALSE = ("0", "false", "no", "off")
+
+
+def flag(value: str) -> bool | None:
+    """A yes/no word (``1 true yes on`` / ``0 false no off``, any case); ``None`` if not one."""
+    word = value.strip().lower()
+    return True if word in _TRUE else False if word in _FALSE else None
+
+
 def _coerce(value: Any, like: Any, where: str) -> Any:
     if isinstance(like, str) and isinstance(value, list):  # a TOML array for a list value
         if not all(isinstance(v, str) for v in value):
@@ -193,17 +203,8 @@ def _coerce(value: Any, like: Any, where: str) -> Any:
     if isinstance(like, bool):
         if isinstance(value, bool):
             return value
-        if isinstance(value, str) and value.lower() in (
-            "1",
-            "true",
-            "yes",
-            "on",
-            "0",
-            "false",
-            "no",
-            "off",
-        ):
-            return value.lower() in ("1", "true", "yes", "on")
+        if isinstance(value, str) and (yes := flag(value)) is not None:
+            return yes
         raise ConfigError(f"{where}: expected true or false, got {value!r}")
     try:
         if isinstance(like, int):

@@ -27,6 +27,7 @@ class State(enum.StrEnum):
 
 
 FINAL_STATES = frozenset({State.DONE, State.FAILED_BY_RECIPIENT, State.DEAD})
+OPEN_STATES = tuple(sorted(str(s) for s in State if s not in FINAL_STATES))
 
 
 @dataclass(frozen=True, slots=True)

@@ -19,7 +19,7 @@ from adapters.sql.rows import (
     deliveries_by_package,
 )
 from adapters.sql.tx import Tx
-from hub.records import FINAL_STATES, AuditQuery, AuditRow, Event, PackageRow, State
+from hub.records import OPEN_STATES, AuditQuery, AuditRow, Event, PackageRow
 
 T = TypeVar("T")
 
@@ -28,8 +28,8 @@ T = TypeVar("T")
 # business status; with ``p.received_us < <the calendar's instant>``, an overdue
 # acknowledgement. Open states by name: the state index finds them, however long the
 # history.
-_OPEN = ", ".join(f"'{s}'" for s in sorted(str(s) for s in State if s not in FINAL_STATES))
-UNANSWERED = f"p.kind = 'edoc' AND d.business_status IS NULL AND d.state IN ({_OPEN})"
+OPEN_LIST = ", ".join(f"'{s}'" for s in OPEN_STATES)  # the open states, as SQL literals
+UNANSWERED = f"p.kind = 'edoc' AND d.business_status IS NULL AND d.state IN ({OPEN_LIST})"
 
 _P_COLS = ", ".join(f"p.{c.strip()}" for c in _PACKAGE_COLS.split(","))
 

@@ -14,7 +14,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, TypeVar
 
 from adapters.package_cache import Move
-from adapters.sql.audit import UNANSWERED, SqlAudit
+from adapters.sql.audit import OPEN_LIST, UNANSWERED, SqlAudit
 from adapters.sql.ledger import SqlLedger
 from adapters.sql.rows import (
     _DELIVERY_COLS,
@@ -40,7 +40,6 @@ from adapters.sql.rows import (
 from adapters.sql.tx import Row, Tx
 from hub.ports import Directory, Duplicate
 from hub.records import (
-    FINAL_STATES,
     CertBinding,
     Credential,
     DeliveryRow,
@@ -115,10 +114,9 @@ def _with_deliveries(rows: Sequence[Row]) -> tuple[PackageRow, list[DeliveryRow]
 # The open states by name, not "NOT IN" the final ones: the state index then finds the
 # few open deliveries instead of every delivery ever made being read (on SQLite, on the
 # event loop) at each refresh of the gauges.
-OPEN_STATES = tuple(sorted(str(s) for s in State if s not in FINAL_STATES))
 OPEN_DELIVERIES = (
     "SELECT COUNT(*) AS n, MIN(p.received_us) AS oldest FROM deliveries d "
-    f"JOIN packages p ON p.id = d.package_id WHERE d.state IN ({_marks(len(OPEN_STATES))})"
+    f"JOIN packages p ON p.id = d.package_id WHERE d.state IN ({OPEN_LIST})"
 )
 
 OVERDUE_COUNT = (
@@ -655,7 +653,7 @@ class SqlStore(SqlLedger, SqlAudit, abc.ABC):
 
     async def stats(self, now_us: int, overdue_before_us: int) -> Stats:
         async def q(tx: Tx) -> Stats:
-            open_ = await tx.fetch(OPEN_DELIVERIES, *OPEN_STATES)
+            open_ = await tx.fetch(OPEN_DELIVERIES)
             dead = await tx.fetch("SELECT COUNT(*) AS n FROM deliveries WHERE state = 'dead'")
             overdue = await tx.fetch(OVERDUE_COUNT, overdue_before_us)
             outbox = await tx.fetch("SELECT COUNT(*) AS n FROM outbox")

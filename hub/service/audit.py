@@ -13,6 +13,7 @@ import json
 from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
+from hub.config import flag
 from hub.edxml.dates import VN_TZ
 from hub.errors import InputError
 from hub.ports import Clock, Store
@@ -31,7 +32,6 @@ _FILTERS = (
     "signature",
 )
 FILTER_NAMES = (*_FILTERS, "business_type", "from", "to", "overdue")
-_YES = ("1", "true", "yes", "on")
 CSV_COLUMNS = (
     "package_id",
     "received_at",
@@ -82,10 +82,11 @@ def parse_query(params: Mapping[str, str], *, overdue_before_us: int) -> AuditQu
         values["since_us"] = _time("from", raw)
     if raw := params.get("to", "").strip():
         values["until_us"] = _time("to", raw)
-    if raw := params.get("overdue", "").strip().lower():
-        if raw not in (*_YES, "0", "false", "no", "off"):
+    if raw := params.get("overdue", "").strip():
+        overdue = flag(raw)
+        if overdue is None:
             raise InputError("overdue must be true or false", code="bad_parameter")
-        if raw in _YES:
+        if overdue:
             values["overdue_before_us"] = overdue_before_us
     return AuditQuery(**values)
 

@@ -97,9 +97,6 @@ class Hub:
             use=self._use_trust,
             every_s=cfg.trust.reload_s,
         )
-        self.trust = self.trust_reloader.loaded(
-            TrustStore.from_directory(Path(cfg.trust.dir), require_crl=cfg.trust.require_crl)
-        )
         self.relay = OutboxRelay(
             parts.store, parts.broker, parts.clock, sweep_s=cfg.delivery.sweep_s
         )
@@ -123,7 +120,7 @@ class Hub:
             store=parts.store,
             blobs=parts.blobs,
             directory=self.directory,
-            trust=self.trust,
+            trust=self.trust_reloader.load(),
             clock=parts.clock,
             metrics=self.metrics,
             limits=XmlLimits(
@@ -172,8 +169,7 @@ class Hub:
         self._tasks: list[asyncio.Task[None]] = []
 
     def _use_trust(self, trust: TrustStore) -> None:
-        self.trust = trust
-        self.intake.trust = trust
+        self.intake.trust = trust  # the one holder of the store in use
 
     @staticmethod
     def _signer(cfg: Config) -> CheckpointSigner:

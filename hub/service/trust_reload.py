@@ -60,9 +60,12 @@ class TrustReloader:
         self._lock = asyncio.Lock()
         self._signalled: set[asyncio.Task[bool]] = set()
 
-    def loaded(self, trust: TrustStore) -> TrustStore:
-        """The store the hub starts with: read now, its directory remembered."""
-        self._state = directory_state(self.path)
+    def load(self) -> TrustStore:
+        """The store the hub starts with, its directory remembered (looked at first: a file
+        renamed in while the store is read shows as a change at the next look)."""
+        state = directory_state(self.path) if self.path.is_dir() else ()
+        trust = TrustStore.from_directory(self.path, require_crl=self.require_crl)
+        self._state = state
         self._measure(trust)
         return trust
 

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 
 from hub.edxml.dates import VN_TZ
 from hub.errors import ConfigError
-from hub.records import FINAL_STATES
+from hub.records import OPEN_STATES
 
 WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 # The fixed-date public holidays of the Labour Code 2019, art. 112 (New Year, Reunification
@@ -117,7 +117,7 @@ def unanswered(kind: str, business_status: str | None, state: str) -> bool:
     (``done``, or ``failed_by_recipient`` with a reason) and it is not ``dead`` (the hub's
     failure, counted apart). The store's overdue queries (``adapters/sql``) say the same
     in SQL."""
-    return kind == "edoc" and business_status is None and state not in FINAL_STATES
+    return kind == "edoc" and business_status is None and state in OPEN_STATES
 
 
 def _date(key: str, raw: str) -> dt.date:

@@ -17,7 +17,6 @@ from playwright.async_api import Browser, Page, async_playwright
 from playwright.async_api import Error as PlaywrightError
 
 from hub.edxml import demo
-from hub.ports import SystemClock
 from tests.service import harness
 from tests.service.conftest import pki_dir  # noqa: F401 - fixture
 from tests.service.harness import PUSHED, A, B, Endpoint, HubUnderTest, eventually, signed
@@ -98,14 +97,6 @@ async def _dead_package(h: HubUnderTest, endpoint: Endpoint) -> str:
 
     await eventually(state, lambda s: s == "dead", timeout=30)
     return pid
-
-
-class _DaysLater:
-    def __init__(self, days: int) -> None:
-        self.shift = days * 86_400 * 1_000_000
-
-    def now_us(self) -> int:
-        return SystemClock().now_us() + self.shift
 
 
 @pytest.fixture(autouse=True)
@@ -200,7 +191,7 @@ async def test_auditor_sees_the_console_in_english_but_cannot_change_anything(
     late: str = (await r.json())["id"]
     await page.goto(f"{base}/admin/?lang=en")
     assert await page.text_content("#overdue") == "0"  # received just now
-    h.hub.clock = _DaysLater(7)
+    h.hub.clock = harness.LaterClock(7)
     await page.reload()
     assert await page.text_content("#overdue") == "1"  # the dead delivery does not count
     await page.click("#overdue")

@@ -17,7 +17,6 @@ from adapters.factory import opened_store
 from hub.edxml import demo
 from hub.edxml.builder import build
 from hub.ledger import evidence
-from hub.ports import SystemClock
 from hub.service.retention import Retention
 from tests.service import harness
 from tests.service.harness import A, B, HubUnderTest, eventually, signed
@@ -77,16 +76,6 @@ async def test_audit_exports_stream_csv_and_jsonl(hut: HubUnderTest) -> None:
     assert hows == ["export:csv", "export:jsonl"]
 
 
-class _Later:
-    """The hub's clock for queries, ``days`` ahead: as if nobody had answered since."""
-
-    def __init__(self, days: int) -> None:
-        self.shift = days * 86_400 * 1_000_000
-
-    def now_us(self) -> int:
-        return SystemClock().now_us() + self.shift
-
-
 async def _overdue(hut: HubUnderTest) -> list[str]:
     r = await hut.client.get(
         "/api/v1/audit/packages", params={"overdue": "true"}, headers=hut.auth("auditor")
@@ -97,9 +86,7 @@ async def _overdue(hut: HubUnderTest) -> list[str]:
 
 async def _overdue_gauge(hut: HubUnderTest) -> float:
     await hut.hub.update_gauges()
-    r = await hut.client.get("/metrics", headers=hut.auth("auditor"))
-    line = next(x for x in (await r.text()).splitlines() if x.startswith("lienthong_overdue_"))
-    return float(line.split()[-1])
+    return await harness.metric(hut, "lienthong_overdue_acknowledgements")
 
 
 async def _sender_view(hut: HubUnderTest, pid: str) -> tuple[str, list[bool]]:
@@ -124,7 +111,7 @@ async def test_overdue_acknowledgements_are_counted_listed_and_cleared_by_a_stat
     assert await _overdue(hut) == [] and await _overdue_gauge(hut) == 0
     due_at, flags = await _sender_view(hut, pid)
     assert flags == [False] and due_at.endswith("T10:00:00.000+00:00")  # 17:00 Vietnam time
-    hut.hub.clock = _Later(10)  # ten days on, B has still not notified receipt of pid
+    hut.hub.clock = harness.LaterClock(10)  # ten days on, B has still not notified receipt of pid
     assert await _overdue(hut) == [pid] and await _overdue_gauge(hut) == 1
     assert await _sender_view(hut, pid) == (due_at, [True])  # the sender sees it too
     asked = (await _events(hut, "audit_query"))[-1]
@@ -284,16 +271,6 @@ async def test_proofs_over_the_api_verify(hut: HubUnderTest) -> None:
     assert latest["checkpoint"]["size"] == cp.size
 
 
-class _Later:
-    def __init__(self, days: int) -> None:
-        self.days = days
-
-    def now_us(self) -> int:
-        import time  # noqa: PLC0415
-
-        return time.time_ns() // 1000 + self.days * 86_400_000_000
-
-
 async def test_retention_purges_bytes_keeps_the_ledger_and_respects_legal_hold(
     hut: HubUnderTest,
 ) -> None:
@@ -301,7 +278,12 @@ async def test_retention_purges_bytes_keeps_the_ledger_and_respects_legal_hold(
     gone = await _send(hut, "2/GONE")
     await hut.hub.retention.hold(kept, "inspection", "system:admin")
     retention = Retention(
-        hut.hub.store, hut.hub.blobs, _Later(31), hut.hub.metrics, days=30, interval_s=3600
+        hut.hub.store,
+        hut.hub.blobs,
+        harness.LaterClock(31),
+        hut.hub.metrics,
+        days=30,
+        interval_s=3600,
     )
     assert await retention.purge_once("retention") == 1
     r = await hut.client.get(f"/api/v1/packages/{gone}", headers=hut.auth("sys-b"))

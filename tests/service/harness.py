@@ -17,6 +17,7 @@ from typing import Any, TypeVar
 import pytest
 from aiohttp import ClientResponse, web
 from aiohttp.test_utils import TestClient, TestServer
+from prometheus_client.parser import text_string_to_metric_families
 
 from adapters.factory import components, opened_store
 from adapters.postgres_store import PostgresStore
@@ -285,3 +286,23 @@ def pem_files(tmp: Path, name: str, cert: Issued) -> tuple[str, str]:
     (tmp / f"{name}.pem").write_bytes(cert.cert_pem)
     (tmp / f"{name}.key").write_bytes(cert.key_pem)
     return str(tmp / f"{name}.pem"), str(tmp / f"{name}.key")
+
+
+class LaterClock:
+    """A clock ``days`` ahead of the system's: for what a hub sees once time has passed."""
+
+    def __init__(self, days: int) -> None:
+        self.shift = days * 86_400 * 1_000_000
+
+    def now_us(self) -> int:
+        return SystemClock().now_us() + self.shift
+
+
+async def metric(h: HubUnderTest, name: str) -> float:
+    """One sample's value from the hub's ``/metrics`` (read with an auditor's token)."""
+    r = await h.client.get("/metrics", headers=h.auth("auditor"))
+    for family in text_string_to_metric_families(await r.text()):
+        for sample in family.samples:
+            if sample.name == name:
+                return float(sample.value)
+    raise AssertionError(f"{name} not in /metrics")

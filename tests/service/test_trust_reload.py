@@ -16,7 +16,6 @@ from pathlib import Path
 import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
-from prometheus_client.parser import text_string_to_metric_families
 
 from hub.edxml import demo
 from hub.pki import Issued, make_crl
@@ -46,15 +45,6 @@ async def _submit(h: HubUnderTest, root: Path, number: str) -> tuple[int, str | 
     r = await h.submit("sys-a", data, "edoc")
     body = await r.json()
     return r.status, (body.get("error") or {}).get("code")
-
-
-async def _metric(h: HubUnderTest, name: str) -> float:
-    r = await h.client.get("/metrics", headers=h.auth("auditor"))
-    for family in text_string_to_metric_families(await r.text()):
-        for sample in family.samples:
-            if sample.name == name:
-                return float(sample.value)
-    raise AssertionError(f"{name} not in /metrics")
 
 
 @pytest.mark.parametrize("backend", ["embedded", "scaled"])
@@ -96,13 +86,13 @@ async def test_a_new_crl_takes_effect_without_a_restart_and_is_on_the_ledger(
             }
         ]
         assert await _submit(h, root, "2/TRUST") == (422, "cert_revoked")
-        expiry = await _metric(h, "lienthong_trust_crl_expiry_timestamp_seconds")
+        expiry = await harness.metric(h, "lienthong_trust_crl_expiry_timestamp_seconds")
         assert expiry == next_update.timestamp()
 
         # A file that does not read: the store in use stays, and so does the refusal.
         (trust / "new-ca.pem").write_text("-----BEGIN CERTIFICATE-----\nnot a certificate\n")
         assert await h.hub.trust_reloader.check() is False
-        assert await _metric(h, "lienthong_trust_reload_failures_total") == 1
+        assert await harness.metric(h, "lienthong_trust_reload_failures_total") == 1
         assert await _submit(h, root, "3/TRUST") == (422, "cert_revoked")
         assert len(await changes()) == 1
         # Put right (the file removed), the directory reads again: on the ledger, in force.
