@@ -7,6 +7,7 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 
 from adapters.blobs import FileBlobStore
+from adapters.crl_http import HttpCrlSource
 from adapters.embedded_broker import EmbeddedBroker
 from adapters.postgres_store import PostgresStore
 from adapters.push import HttpPusher, push_tls
@@ -54,6 +55,7 @@ def components(cfg: Config) -> Components:
         tls=push_tls(cfg.delivery),
         allow_http=cfg.delivery.allow_http_push,
     )
+    crls = HttpCrlSource(timeout_s=cfg.trust.crl_timeout_s, max_bytes=cfg.trust.crl_max_bytes)
     return Components(
         store=store,
         blobs=FileBlobStore(Path(cfg.blobs.path)),
@@ -61,7 +63,8 @@ def components(cfg: Config) -> Components:
         upstream=upstream,
         pusher=pusher,
         breaker=breaker,
-        closers=[pusher],
+        crl_source=crls,
+        closers=[pusher, crls],
     )
 
 

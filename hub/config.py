@@ -14,6 +14,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from hub.errors import ConfigError
 from hub.service.workdays import VN_FIXED_HOLIDAYS, WorkCalendar
@@ -68,6 +69,17 @@ class TrustConfig:
     dir: str = "var/dev/pki/trust"
     require_crl: bool = False
     reload_s: float = 60.0  # look for new CRLs and CAs this often (0: only on SIGHUP)
+    # CRLs the hub fetches itself (hub/service/crl_refresh.py), kept apart from `dir`.
+    crl_dir: str = "var/dev/crls"
+    crl_urls: str = ""  # http(s) addresses, comma-separated (or a TOML array)
+    crl_from_certificates: bool = True  # also the distribution points of CA and signer chains
+    crl_refresh_s: float = 3600.0  # each address this often (0: the hub fetches none)
+    crl_retry_s: float = 300.0  # after a failed or refused download
+    crl_timeout_s: float = 30.0
+    crl_max_bytes: int = 16 * 1024 * 1024
+
+    def crl_url_list(self) -> list[str]:
+        return [u.strip() for u in self.crl_urls.split(",") if u.strip()]
 
 
 @dataclass
@@ -284,8 +296,18 @@ def _check(cfg: Config) -> None:
             "(the embedded SQLite store and in-process broker belong to one process)"
         )
     cfg.workday.calendar()  # ConfigError if it is wrong
+    _check_trust(cfg.trust)
     up = cfg.upstream
     if up.kind == "vxp" and not (up.url and up.system_id and up.secret):
         raise ConfigError("[upstream] kind = vxp needs url, system_id and secret")
     if cfg.vxp.base_path and not cfg.vxp.base_path.startswith("/"):
         raise ConfigError("[vxp] base_path must start with / (or be empty)")
+
+
+def _check_trust(t: TrustConfig) -> None:
+    for url in t.crl_url_list():
+        parts = urlsplit(url)
+        if parts.scheme.lower() not in ("http", "https") or not parts.netloc:
+            raise ConfigError(f"[trust] crl_urls: {url!r} is not an http(s) address")
+    if t.crl_max_bytes < 1 or t.crl_timeout_s <= 0 or t.crl_retry_s <= 0:
+        raise ConfigError("[trust] crl_max_bytes, crl_timeout_s and crl_retry_s must be positive")

@@ -171,6 +171,15 @@ class BackupError(HubError):
     vxp_code = "20"
 
 
+class CrlRefused(HubError):
+    """A CRL fetched from a CA's address is not one to believe (unreadable, signed by no
+    trusted CA, stale, older than the one held); ``code`` says which."""
+
+    code = "crl_refused"
+    http_status = 502
+    vxp_code = "20"
+
+
 class ConfigError(HubError):
     code = "config_error"
     http_status = 500

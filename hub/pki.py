@@ -86,8 +86,20 @@ def new_key(bits: int = 2048) -> rsa.RSAPrivateKey:
     return rsa.generate_private_key(public_exponent=65537, key_size=bits)
 
 
-def make_ca(cn: str, *, parent: Issued | None = None, days: int = 3650) -> Issued:
-    """A root CA, or an intermediate when ``parent`` is given."""
+def _crl_points(urls: Sequence[str]) -> x509.CRLDistributionPoints:
+    return x509.CRLDistributionPoints(
+        [
+            x509.DistributionPoint([x509.UniformResourceIdentifier(u)], None, None, None)
+            for u in urls
+        ]
+    )
+
+
+def make_ca(
+    cn: str, *, parent: Issued | None = None, days: int = 3650, crl_urls: Sequence[str] = ()
+) -> Issued:
+    """A root CA, or an intermediate when ``parent`` is given (``crl_urls``: where the
+    parent publishes the CRL that would revoke it)."""
     key = new_key()
     now = _now()
     issuer_name = parent.cert.subject if parent else _name(cn)
@@ -108,6 +120,8 @@ def make_ca(cn: str, *, parent: Issued | None = None, days: int = 3650) -> Issue
             critical=False,
         )
     )
+    if crl_urls:
+        builder = builder.add_extension(_crl_points(crl_urls), critical=False)
     return Issued(builder.sign(signing_key, hashes.SHA256()), key)
 
 
@@ -122,9 +136,10 @@ def issue(
     eku: Sequence[x509.ObjectIdentifier] | None = (ExtendedKeyUsageOID.EMAIL_PROTECTION,),
     org: str = "lienthong development",
     san: Sequence[x509.GeneralName] = (),
+    crl_urls: Sequence[str] = (),
 ) -> Issued:
     """An end-entity certificate (a document-signing certificate by default; with ``san``,
-    e.g. a TLS server certificate)."""
+    e.g. a TLS server certificate; ``crl_urls``: where ``ca`` publishes its CRL)."""
     key = new_key()
     now = _now()
     builder = (
@@ -147,6 +162,8 @@ def issue(
         builder = builder.add_extension(x509.ExtendedKeyUsage(list(eku)), critical=False)
     if san:
         builder = builder.add_extension(x509.SubjectAlternativeName(list(san)), critical=False)
+    if crl_urls:
+        builder = builder.add_extension(_crl_points(crl_urls), critical=False)
     return Issued(builder.sign(ca.key, hashes.SHA256()), key)
 
 
@@ -156,6 +173,7 @@ def make_crl(
     *,
     last_update: dt.datetime | None = None,
     next_update: dt.datetime | None = None,
+    number: int | None = None,
 ) -> x509.CertificateRevocationList:
     now = _now()
     builder = (
@@ -164,6 +182,8 @@ def make_crl(
         .last_update(last_update or now - dt.timedelta(minutes=5))
         .next_update(next_update or now + dt.timedelta(days=7))
     )
+    if number is not None:
+        builder = builder.add_extension(x509.CRLNumber(number), critical=False)
     for cert in revoked:
         builder = builder.add_revoked_certificate(
             x509.RevokedCertificateBuilder()

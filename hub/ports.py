@@ -489,3 +489,24 @@ class Pusher(Protocol):
     async def push(self, url: str, package: PackageRow, body: Outgoing) -> None:
         """Raise ``Unavailable`` (retry) or ``InputError`` (the endpoint refused it)."""
         ...
+
+
+@dataclass(frozen=True, slots=True)
+class FetchedCrl:
+    data: bytes
+    etag: str | None = None  # for the next conditional request
+    last_modified: str | None = None
+
+
+class CrlSource(Protocol):
+    """Downloads a CA's published CRL (``hub/service/crl_refresh.py`` decides whether to
+    believe it)."""
+
+    async def fetch(
+        self, url: str, *, etag: str | None = None, last_modified: str | None = None
+    ) -> FetchedCrl | None:
+        """The CRL's bytes, or ``None`` when unchanged since ``etag``/``last_modified``.
+        Raise ``Unavailable`` (try again later) or ``PackageTooLarge`` (over the cap)."""
+        ...
+
+    async def close(self) -> None: ...

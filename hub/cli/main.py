@@ -19,6 +19,7 @@ from hub.cli import (
     ledger_cmd,
     pki_cmd,
     serve_cmd,
+    trust_cmd,
 )
 from hub.errors import ConfigError, HubError
 
@@ -43,6 +44,7 @@ def build_parser() -> argparse.ArgumentParser:
     client_cmd.register(sub)
     ledger_cmd.register(sub)
     backup_cmd.register(sub)
+    trust_cmd.register(sub)
     return parser
 
 

@@ -200,7 +200,8 @@ def dev_config(base: Path, port: int) -> str:
     return (
         f'[server]\nport = {port}\n\n[store]\nkind = "sqlite"\npath = "{base}/lienthong.db"\n\n'
         f'[blobs]\npath = "{base}/blobs"\n\n[broker]\nkind = "embedded"\n\n'
-        f'[trust]\ndir = "{base}/pki/trust"\n\n[intake]\ndefault_policy = "if-present"\n\n'
+        f'[trust]\ndir = "{base}/pki/trust"\ncrl_dir = "{base}/crls"\n\n'
+        '[intake]\ndefault_policy = "if-present"\n\n'
         '[upstream]\nkind = "double"\n\n'
         f'[vxp]\nbase_path = "/vxp"\nkey_file = "{base}/vxp.key"\n\n'
         f'[ledger]\nkey_file = "{base}/pki/hub/hub.key"\ncert_file = "{base}/pki/hub/hub.pem"\n'

@@ -23,6 +23,7 @@ from hub.ports import (
     BlobStore,
     Broker,
     Clock,
+    CrlSource,
     Handler,
     Message,
     Pusher,
@@ -32,6 +33,7 @@ from hub.ports import (
 )
 from hub.service.admission import UploadSlots
 from hub.service.breaker import CircuitBreaker
+from hub.service.crl_refresh import CrlRefresher
 from hub.service.delivery import Deliverer, RetryBudget
 from hub.service.directory_cache import DirectoryCache
 from hub.service.intake import Intake
@@ -58,6 +60,7 @@ class Components:
     broker: Broker
     upstream: UpstreamAxis | None = None
     pusher: Pusher | None = None
+    crl_source: CrlSource | None = None  # the hub fetches its CAs' CRLs when given
     breaker: CircuitBreaker | None = None  # around the upstream axis, when it has one
     clock: Clock = field(default_factory=SystemClock)
     closers: list[Any] = field(default_factory=list)  # objects with async close()
@@ -96,6 +99,7 @@ class Hub:
             metrics=self.metrics,
             use=self._use_trust,
             every_s=cfg.trust.reload_s,
+            crl_dir=Path(cfg.trust.crl_dir),
         )
         self.relay = OutboxRelay(
             parts.store, parts.broker, parts.clock, sweep_s=cfg.delivery.sweep_s
@@ -165,6 +169,21 @@ class Hub:
             days=cfg.ledger.retention_days,
             interval_s=cfg.ledger.purge_s,
         )
+        self.crl_refresher: CrlRefresher | None = None
+        if parts.crl_source is not None:
+            t = cfg.trust
+            self.crl_refresher = CrlRefresher(
+                source=parts.crl_source,
+                directory=Path(t.crl_dir),
+                urls=t.crl_url_list(),
+                from_certificates=t.crl_from_certificates,
+                trust=lambda: self.intake.trust,
+                seen=self.trust_reloader.seen_crl_urls,
+                changed=self.trust_reloader.check,
+                metrics=self.metrics,
+                every_s=t.crl_refresh_s,
+                retry_s=t.crl_retry_s,
+            )
         self._breaker = parts.breaker
         self._tasks: list[asyncio.Task[None]] = []
 
@@ -208,6 +227,8 @@ class Hub:
             asyncio.create_task(self._gauges(), name="gauges"),
             asyncio.create_task(self.trust_reloader.run(), name="trust-reload"),
         ]
+        if self.crl_refresher is not None:
+            self._tasks.append(asyncio.create_task(self.crl_refresher.run(), name="crl-refresh"))
         if self.poller is not None:
             self._tasks.append(asyncio.create_task(self.poller.run(), name="upstream-poller"))
         if self.cfg.ledger.seal:

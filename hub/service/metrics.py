@@ -143,6 +143,22 @@ class Metrics:
             "Changed trust store directories that could not be read (the old store stays)",
             registry=r,
         )
+        self.crl_fetches = Counter(
+            "lienthong_crl_fetches_total",
+            "CRL downloads by result: fetched (a newer CRL taken), unchanged, failed "
+            "(unreachable, too large), refused (not a CRL to believe)",
+            ["result"],
+            registry=r,
+        )
+        for result in ("fetched", "unchanged", "failed", "refused"):
+            self.crl_fetches.labels(result)  # every series from zero, for increase()
+        self.crl_fetch_success = Gauge(
+            "lienthong_crl_fetch_last_success_timestamp_seconds",
+            "When each CRL address last answered with a CRL to believe (fetched or unchanged)",
+            ["url"],
+            registry=r,
+            multiprocess_mode="max",
+        )
         self.purged = Counter(
             "lienthong_retention_purged_total", "Package bodies purged by retention", registry=r
         )

@@ -3,10 +3,12 @@
 CRLs go stale within days (``nextUpdate``) and CAs are added and withdrawn; with
 ``[trust] require_crl`` a stale CRL refuses every signature under it, so a new one must
 take effect without a restart. Every ``[trust] reload_s`` seconds (and at once on
-SIGHUP) the directory is looked at; when its files changed, the whole store is read
-again and, only if it reads cleanly, replaces the one in use. A file caught half-written
-or unreadable leaves the store in use as it was (logged, counted) until the directory
-changes again: write new files under another name and rename them into place.
+SIGHUP, or when ``hub/service/crl_refresh.py`` has written a CRL into ``[trust]
+crl_dir``) the directory and ``crl_dir`` are looked at; when their files changed, the
+whole store is read again and, only if it reads cleanly, replaces the one in use. A
+file caught half-written or unreadable leaves the store in use as it was (logged,
+counted) until the directory changes again: write new files under another name and
+rename them into place.
 
 A change takes effect only once it is on the ledger (``trust_store_changed``: every CA's
 fingerprint, every CRL's issuer, number and validity), so an auditor can tell which
@@ -28,7 +30,7 @@ from hub.errors import ConfigError, HubError
 from hub.ports import Clock, Store
 from hub.records import Event
 from hub.service.metrics import Metrics
-from hub.signature.trust import TrustStore, directory_state
+from hub.signature.trust import CrlUrls, TrustStore, directory_state
 
 log = structlog.get_logger(__name__)
 
@@ -47,8 +49,11 @@ class TrustReloader:
         metrics: Metrics,
         use: Callable[[TrustStore], None],
         every_s: float,
+        crl_dir: Path | None = None,
     ) -> None:
         self.path = path
+        self.crl_dir = crl_dir  # fetched CRLs (hub/service/crl_refresh.py)
+        self.seen_crl_urls = CrlUrls()  # learned by every store loaded, kept across loads
         self.require_crl = require_crl
         self.store = store
         self.clock = clock
@@ -63,11 +68,22 @@ class TrustReloader:
     def load(self) -> TrustStore:
         """The store the hub starts with, its directory remembered (looked at first: a file
         renamed in while the store is read shows as a change at the next look)."""
-        state = directory_state(self.path) if self.path.is_dir() else ()
-        trust = TrustStore.from_directory(self.path, require_crl=self.require_crl)
+        state = self._look() if self.path.is_dir() else ()
+        trust = self._read()
         self._state = state
         self._measure(trust)
         return trust
+
+    def _look(self) -> State:
+        return directory_state(self.path, self.crl_dir)
+
+    def _read(self) -> TrustStore:
+        return TrustStore.from_directory(
+            self.path,
+            require_crl=self.require_crl,
+            crl_dir=self.crl_dir,
+            seen_crl_urls=self.seen_crl_urls,
+        )
 
     def _measure(self, trust: TrustStore) -> None:
         expiry = trust.crl_expiry()
@@ -77,16 +93,14 @@ class TrustReloader:
         """Reload if the directory changed; True when a new store is in use."""
         async with self._lock:
             try:
-                state = await asyncio.to_thread(directory_state, self.path)
+                state = await asyncio.to_thread(self._look)
             except OSError as exc:
                 log.warning("trust_store_unreadable", path=str(self.path), error=str(exc))
                 return False
             if state in (self._state, self._failed):
                 return False
             try:
-                trust = await asyncio.to_thread(
-                    TrustStore.from_directory, self.path, require_crl=self.require_crl
-                )
+                trust = await asyncio.to_thread(self._read)
             except (ConfigError, OSError) as exc:
                 self._failed = state
                 self.metrics.trust_reload_failures.inc()

@@ -3,7 +3,9 @@
 Path building and signature checks on the chain are cryptography's X.509
 verification API; this module adds what document signing needs on top: a key
 usage fit for signing, revocation by CRL (signature and freshness of the CRL
-checked), and specific reason codes for each refusal.
+checked; of several CRLs from one CA the newest counts), and specific reason codes for
+each refusal. Validated chains also tell where their CAs publish CRLs (``CrlUrls``), for
+the hub to fetch them (``hub/service/crl_refresh.py``).
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
+from urllib.parse import urlsplit
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes
@@ -95,15 +98,95 @@ _CERT_SUFFIXES = (".pem", ".crt", ".cer")
 _FILE_SUFFIXES = (*_CERT_SUFFIXES, ".crl")
 
 
-def directory_state(path: Path) -> tuple[tuple[str, int, int], ...]:
-    """The trust store directory's files that count (name, size, mtime): a new CRL, an
-    added or removed CA changes it."""
+def directory_state(path: Path, crl_dir: Path | None = None) -> tuple[tuple[str, int, int], ...]:
+    """The trust store directory's files that count (name, size, mtime), and the fetched
+    CRLs' directory's: a new CRL, an added or removed CA changes it."""
     found = []
-    for f in path.iterdir():
-        if f.suffix.lower() in _FILE_SUFFIXES:
-            st = f.stat()
-            found.append((f.name, st.st_size, st.st_mtime_ns))
+    for where, suffixes in ((path, _FILE_SUFFIXES), (crl_dir, (".crl",))):
+        if where is None or (where is crl_dir and not where.is_dir()):
+            continue
+        for f in where.iterdir():
+            if f.suffix.lower() in suffixes:
+                st = f.stat()
+                found.append((str(f), st.st_size, st.st_mtime_ns))
     return tuple(sorted(found))
+
+
+def crl_urls(cert: x509.Certificate) -> tuple[str, ...]:
+    """The http(s) addresses in a certificate's CRL distribution points (where its
+    issuer publishes the CRL that would revoke it); LDAP and other schemes are ignored."""
+    try:
+        points = cert.extensions.get_extension_for_class(x509.CRLDistributionPoints).value
+    except (x509.ExtensionNotFound, ValueError):
+        return ()
+    urls = []
+    for point in points:
+        for name in point.full_name or ():
+            if isinstance(name, x509.UniformResourceIdentifier):
+                url = name.value.strip()
+                if urlsplit(url).scheme.lower() in ("http", "https"):
+                    urls.append(url)
+    return tuple(urls)
+
+
+def read_crl(data: bytes) -> x509.CertificateRevocationList:
+    """A CRL in PEM or DER; ``ValueError`` when it is neither."""
+    if b"-----BEGIN" in data:
+        return x509.load_pem_x509_crl(data)
+    return x509.load_der_x509_crl(data)
+
+
+def crl_newer(a: x509.CertificateRevocationList, b: x509.CertificateRevocationList) -> bool:
+    """Whether ``a`` was issued after ``b`` (its thisUpdate, then its CRL number)."""
+    return (a.last_update_utc, _crl_number(a)) > (b.last_update_utc, _crl_number(b))
+
+
+def partial_crl(crl: x509.CertificateRevocationList) -> str | None:
+    """Why ``crl`` does not list every revoked certificate of its issuer (a delta CRL, one
+    for some reasons only, an indirect CRL, one for attribute certificates): such a CRL
+    must never stand in for the full one. ``None`` for a complete CRL."""
+    try:
+        kinds = {type(e.value) for e in crl.extensions}
+    except ValueError:
+        return "a CRL with an extension that does not read"
+    if x509.DeltaCRLIndicator in kinds:
+        return "a delta CRL"
+    if x509.IssuingDistributionPoint not in kinds:
+        return None
+    idp = crl.extensions.get_extension_for_class(x509.IssuingDistributionPoint).value
+    limits = (
+        (idp.only_some_reasons, "a CRL for some revocation reasons only"),
+        (idp.indirect_crl, "an indirect CRL"),
+        (idp.only_contains_attribute_certs, "a CRL for attribute certificates"),
+    )
+    return next((why for limited, why in limits if limited), None)
+
+
+def _crl_number(crl: x509.CertificateRevocationList) -> int:
+    try:
+        return crl.extensions.get_extension_for_class(x509.CRLNumber).value.crl_number
+    except (x509.ExtensionNotFound, ValueError):
+        return -1
+
+
+@dataclass(slots=True)
+class CrlUrls:
+    """Where the CAs of validated chains publish their CRLs: URL -> the CA that signs the
+    CRL found there (the certificate's issuer in a chain that reached a trusted CA).
+    Shared by every trust store the hub loads; bounded (the addresses come from
+    certificates, which come from outside, if signed by trusted CAs)."""
+
+    limit: int = 64
+    found: dict[str, x509.Certificate] = field(default_factory=dict)
+
+    def note(self, chain: Sequence[x509.Certificate]) -> None:
+        for cert, issuer in itertools.pairwise(chain):
+            for url in crl_urls(cert):
+                if url not in self.found and len(self.found) < self.limit:
+                    self.found[url] = issuer
+
+    def snapshot(self) -> dict[str, x509.Certificate]:
+        return dict(self.found)  # one C-level copy: safe beside a thread adding
 
 
 @dataclass(slots=True)
@@ -114,38 +197,51 @@ class TrustStore:
     crls: list[x509.CertificateRevocationList] = field(default_factory=list)
     require_crl: bool = False
     cache_seconds: float = 300.0
+    seen_crl_urls: CrlUrls = field(default_factory=CrlUrls)
+    _newest: dict[str, x509.CertificateRevocationList | None] = field(
+        default_factory=dict, repr=False
+    )
     _cache: OrderedDict[tuple[str, ...], tuple[float, ChainResult]] = field(
         default_factory=OrderedDict, repr=False
     )
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     @classmethod
-    def from_directory(cls, path: Path, *, require_crl: bool = False) -> TrustStore:
-        """Load ``*.pem``/``*.crt``/``*.cer`` CA certificates and ``*.crl`` files."""
+    def from_directory(
+        cls,
+        path: Path,
+        *,
+        require_crl: bool = False,
+        crl_dir: Path | None = None,
+        seen_crl_urls: CrlUrls | None = None,
+    ) -> TrustStore:
+        """Load ``*.pem``/``*.crt``/``*.cer`` CA certificates and ``*.crl`` files, and the
+        ``*.crl`` files of ``crl_dir`` (the fetched ones) when it exists."""
         if not path.is_dir():
             raise ConfigError(f"trust store directory {path} does not exist")
         anchors: list[x509.Certificate] = []
         crls: list[x509.CertificateRevocationList] = []
-        for f in sorted(path.iterdir()):
-            data = f.read_bytes()
+        files = sorted(path.iterdir())
+        if crl_dir is not None and crl_dir.is_dir():
+            files += sorted(f for f in crl_dir.iterdir() if f.suffix.lower() == ".crl")
+        for f in files:
             suffix = f.suffix.lower()
+            if suffix not in _FILE_SUFFIXES:
+                continue
+            data = f.read_bytes()
             try:
                 if suffix in _CERT_SUFFIXES:
                     if b"-----BEGIN" in data:
                         anchors.extend(x509.load_pem_x509_certificates(data))
                     else:
                         anchors.append(x509.load_der_x509_certificate(data))
-                elif suffix == ".crl":
-                    crls.append(
-                        x509.load_pem_x509_crl(data)
-                        if b"-----BEGIN" in data
-                        else x509.load_der_x509_crl(data)
-                    )
+                else:
+                    crls.append(read_crl(data))
             except ValueError as exc:
                 raise ConfigError(f"cannot read trust store file {f}: {exc}") from exc
         if not anchors:
             raise ConfigError(f"trust store {path} holds no CA certificate")
-        return cls(anchors, crls, require_crl=require_crl)
+        return cls(anchors, crls, require_crl=require_crl, seen_crl_urls=seen_crl_urls or CrlUrls())
 
     def crl_expiry(self) -> dt.datetime | None:
         """The earliest ``nextUpdate`` of the CRLs: when the first one goes stale."""
@@ -157,16 +253,11 @@ class TrustStore:
         issuer, number and validity."""
         crls = []
         for c in self.crls:
-            try:
-                number: int | None = c.extensions.get_extension_for_class(
-                    x509.CRLNumber
-                ).value.crl_number
-            except x509.ExtensionNotFound:
-                number = None
+            number = _crl_number(c)
             crls.append(
                 {
                     "issuer": c.issuer.rfc4514_string(),
-                    "number": number,
+                    "number": number if number >= 0 else None,
                     "this_update": c.last_update_utc.isoformat(),
                     "next_update": c.next_update_utc.isoformat() if c.next_update_utc else None,
                     "revoked": len(c),
@@ -242,6 +333,7 @@ class TrustStore:
                 f"the signer certificate ({subject}) does not chain to a trusted CA: {exc}",
             ) from exc
         chain = list(verified.chain)
+        self.seen_crl_urls.note(chain)  # before revocation: a refusal for want of a CRL too
         revocation = self._check_revocation(chain, now)
         return ChainResult(
             subject=subject,
@@ -252,18 +344,30 @@ class TrustStore:
             not_after=min(c.not_valid_after_utc for c in chain),
         )
 
-    def _crl_for(self, issuer: x509.Certificate) -> x509.CertificateRevocationList | None:
+    def crl_for(self, issuer: x509.Certificate) -> x509.CertificateRevocationList | None:
+        """The newest CRL ``issuer`` signed (an operator's copy and a fetched one may
+        both be there; the older would miss the latest revocations)."""
+        key = fingerprint(issuer)
+        with self._lock:
+            if key in self._newest:
+                return self._newest[key]
+        newest: x509.CertificateRevocationList | None = None
         for crl in self.crls:
-            if crl.issuer == issuer.subject and crl.is_signature_valid(
-                issuer.public_key()  # type: ignore[arg-type]
+            if (
+                crl.issuer == issuer.subject
+                and (newest is None or crl_newer(crl, newest))
+                and partial_crl(crl) is None
+                and crl.is_signature_valid(issuer.public_key())  # type: ignore[arg-type]
             ):
-                return crl
-        return None
+                newest = crl
+        with self._lock:
+            self._newest[key] = newest
+        return newest
 
     def _check_revocation(self, chain: list[x509.Certificate], now: dt.datetime) -> Revocation:
         state: Revocation = "checked"
         for cert, issuer in itertools.pairwise(chain):
-            crl = self._crl_for(issuer)
+            crl = self.crl_for(issuer)
             if crl is None:
                 if self.require_crl:
                     raise _refuse(

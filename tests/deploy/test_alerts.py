@@ -29,6 +29,9 @@ async def _exposed(hut: HubUnderTest) -> dict[str, set[str]]:
     assert (await hut.submit("sys-a", data, "edoc")).status == 202
     assert (await hut.submit("sys-a", b"<not-xml", "edoc")).status == 400
     await hut.hub.update_gauges()
+    assert hut.hub.crl_refresher is not None  # one CRL address that does not answer
+    (fetch,) = await hut.hub.crl_refresher.round({"http://127.0.0.1:9/ca.crl": None})
+    assert fetch.result == "failed"
     r = await hut.client.get("/metrics", headers=hut.auth("auditor"))
     assert r.status == 200
     found: dict[str, set[str]] = {}

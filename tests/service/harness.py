@@ -91,6 +91,7 @@ def config(tmp: Path, pki_dir: Path, backend: str, **overrides: Any) -> Config:
     cfg.store.path = str(tmp / "hub.db")
     cfg.blobs.path = str(tmp / "blobs")
     cfg.trust.dir = str(pki_dir / "trust")
+    cfg.trust.crl_dir = str(tmp / "crls")
     cfg.vxp.key_file = str(tmp / "vxp.key")
     cfg.ledger.key_file = str(pki_dir / "hub" / "hub.key")
     cfg.ledger.cert_file = str(pki_dir / "hub" / "hub.pem")

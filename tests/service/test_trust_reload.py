@@ -22,6 +22,7 @@ from hub.pki import Issued, make_crl
 from tests.service import harness
 from tests.service.harness import A, B, HubUnderTest, eventually, signed
 from tests.service.procs import HubProcess, free_port, write_config
+from tests.signature.crl_server import CrlServer, der
 
 
 def _ca(root: Path) -> Issued:
@@ -149,3 +150,49 @@ def test_sighup_reloads_the_trust_store_of_a_running_hub(
         assert "trust_store_reloaded" in hub.log_path.read_text()
     finally:
         hub.stop()
+
+
+@pytest.mark.parametrize("backend", ["embedded", "scaled"])
+async def test_the_hub_fetches_a_new_crl_itself_and_it_takes_effect_on_the_ledger(
+    backend: str, tmp_path: Path, pki_dir: tuple[Path, dict[str, str]]
+) -> None:
+    """The CA publishes a CRL revoking A's certificate at its address: the hub downloads
+    it, records the new trust on the ledger and refuses A's next package."""
+    if backend == "scaled":
+        harness.require_services()
+    root, bindings = pki_dir
+    async with CrlServer() as server:
+        server.body = der(make_crl(_ca(root), [], number=1))
+        cfg = harness.config(
+            tmp_path,
+            root,
+            backend,
+            trust__require_crl=True,
+            trust__reload_s=0.0,  # the fetch alone must bring the new CRL into force
+            trust__crl_urls=server.url(),
+            trust__crl_refresh_s=0.1,
+        )
+        tokens = await harness.seed_directory(cfg, bindings)
+        h = await harness.start(cfg, tokens, root)
+        try:
+
+            async def changes() -> list[dict[str, object]]:
+                events = await h.hub.store.ledger(0, 10_000)
+                return [e.data for e in events if e.type == "trust_store_changed"]
+
+            # The first CRL at the address is newer than the trust directory's: taken.
+            await eventually(changes, lambda xs: len(xs) == 1)
+            assert await _submit(h, root, "1/FETCH") == (202, None)
+
+            revoked = x509.load_pem_x509_certificate((root / "agencies" / f"{A}.pem").read_bytes())
+            server.body = der(make_crl(_ca(root), [revoked], number=2))
+            *_, change = await eventually(changes, lambda xs: len(xs) == 2)
+            assert change["reason"] == "crl_fetched"
+            assert [(c["number"], c["revoked"]) for c in change["crls"]] == [(None, 0), (2, 1)]
+            assert await _submit(h, root, "2/FETCH") == (422, "cert_revoked")
+            assert (tmp_path / "crls").is_dir()
+            ok = await harness.metric(h, "lienthong_crl_fetches_total")
+            assert ok >= 2
+        finally:
+            await harness.stop(h)
+            await harness.drop_backends(cfg)
