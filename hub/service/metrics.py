@@ -134,7 +134,7 @@ class Metrics:
         )
         self.trust_crl_expiry = Gauge(
             "lienthong_trust_crl_expiry_timestamp_seconds",
-            "When the first CRL of the trust store goes stale (its nextUpdate; 0: no CRL)",
+            "When the first CRL in force (each CA's newest) goes stale (its nextUpdate; 0: no CRL)",
             registry=r,
             multiprocess_mode="min",
         )

@@ -244,8 +244,15 @@ class TrustStore:
         return cls(anchors, crls, require_crl=require_crl, seen_crl_urls=seen_crl_urls or CrlUrls())
 
     def crl_expiry(self) -> dt.datetime | None:
-        """The earliest ``nextUpdate`` of the CRLs: when the first one goes stale."""
-        updates = [c.next_update_utc for c in self.crls if c.next_update_utc is not None]
+        """When the first CRL in force goes stale: the earliest ``nextUpdate`` among each
+        CA's newest complete CRL (a copy superseded by a newer one going stale is no
+        matter)."""
+        newest: dict[x509.Name, x509.CertificateRevocationList] = {}
+        for c in self.crls:
+            held = newest.get(c.issuer)
+            if partial_crl(c) is None and (held is None or crl_newer(c, held)):
+                newest[c.issuer] = c
+        updates = [c.next_update_utc for c in newest.values() if c.next_update_utc is not None]
         return min(updates) if updates else None
 
     def summary(self) -> dict[str, object]:

@@ -93,6 +93,18 @@ def _delta(ca: pki.Issued, revoked: list[x509.Certificate]) -> x509.CertificateR
     return b.sign(ca.key, hashes.SHA256())
 
 
+def test_the_expiry_watched_is_that_of_each_cas_crl_in_force():
+    """An old copy superseded by a newer CRL may go stale: no alarm for it."""
+    ca, other = pki.make_ca("watched CA"), pki.make_ca("second CA")
+    soon = (NOW + dt.timedelta(hours=2)).replace(microsecond=0)
+    later = (NOW + dt.timedelta(days=6)).replace(microsecond=0)
+    old = pki.make_crl(ca, last_update=NOW - dt.timedelta(days=3), next_update=soon)
+    new = pki.make_crl(ca, next_update=later + dt.timedelta(days=1))
+    second = pki.make_crl(other, next_update=later)
+    assert TrustStore([ca.cert], [old]).crl_expiry() == soon
+    assert TrustStore([ca.cert, other.cert], [old, new, second]).crl_expiry() == later
+
+
 def test_a_delta_crl_never_stands_in_for_the_full_one(tmp_path):
     ca = pki.make_ca("delta CA")
     signer = pki.issue(ca, "signer")
