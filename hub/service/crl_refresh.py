@@ -3,7 +3,7 @@
 A trust store's revocation is only as current as its CRLs: with ``[trust] require_crl``
 a stale CRL refuses every signature under it, and without it a CRL never renewed lets a
 revoked signer through. Every ``[trust] crl_refresh_s`` the hub downloads the CRL of
-each address it knows (``hub/service/crl_refresh.py`` asks the ``CrlSource`` port):
+each address it knows (through the ``CrlSource`` port, ``adapters/crl_http.py``):
 
 * the addresses configured in ``[trust] crl_urls``;
 * with ``crl_from_certificates`` (the default), the CRL distribution points of the trust
@@ -39,7 +39,7 @@ from typing import Literal
 import structlog
 from cryptography import x509
 
-from hub.errors import CrlRefused, PackageTooLarge, Unavailable
+from hub.errors import CrlRefused, HubError, PackageTooLarge, Unavailable
 from hub.ports import CrlSource
 from hub.service.metrics import Metrics
 from hub.signature.trust import (
@@ -127,6 +127,7 @@ class CrlRefresher:
         self.clock = clock
         self._due: dict[str, float] = {}
         self._validators: dict[str, tuple[str | None, str | None]] = {}  # ETag, Last-Modified
+        self._reload_pending = False  # a CRL written whose reload has not yet succeeded
 
     def targets(self) -> Targets:
         """Every address to fetch, with the CA expected to sign what is found there
@@ -243,8 +244,13 @@ class CrlRefresher:
             else:
                 log.warning("crl_fetch", url=o.url, result=o.result, detail=o.detail)
         if any(o.result == "fetched" for o in outcomes):
-            await self.changed("crl_fetched")
+            self._reload_pending = True
+            await self._reload()
         return outcomes
+
+    async def _reload(self) -> None:
+        await self.changed("crl_fetched")
+        self._reload_pending = False  # not before: a failed reload is tried again
 
     async def run(self) -> None:
         """Fetch each address when due; look every ``poll_s`` for addresses just learned."""
@@ -253,7 +259,11 @@ class CrlRefresher:
         while True:
             now = self.clock()
             due = {u: i for u, i in self.targets().items() if self._due.get(u, 0.0) <= now}
-            if due:
-                with contextlib.suppress(OSError):
+            try:
+                if due:
                     await self.round(due)
+                elif self._reload_pending:
+                    await self._reload()
+            except (OSError, HubError) as exc:  # the next look tries again
+                log.warning("crl_refresh_failed", error=str(exc))
             await asyncio.sleep(min(self.poll_s, self.every_s))

@@ -15,7 +15,7 @@ from cryptography.hazmat.primitives import hashes
 
 from adapters.crl_http import HttpCrlSource
 from hub import pki
-from hub.errors import SignatureRefused
+from hub.errors import SignatureRefused, Unavailable
 from hub.service.crl_refresh import CrlRefresher, crl_file
 from hub.service.metrics import Metrics
 from hub.signature.trust import CrlUrls, TrustStore, crl_urls
@@ -335,3 +335,34 @@ async def test_the_running_refresher_fetches_a_newly_learned_address_soon(tmp_pa
             task.cancel()
             await asyncio.gather(task, return_exceptions=True)
             await source.close()
+
+
+async def test_a_reload_that_fails_after_a_fetch_is_tried_again(tmp_path):
+    """The CRL is written but the ledger could not take the reload's event (store down):
+    the running refresher tries the reload again instead of waiting for a newer CRL."""
+    ca = pki.make_ca("retry CA")
+    trust = TrustStore([ca.cert])
+    calls: list[str] = []
+
+    async def flaky(reason: str) -> None:
+        calls.append(reason)
+        if len(calls) == 1:
+            raise Unavailable("the store is down", code="store_unavailable")
+
+    async with CrlServer() as server:
+        server.body = der(pki.make_crl(ca))
+        r, source, _ = _refresher(tmp_path, trust, urls=[server.url()])
+        r.changed = flaky
+        task = asyncio.create_task(r.run())
+        try:
+            for _ in range(100):
+                if len(calls) >= 2:
+                    break
+                await asyncio.sleep(0.05)
+        finally:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+            await source.close()
+    assert calls[:2] == ["crl_fetched", "crl_fetched"]
+    assert len(server.requests) == 1  # fetched once; only the reload was repeated
+    assert not r._reload_pending
