@@ -12,8 +12,8 @@ from typing import Any
 from adapters.crl_http import HttpCrlSource
 from hub import logs
 from hub.config import Config, load
-from hub.service.crl_refresh import CrlRefresher
-from hub.signature.trust import CrlUrls, TrustStore, crl_urls
+from hub.service.crl_refresh import CrlRefresher, addresses
+from hub.signature.trust import CrlUrls, TrustStore
 
 
 def register(sub: Any) -> None:
@@ -39,11 +39,8 @@ def _store(cfg: Config) -> TrustStore:
 
 
 def _addresses(cfg: Config, trust: TrustStore) -> list[str]:
-    urls = dict.fromkeys(cfg.trust.crl_url_list())
-    if cfg.trust.crl_from_certificates:
-        for anchor in trust.anchors:
-            urls.update(dict.fromkeys(crl_urls(anchor)))
-    return list(urls)
+    t = cfg.trust
+    return list(addresses(t.crl_url_list(), t.crl_from_certificates, trust, CrlUrls()))
 
 
 def _show(args: argparse.Namespace) -> int:

@@ -96,6 +96,20 @@ def _one_process(directory: Path) -> Iterator[bool]:
             fcntl.flock(f, fcntl.LOCK_UN)
 
 
+def addresses(
+    urls: Sequence[str], from_certificates: bool, trust: TrustStore, seen: CrlUrls
+) -> Targets:
+    """Every address to fetch, with the CA expected to sign what is found there
+    (``None``: any CA of the trust store or of a validated chain)."""
+    out: Targets = dict.fromkeys(urls)
+    if from_certificates:
+        for anchor in trust.anchors:
+            for url in crl_urls(anchor):
+                out.setdefault(url, None)
+        out.update(seen.snapshot())
+    return out
+
+
 class CrlRefresher:
     def __init__(
         self,
@@ -130,15 +144,7 @@ class CrlRefresher:
         self._reload_pending = False  # a CRL written whose reload has not yet succeeded
 
     def targets(self) -> Targets:
-        """Every address to fetch, with the CA expected to sign what is found there
-        (``None``: any CA of the trust store or of a validated chain)."""
-        out: Targets = dict.fromkeys(self.urls)
-        if self.from_certificates:
-            for anchor in self.trust().anchors:
-                for url in crl_urls(anchor):
-                    out.setdefault(url, None)
-            out.update(self.seen.snapshot())
-        return out
+        return addresses(self.urls, self.from_certificates, self.trust(), self.seen)
 
     def _issuers(self, expected: x509.Certificate | None) -> list[x509.Certificate]:
         if expected is not None:
@@ -203,8 +209,8 @@ class CrlRefresher:
         if got is None:
             return Outcome(url, "unchanged", "not modified")
         now = dt.datetime.fromtimestamp(self.clock(), dt.UTC)
-        try:
-            crl = self.judge(got.data, expected, now)
+        try:  # in a thread: a CA's CRL can run to megabytes
+            crl = await asyncio.to_thread(self.judge, got.data, expected, now)
         except CrlRefused as exc:
             return Outcome(url, "refused", f"{exc.error_code}: {exc.message}")
         self._validators[url] = (got.etag, got.last_modified)
