@@ -217,7 +217,8 @@ class AuditQuery:
     since_us: int | None = None
     until_us: int | None = None
     # Documents received before this instant some recipient of which has not answered
-    # (no business status; not dead): the overdue acknowledgements at the query's time.
+    # (``hub.service.workdays.unanswered``): the overdue acknowledgements at the query's
+    # time.
     overdue_before_us: int | None = None
 
     def as_dict(self) -> dict[str, Any]:

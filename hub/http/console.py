@@ -156,7 +156,7 @@ async def logout(request: web.Request) -> web.Response:
 async def dashboard(request: web.Request) -> web.Response:
     hub, caller, cookie = _session(request)
     now = hub.clock.now_us()
-    stats = await hub.store.stats(now, hub.calendar.overdue_before(now))
+    stats = await hub.stats(now)
     hour = await hub.store.intake_counts(now - _HOUR_US)
     day = await hub.store.intake_counts(now - 24 * _HOUR_US)
     dead = await hub.store.audit(AuditQuery(state=str(State.DEAD)), after=None, limit=20)

@@ -34,7 +34,7 @@ import time
 from collections.abc import Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Literal, get_args
 
 import structlog
 from cryptography import x509
@@ -142,6 +142,9 @@ class CrlRefresher:
         self._due: dict[str, float] = {}
         self._validators: dict[str, tuple[str | None, str | None]] = {}  # ETag, Last-Modified
         self._reload_pending = False  # a CRL written whose reload has not yet succeeded
+        if metrics is not None:
+            for result in get_args(Result):
+                metrics.crl_fetches.labels(result)  # every series from zero, for increase()
 
     def targets(self) -> Targets:
         return addresses(self.urls, self.from_certificates, self.trust(), self.seen)

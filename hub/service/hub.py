@@ -31,6 +31,7 @@ from hub.ports import (
     SystemClock,
     UpstreamAxis,
 )
+from hub.records import Stats
 from hub.service.admission import UploadSlots
 from hub.service.breaker import CircuitBreaker
 from hub.service.crl_refresh import CrlRefresher
@@ -187,6 +188,10 @@ class Hub:
         self._breaker = parts.breaker
         self._tasks: list[asyncio.Task[None]] = []
 
+    async def stats(self, now_us: int) -> Stats:
+        """The store's delivery figures at ``now_us``, overdue by the working calendar."""
+        return await self.store.stats(now_us, self.calendar.overdue_before(now_us))
+
     def _use_trust(self, trust: TrustStore) -> None:
         self.intake.trust = trust  # the one holder of the store in use
 
@@ -284,7 +289,7 @@ class Hub:
         if self._breaker is not None:  # first: it matters most when something is down
             m.upstream_circuit.set(float(self._breaker.is_open))
         now = self.clock.now_us()
-        s = await self.store.stats(now, self.calendar.overdue_before(now))
+        s = await self.stats(now)
         m.pending.set(s.pending)
         m.oldest_pending.set(s.oldest_pending_age_s)
         m.dead.set(s.dead)

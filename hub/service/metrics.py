@@ -150,8 +150,6 @@ class Metrics:
             ["result"],
             registry=r,
         )
-        for result in ("fetched", "unchanged", "failed", "refused"):
-            self.crl_fetches.labels(result)  # every series from zero, for increase()
         self.crl_fetch_success = Gauge(
             "lienthong_crl_fetch_last_success_timestamp_seconds",
             "When each CRL address last answered with a CRL to believe (fetched or unchanged)",

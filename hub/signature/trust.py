@@ -15,7 +15,7 @@ import functools
 import itertools
 import threading
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
@@ -162,6 +162,17 @@ def partial_crl(crl: x509.CertificateRevocationList) -> str | None:
     return next((why for limited, why in limits if limited), None)
 
 
+def _newest(
+    crls: Iterable[x509.CertificateRevocationList],
+) -> x509.CertificateRevocationList | None:
+    """The newest complete CRL of ``crls`` (one CA's): the one in force."""
+    newest = None
+    for crl in crls:
+        if partial_crl(crl) is None and (newest is None or crl_newer(crl, newest)):
+            newest = crl
+    return newest
+
+
 def _crl_number(crl: x509.CertificateRevocationList) -> int:
     try:
         return crl.extensions.get_extension_for_class(x509.CRLNumber).value.crl_number
@@ -247,12 +258,11 @@ class TrustStore:
         """When the first CRL in force goes stale: the earliest ``nextUpdate`` among each
         CA's newest complete CRL (a copy superseded by a newer one going stale is no
         matter)."""
-        newest: dict[x509.Name, x509.CertificateRevocationList] = {}
-        for c in self.crls:
-            held = newest.get(c.issuer)
-            if partial_crl(c) is None and (held is None or crl_newer(c, held)):
-                newest[c.issuer] = c
-        updates = [c.next_update_utc for c in newest.values() if c.next_update_utc is not None]
+        issuers = {c.issuer for c in self.crls}
+        in_force = (_newest(c for c in self.crls if c.issuer == name) for name in issuers)
+        updates = [
+            c.next_update_utc for c in in_force if c is not None and c.next_update_utc is not None
+        ]
         return min(updates) if updates else None
 
     def summary(self) -> dict[str, object]:
@@ -358,15 +368,12 @@ class TrustStore:
         with self._lock:
             if key in self._newest:
                 return self._newest[key]
-        newest: x509.CertificateRevocationList | None = None
-        for crl in self.crls:
-            if (
-                crl.issuer == issuer.subject
-                and (newest is None or crl_newer(crl, newest))
-                and partial_crl(crl) is None
-                and crl.is_signature_valid(issuer.public_key())  # type: ignore[arg-type]
-            ):
-                newest = crl
+        public = issuer.public_key()
+        newest = _newest(
+            c
+            for c in self.crls
+            if c.issuer == issuer.subject and c.is_signature_valid(public)  # type: ignore[arg-type]
+        )
         with self._lock:
             self._newest[key] = newest
         return newest
