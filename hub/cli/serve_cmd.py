@@ -27,7 +27,7 @@ from hub.config import Config, load
 from hub.errors import ConfigError
 from hub.pki import init_pki
 from hub.ports import SystemClock
-from hub.process import tune_allocator
+from hub.process import tune_allocator, tune_gc
 from hub.records import Organ, System
 from hub.service.directory_admin import DirectoryAdmin
 from hub.service.metrics import MULTIPROC_ENV
@@ -58,7 +58,11 @@ def run(cfg: Config, *, reuse_port: bool = False) -> None:
     async def on_sighup(_app: web.Application) -> None:  # `systemctl reload`: new CRLs, CAs
         asyncio.get_running_loop().add_signal_handler(signal.SIGHUP, hub.trust_reloader.check_soon)
 
+    async def freeze(_app: web.Application) -> None:  # last: the hub is up (hub/process.py)
+        structlog.get_logger(__name__).info("gc_tuned", frozen=tune_gc())
+
     app.on_startup.append(on_sighup)
+    app.on_startup.append(freeze)
     try:
         web.run_app(
             app,
