@@ -12,6 +12,7 @@ its code before the error goes back to the caller.
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -116,6 +117,15 @@ def _fields(pkg: DocumentPackage | StatusPackage) -> dict[str, Any]:
     }
 
 
+@dataclass(frozen=True, slots=True)
+class _Queued:
+    sub: Submission
+    caller: Caller
+    directory: Directory
+    context: contextvars.Context
+    fut: asyncio.Future[_Examined]
+
+
 class Intake:
     def __init__(
         self,
@@ -147,8 +157,34 @@ class Intake:
         # the number of uploads in flight, bounds the memory they take. They wait (on
         # disk, when spooled) for their turn.
         self._large = asyncio.Semaphore(large_examinations)
+        self._queued: list[_Queued] = []  # small packages waiting for this turn's examination
 
     # ------------------------------------------------------------------ steps
+    def _examine_soon(
+        self, sub: Submission, caller: Caller, directory: Directory
+    ) -> asyncio.Future[_Examined]:
+        """Examine a small package in this turn of the event loop, after the other
+        submissions ready in it: one after another, the parser's and libxmlsec1's code
+        stays in the CPU's caches (a package examined between other requests' work took
+        ~0.2 ms more of the event loop: parse 0.24 against 0.12 ms warm, signature 0.30
+        against 0.24)."""
+        loop = asyncio.get_running_loop()
+        fut: asyncio.Future[_Examined] = loop.create_future()
+        self._queued.append(_Queued(sub, caller, directory, contextvars.copy_context(), fut))
+        if len(self._queued) == 1:
+            loop.call_soon(self._examine_queued)
+        return fut
+
+    def _examine_queued(self) -> None:
+        queued, self._queued = self._queued, []
+        for q in queued:
+            if q.fut.done():  # its request is gone (the client went away)
+                continue
+            try:  # in the request's own context: its log lines carry its request id
+                q.fut.set_result(q.context.run(self._examine, q.sub, q.caller, q.directory))
+            except Exception as exc:  # noqa: BLE001 - handed to the request it belongs to
+                q.fut.set_exception(exc)
+
     def _examine(self, sub: Submission, caller: Caller, directory: Directory) -> _Examined:
         """The CPU-bound steps: parse, classify, validate, authorise, route, verify."""
         kind = sub.declared_kind if sub.declared_kind in ("edoc", "status") else None
@@ -217,7 +253,7 @@ class Intake:
                 return echo
             directory = self.directory.current
             if sub.size <= INLINE_BYTES:
-                ex = self._examine(sub, caller, directory)
+                ex = await self._examine_soon(sub, caller, directory)
             else:
                 async with self._large:
                     ex = await asyncio.to_thread(self._examine, sub, caller, directory)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 from typing import Any
 
@@ -241,3 +242,44 @@ async def test_a_refusal_is_counted_once_even_when_recording_it_is_tried_again(
         "lienthong_intake_total", {"kind": "unknown", "outcome": "not_edxml"}
     )
     assert counted == 1
+
+
+async def test_submissions_ready_together_are_examined_together_each_with_its_outcome(
+    hut: HubUnderTest, monkeypatch: Any
+) -> None:
+    import hashlib  # noqa: PLC0415
+    import time  # noqa: PLC0415
+
+    from hub.errors import HubError  # noqa: PLC0415
+    from hub.service.intake import Intake, Submission  # noqa: PLC0415
+
+    intake = hut.hub.intake
+    batches: list[int] = []
+    real = Intake._examine_queued
+
+    def counted(self: Intake) -> None:
+        batches.append(len(self._queued))
+        real(self)
+
+    monkeypatch.setattr(Intake, "_examine_queued", counted)
+    caller = authenticate(hut.hub.directory.current, f"Bearer {hut.tokens['sys-a']}", peer=None)
+    bodies = [
+        signed(hut.pki_dir, A, demo.document_bytes(sender=A, to=(B,), number=f"{i}/BATCH"))
+        for i in range(6)
+    ]
+    bodies.insert(3, demo.document_bytes(sender=A, to=("000.00.00.Z99",)))  # refused
+
+    def sub(body: bytes) -> Submission:
+        digest = hashlib.sha256(body).hexdigest()
+        return Submission(body, digest, "edoc", hut.hub.clock.now_us(), time.perf_counter())
+
+    results = await asyncio.gather(
+        *(intake.submit(sub(b), caller) for b in bodies), return_exceptions=True
+    )
+    assert batches == [7]  # all in one turn of the event loop
+    refused = results.pop(3)
+    assert isinstance(refused, HubError) and refused.error_code == "unknown_recipient"
+    numbers = {r.package.document_id for r in results if not isinstance(r, BaseException)}
+    assert len(numbers) == 6  # each accepted on its own, the refusal beside them no matter
+    await eventually(lambda: hut.inbox("sys-b"), lambda xs: len(xs) == 6)
+    assert "unknown_recipient" in await _refused_codes(hut)
