@@ -1,13 +1,14 @@
 """Process-wide settings a hub process applies once, before it serves.
 
-**The allocator.** glibc's malloc serves a large allocation from ``mmap`` only while it is above a
-*dynamic* threshold that rises (up to 32 MB) each time such a block is freed. After the
-first large package, the multi-megabyte buffers of the next one (libxml2's text nodes,
-libxmlsec1's canonicalisation output) then come from the heap, where freed memory stays
-mapped and a growing buffer's ``realloc`` may need the old and the new block at once.
-Fixing the threshold keeps every buffer above it in its own mapping: it grows with
-``mremap`` (no copy) and is returned to the system the moment it is freed, so a 20 MB
-package's peak is its working set and no more. Smaller allocations are unaffected.
+**The allocator.** glibc's malloc serves a large allocation from ``mmap`` only while it
+is above a *dynamic* threshold that rises (up to 32 MB) each time such a block is freed.
+After the first large package, the multi-megabyte buffers of the next one (libxml2's
+text nodes, libxmlsec1's canonicalisation output) then come from the heap, where freed
+memory stays mapped and a growing buffer's ``realloc`` may need the old and the new
+block at once. Fixing the threshold keeps every buffer above it in its own mapping: it
+grows with ``mremap`` (no copy) and is returned to the system the moment it is freed, so
+a 20 MB package's peak is its working set and no more. Smaller allocations are
+unaffected.
 
 **The cyclic garbage collector.** With CPython's default thresholds (700, 10, 10) a
 loaded hub ran about 250 collections a second: the youngest generation filled within
@@ -30,7 +31,9 @@ import sys
 
 _M_MMAP_THRESHOLD = -3  # glibc <malloc.h>
 MMAP_THRESHOLD = 128 * 1024  # glibc's own initial value, kept fixed
-GC_THRESHOLD = (10_000, 20, 50)  # young generation; collections of it per older one (x2)
+# Objects the young generation holds before it is searched; then how many searches of
+# each generation before the next one is searched too (CPython's own: 700, 10, 10).
+GC_THRESHOLD = (10_000, 20, 50)
 
 
 def tune_allocator(threshold: int = MMAP_THRESHOLD) -> bool:

@@ -3,15 +3,19 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import time
 from pathlib import Path
 from typing import Any
 
 from hub.edxml import demo
 from hub.edxml.builder import build
 from hub.edxml.model import Business, BusinessDocType
+from hub.errors import HubError
 from hub.records import Organ, System
 from hub.service.auth import authenticate
 from hub.service.directory_admin import DirectoryAdmin
+from hub.service.intake import Intake, Submission
 from tests.service.harness import A, B, HubUnderTest, eventually, signed
 
 
@@ -247,12 +251,6 @@ async def test_a_refusal_is_counted_once_even_when_recording_it_is_tried_again(
 async def test_submissions_ready_together_are_examined_together_each_with_its_outcome(
     hut: HubUnderTest, monkeypatch: Any
 ) -> None:
-    import hashlib  # noqa: PLC0415
-    import time  # noqa: PLC0415
-
-    from hub.errors import HubError  # noqa: PLC0415
-    from hub.service.intake import Intake, Submission  # noqa: PLC0415
-
     intake = hut.hub.intake
     batches: list[int] = []
     real = Intake._examine_queued
