@@ -34,10 +34,11 @@ from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any, Final
 
-from adapters.blobs import blob_path, fsync_dir
+from adapters.blobs import blob_path
 from adapters.sql.schema import MIGRATIONS
 from hub import __version__
 from hub.errors import BackupError
+from hub.files import fsync_dir, write_atomic
 
 FORMAT: Final = "lienthong-backup/1"
 MANIFEST: Final = "manifest.json"
@@ -271,13 +272,7 @@ def create(db: Path, blob_root: Path, dest: Path) -> Manifest:
         sealed=contents.sealed,
         ledger_root=contents.ledger_root,
     )
-    tmp = dest / f".{MANIFEST}.part"
-    with tmp.open("w", encoding="utf-8") as f:
-        f.write(manifest.as_json())
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, dest / MANIFEST)  # last: only now is this folder a backup
-    fsync_dir(dest)
+    write_atomic(dest / MANIFEST, manifest.as_json().encode())  # last: now it is a backup
     return manifest
 
 

@@ -21,6 +21,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from hub.errors import NotFound
+from hub.files import fsync_dir
 from hub.ids import new_hex
 from hub.ports import Spool
 
@@ -38,15 +39,6 @@ def _sweep_spool(spool_dir: Path) -> None:
         with contextlib.suppress(FileNotFoundError):
             if part.stat().st_mtime < cutoff:
                 part.unlink()
-
-
-def fsync_dir(path: Path) -> None:
-    """Make a rename in ``path`` survive a crash."""
-    dir_fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
 
 
 class FileSpool:

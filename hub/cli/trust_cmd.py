@@ -77,17 +77,13 @@ async def _fetch(cfg: Config) -> int:
     async def unchanged(_reason: str) -> None:
         return None
 
-    refresher = CrlRefresher(
+    refresher = CrlRefresher.configured(
+        t,
         source=source,
-        directory=Path(t.crl_dir),
-        urls=t.crl_url_list(),
-        from_certificates=t.crl_from_certificates,
         trust=lambda: trust,
         seen=CrlUrls(),  # only a running hub learns addresses from the chains it validates
         changed=unchanged,
         metrics=None,
-        every_s=t.crl_refresh_s,
-        retry_s=t.crl_retry_s,
     )
     try:
         targets = refresher.targets()

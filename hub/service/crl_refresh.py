@@ -29,7 +29,6 @@ import contextlib
 import datetime as dt
 import fcntl
 import hashlib
-import os
 import time
 from collections.abc import Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass
@@ -39,7 +38,9 @@ from typing import Literal, get_args
 import structlog
 from cryptography import x509
 
+from hub.config import TrustConfig
 from hub.errors import CrlRefused, HubError, PackageTooLarge, Unavailable
+from hub.files import write_atomic
 from hub.ports import CrlSource
 from hub.service.metrics import Metrics
 from hub.signature.trust import (
@@ -68,16 +69,6 @@ class Outcome:
 def crl_file(directory: Path, url: str) -> Path:
     """Where the CRL fetched from ``url`` is kept (one file per address)."""
     return directory / f"{hashlib.sha256(url.encode()).hexdigest()[:24]}.crl"
-
-
-def _write_atomic(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    part = path.with_suffix(".part")  # not a .crl: the trust store never reads it half-written
-    with part.open("wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(part, path)
 
 
 @contextlib.contextmanager
@@ -145,6 +136,31 @@ class CrlRefresher:
         if metrics is not None:
             for result in get_args(Result):
                 metrics.crl_fetches.labels(result)  # every series from zero, for increase()
+
+    @classmethod
+    def configured(
+        cls,
+        t: TrustConfig,
+        *,
+        source: CrlSource,
+        trust: Callable[[], TrustStore],
+        seen: CrlUrls,
+        changed: Callable[[str], Awaitable[object]],
+        metrics: Metrics | None,
+    ) -> CrlRefresher:
+        """A refresher as ``[trust]`` sets it up (the hub's, and ``lienthong trust crls``)."""
+        return cls(
+            source=source,
+            directory=Path(t.crl_dir),
+            urls=t.crl_url_list(),
+            from_certificates=t.crl_from_certificates,
+            trust=trust,
+            seen=seen,
+            changed=changed,
+            metrics=metrics,
+            every_s=t.crl_refresh_s,
+            retry_s=t.crl_retry_s,
+        )
 
     def targets(self) -> Targets:
         return addresses(self.urls, self.from_certificates, self.trust(), self.seen)
@@ -219,7 +235,7 @@ class CrlRefresher:
         self._validators[url] = (got.etag, got.last_modified)
         if crl is None:
             return Outcome(url, "unchanged", "the CRL held is current")
-        await asyncio.to_thread(_write_atomic, crl_file(self.directory, url), got.data)
+        await asyncio.to_thread(write_atomic, crl_file(self.directory, url), got.data)
         return Outcome(
             url,
             "fetched",

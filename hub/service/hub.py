@@ -172,18 +172,13 @@ class Hub:
         )
         self.crl_refresher: CrlRefresher | None = None
         if parts.crl_source is not None:
-            t = cfg.trust
-            self.crl_refresher = CrlRefresher(
+            self.crl_refresher = CrlRefresher.configured(
+                cfg.trust,
                 source=parts.crl_source,
-                directory=Path(t.crl_dir),
-                urls=t.crl_url_list(),
-                from_certificates=t.crl_from_certificates,
                 trust=lambda: self.intake.trust,
                 seen=self.trust_reloader.seen_crl_urls,
                 changed=self.trust_reloader.check,
                 metrics=self.metrics,
-                every_s=t.crl_refresh_s,
-                retry_s=t.crl_retry_s,
             )
         self._breaker = parts.breaker
         self._tasks: list[asyncio.Task[None]] = []

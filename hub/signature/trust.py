@@ -98,18 +98,20 @@ _CERT_SUFFIXES = (".pem", ".crt", ".cer")
 _FILE_SUFFIXES = (*_CERT_SUFFIXES, ".crl")
 
 
+def _store_files(path: Path, crl_dir: Path | None) -> list[Path]:
+    """The files a trust store is read from: the directory's certificates and CRLs, then
+    the CRLs of ``crl_dir`` (the fetched ones) when it exists; each directory in order."""
+    files = sorted(f for f in path.iterdir() if f.suffix.lower() in _FILE_SUFFIXES)
+    if crl_dir is not None and crl_dir.is_dir():
+        files += sorted(f for f in crl_dir.iterdir() if f.suffix.lower() == ".crl")
+    return files
+
+
 def directory_state(path: Path, crl_dir: Path | None = None) -> tuple[tuple[str, int, int], ...]:
-    """The trust store directory's files that count (name, size, mtime), and the fetched
-    CRLs' directory's: a new CRL, an added or removed CA changes it."""
-    found = []
-    for where, suffixes in ((path, _FILE_SUFFIXES), (crl_dir, (".crl",))):
-        if where is None or (where is crl_dir and not where.is_dir()):
-            continue
-        for f in where.iterdir():
-            if f.suffix.lower() in suffixes:
-                st = f.stat()
-                found.append((str(f), st.st_size, st.st_mtime_ns))
-    return tuple(sorted(found))
+    """The trust store's files (name, size, mtime): a new CRL, an added or removed CA
+    changes it."""
+    stats = ((str(f), f.stat()) for f in _store_files(path, crl_dir))
+    return tuple(sorted((name, st.st_size, st.st_mtime_ns) for name, st in stats))
 
 
 def crl_urls(cert: x509.Certificate) -> tuple[str, ...]:
@@ -232,16 +234,10 @@ class TrustStore:
             raise ConfigError(f"trust store directory {path} does not exist")
         anchors: list[x509.Certificate] = []
         crls: list[x509.CertificateRevocationList] = []
-        files = sorted(path.iterdir())
-        if crl_dir is not None and crl_dir.is_dir():
-            files += sorted(f for f in crl_dir.iterdir() if f.suffix.lower() == ".crl")
-        for f in files:
-            suffix = f.suffix.lower()
-            if suffix not in _FILE_SUFFIXES:
-                continue
+        for f in _store_files(path, crl_dir):
             data = f.read_bytes()
             try:
-                if suffix in _CERT_SUFFIXES:
+                if f.suffix.lower() in _CERT_SUFFIXES:
                     if b"-----BEGIN" in data:
                         anchors.extend(x509.load_pem_x509_certificates(data))
                     else:
