@@ -58,7 +58,7 @@ def components(cfg: Config) -> Components:
     crls = HttpCrlSource(timeout_s=cfg.trust.crl_timeout_s, max_bytes=cfg.trust.crl_max_bytes)
     return Components(
         store=store,
-        blobs=FileBlobStore(Path(cfg.blobs.path)),
+        blobs=FileBlobStore(Path(cfg.blobs.path), flush=cfg.blobs.flush),
         broker=broker,
         upstream=upstream,
         pusher=pusher,

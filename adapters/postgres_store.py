@@ -118,6 +118,9 @@ _TRANSIENT = (
 )
 
 
+_PACKAGE_LANES = 2  # package reads in flight at once, each on its own connection
+
+
 async def _keep_session(_conn: Any) -> None:
     """The pool's reset on release. asyncpg rolls back an open transaction itself; its
     default reset then sends ``RESET ALL; UNLISTEN *; pg_advisory_unlock_all()...``, one
@@ -139,16 +142,37 @@ class PostgresStore(SqlStore):
         self._min = min_size
         self._max = max_size
         self._pool: Any = None
+        # Packages read by id go through connections of their own that plan each
+        # statement for its arguments (``plan_cache_mode``). asyncpg prepares every query,
+        # and after five runs PostgreSQL may keep one generic plan for all arguments,
+        # costed for an array of ids of unknown length: while the tables hold fewer than
+        # a few thousand rows, or have no statistics yet (a new hub, until autovacuum's
+        # first ANALYZE), that plan reads both tables whole, and it stays in use as they
+        # grow (3.6 ms a fetch at 4,000 deliveries, against 0.2 ms planned with the ids:
+        # measured on the e2e benchmark). The other statements keep their cached plans:
+        # planning the transition function's statements every time cost more than it
+        # saved (0.75 ms per package, same benchmark).
+        self._fresh_plans: Any = None
         # Group commits: PostgreSQL would group the fsyncs of concurrent commits itself,
         # but each statement is still a round trip, and on a busy hub those (the system
         # calls, the pool, asyncpg's per-query work) cost more than the statements do.
         # A call that goes alone is a batch of one: each hot path has one statement.
         self._transitions = Coalescer(self._transition_many)
         self._intakes = Coalescer(self._intake_many)
-        self._packages = Coalescer(self._package_many)
+        self._packages = Coalescer(self._package_many, lanes=_PACKAGE_LANES)
 
     def __repr__(self) -> str:  # the DSN may carry a password
         return "PostgresStore(...)"
+
+    async def _create_pool(self, min_size: int, max_size: int, **settings: str) -> Any:
+        return await asyncpg.create_pool(
+            self._dsn,
+            min_size=min_size,
+            max_size=max_size,
+            command_timeout=30,
+            server_settings={"search_path": self.schema, **settings},
+            reset=_keep_session,
+        )
 
     async def open(self) -> None:
         try:
@@ -158,13 +182,9 @@ class PostgresStore(SqlStore):
                     await conn.execute(f"CREATE SCHEMA IF NOT EXISTS {self.schema}")
                 finally:
                     await conn.close()
-            self._pool = await asyncpg.create_pool(
-                self._dsn,
-                min_size=self._min,
-                max_size=self._max,
-                command_timeout=30,
-                server_settings={"search_path": self.schema},
-                reset=_keep_session,
+            self._pool = await self._create_pool(self._min, self._max)
+            self._fresh_plans = await self._create_pool(
+                1, _PACKAGE_LANES, plan_cache_mode="force_custom_plan"
             )
         except _TRANSIENT as exc:
             raise Unavailable(f"PostgreSQL unreachable: {exc}", code="store_unavailable") from exc
@@ -186,17 +206,20 @@ class PostgresStore(SqlStore):
         await self._transitions.close()
         await self._intakes.close()
         await self._packages.close()
-        if self._pool is not None:
-            await self._pool.close()
-            self._pool = None
+        for pool in (self._fresh_plans, self._pool):
+            if pool is not None:
+                await pool.close()
+        self._pool = self._fresh_plans = None
 
     @contextlib.asynccontextmanager
-    async def _connection(self) -> AsyncIterator[Any]:
-        """A pooled connection; connection failures become ``Unavailable`` (HTTP 503)."""
-        if self._pool is None:
+    async def _connection(self, *, fresh_plans: bool = False) -> AsyncIterator[Any]:
+        """A pooled connection (``fresh_plans``: one that plans each statement for its
+        arguments); connection failures become ``Unavailable`` (HTTP 503)."""
+        pool = self._fresh_plans if fresh_plans else self._pool
+        if pool is None:
             raise Unavailable("the PostgreSQL store is not open", code="store_unavailable")
         try:
-            async with self._pool.acquire() as conn:
+            async with pool.acquire() as conn:
                 yield conn
         except _TRANSIENT as exc:
             raise Unavailable(f"PostgreSQL unavailable: {exc}", code="store_unavailable") from exc
@@ -250,7 +273,7 @@ class PostgresStore(SqlStore):
         self, package_ids: Sequence[str]
     ) -> list[tuple[PackageRow, list[DeliveryRow]] | None]:
         # Concurrent fetches and acknowledgements read their packages in one query.
-        async with self._connection() as conn:
+        async with self._connection(fresh_plans=True) as conn:
             rows = await conn.fetch(_PACKAGES_WITH_DELIVERIES, list(set(package_ids)))
         by_id: dict[str, list[Any]] = {}
         for r in rows:

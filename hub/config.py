@@ -54,6 +54,9 @@ class StoreConfig:
 @dataclass
 class BlobConfig:
     path: str = "var/dev/blobs"
+    # group: one syncfs(2) makes every write finished meanwhile durable (Linux; elsewhere
+    # each); each: fsync every file and its directory (a volume shared with busy writers)
+    flush: str = "group"
 
 
 @dataclass
@@ -264,6 +267,7 @@ def load(path: Path | None = None, env: Mapping[str, str] | None = None) -> Conf
 def _check(cfg: Config) -> None:
     allowed = {
         ("store", "kind"): ("sqlite", "postgres"),
+        ("blobs", "flush"): ("group", "each"),
         ("broker", "kind"): ("embedded", "rabbitmq"),
         ("intake", "default_policy"): ("required", "if-present", "off"),
         ("upstream", "kind"): ("none", "double", "vxp"),

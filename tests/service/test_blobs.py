@@ -1,16 +1,22 @@
-"""The file blob store's spool: large uploads written as they arrive, adopted by rename."""
+"""The file blob store: the spool (large uploads written as they arrive, adopted by
+rename) and the flush that makes writes durable, grouped or one by one."""
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import os
+import sys
+import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
 
-from adapters.blobs import FileBlobStore
-from hub.errors import NotFound
+from adapters.blobs import FileBlobStore, FlushGroup
+from hub.config import load
+from hub.errors import ConfigError, NotFound
 
 
 async def test_a_spool_becomes_the_blob_and_a_duplicate_spool_disappears(tmp_path: Path) -> None:
@@ -63,3 +69,86 @@ async def test_put_then_get_gives_the_bytes_back_at_every_size(tmp_path: Path, s
     assert missing.value.error_code == "blob_missing"
     with pytest.raises(ValueError):
         await blobs.get("../" + sha[3:])
+
+
+class _Flushes:
+    """A flush that records each run and can be held or made to fail."""
+
+    def __init__(self, fail: frozenset[int] = frozenset()) -> None:
+        self.runs = 0
+        self.release = threading.Event()
+        self.fail = fail  # which runs fail (1 is the first)
+
+    def __call__(self) -> None:
+        self.release.wait(5)
+        self.runs += 1
+        if self.runs in self.fail:
+            raise OSError(5, "Input/output error")
+
+
+async def _running(group: FlushGroup) -> asyncio.Task[None]:
+    """A flush started and held (its flush object's ``release`` is clear)."""
+    task = asyncio.create_task(group.flushed())
+    await asyncio.sleep(0.01)
+    return task
+
+
+async def test_writes_finished_while_a_flush_runs_share_the_next_flush() -> None:
+    flushes = _Flushes()
+    group = FlushGroup(flushes, ThreadPoolExecutor(1))
+    first = await _running(group)
+    # Written after that flush began: it may not cover them, so they wait for another.
+    later = [asyncio.create_task(group.flushed()) for _ in range(20)]
+    await asyncio.sleep(0.01)
+    assert not first.done() and not any(t.done() for t in later)
+    flushes.release.set()
+    await asyncio.gather(first, *later)
+    assert flushes.runs == 2 and group.flushes == 2  # 21 callers, two flushes
+
+
+async def test_a_failed_flush_fails_its_writers_and_the_next_one_starts_afresh() -> None:
+    flushes = _Flushes(fail=frozenset({2}))
+    group = FlushGroup(flushes, ThreadPoolExecutor(1))
+    first = await _running(group)
+    failing = [asyncio.create_task(group.flushed()) for _ in range(2)]
+    flushes.release.set()
+    await first
+    results = await asyncio.gather(*failing, return_exceptions=True)
+    assert [type(r) for r in results] == [OSError, OSError]
+    await group.flushed()  # not failed by the one before
+    assert flushes.runs == 3
+
+
+async def test_a_writer_that_gives_up_does_not_cancel_the_flush_others_wait_on() -> None:
+    flushes = _Flushes()
+    group = FlushGroup(flushes, ThreadPoolExecutor(1))
+    first = await _running(group)
+    quitter = asyncio.create_task(group.flushed())  # these two share the next flush
+    stayer = asyncio.create_task(group.flushed())
+    await asyncio.sleep(0.01)
+    quitter.cancel()
+    flushes.release.set()
+    await asyncio.gather(first, stayer)
+    assert quitter.cancelled() and flushes.runs == 2
+
+
+@pytest.mark.parametrize("flush", ["group", "each"])
+async def test_both_flush_modes_keep_every_blob_whole(tmp_path: Path, flush: str) -> None:
+    blobs = FileBlobStore(tmp_path, flush=flush)
+    expected = "group" if flush == "group" and sys.platform == "linux" else "each"
+    assert blobs.flush == expected
+    data = [os.urandom(10_240) for _ in range(30)]
+    shas = [hashlib.sha256(d).hexdigest() for d in data]
+    await asyncio.gather(*(blobs.put(s, d) for s, d in zip(shas, data, strict=True)))
+    await blobs.put(shas[0], data[0])  # already there: still answered once flushed
+    assert [await blobs.get(s) for s in shas] == data
+    assert not [n for _d, _s, names in os.walk(tmp_path) for n in names if n.endswith(".tmp")]
+    with pytest.raises(ValueError):
+        FileBlobStore(tmp_path, flush="never")
+
+
+def test_the_flush_mode_is_configured_and_checked_at_start() -> None:
+    assert load(None, env={}).blobs.flush == "group"
+    assert load(None, env={"LIENTHONG_BLOBS_FLUSH": "each"}).blobs.flush == "each"
+    with pytest.raises(ConfigError, match=r"\[blobs\] flush = 'never'"):
+        load(None, env={"LIENTHONG_BLOBS_FLUSH": "never"})

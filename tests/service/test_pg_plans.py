@@ -79,3 +79,49 @@ async def test_fetching_packages_never_scans_every_delivery(pg: PostgresStore) -
     package, deliveries = found
     assert package.id == "p700"
     assert sorted(d.recipient for d in deliveries) == ["000.00.00.H53", "000.00.00.X01"]
+
+
+async def test_a_package_read_planned_on_a_nearly_empty_table_is_planned_again_as_it_grows() -> (
+    None
+):
+    # What asyncpg does with every query: a named prepared statement, run again and
+    # again. PostgreSQL may keep a generic plan after five runs; one made while the
+    # tables held three rows reads them whole ever after (until an ANALYZE), so the
+    # package reads go through connections that plan each run for its ids.
+    def insert(table: str, first: int, last: int) -> str:
+        if table == "packages":
+            return (
+                "INSERT INTO packages (id, sha256, size, kind, sender_organ, system_id, "
+                "received_us, signature) SELECT 'p' || i, md5(i::text), 10240, 'edoc', "
+                f"'000.00.00.G22', 'sys-a', i, '{{}}' FROM generate_series({first}, {last}) i"
+            )
+        return (
+            "INSERT INTO deliveries (id, package_id, recipient, route, state, updated_us) "
+            f"SELECT 'd' || i, 'p' || i, '000.00.00.H53', 'local', 'available', i "
+            f"FROM generate_series({first}, {last}) i"
+        )
+
+    async with harness.opened(harness.pg_store()) as store:
+        async with store._connection() as conn:
+            for table in ("packages", "deliveries"):
+                await conn.execute(f"ALTER TABLE {table} SET (autovacuum_enabled = false)")
+                await conn.execute(insert(table, 1, 3))
+        plans = {}
+        for fresh in (False, True):
+            async with store._connection(fresh_plans=fresh) as conn:
+                plans[fresh, "mode"] = await conn.fetchval("SHOW plan_cache_mode")
+        async with store._connection(fresh_plans=True) as conn:
+            await conn.execute("PREPARE q (text[]) AS " + postgres_store._PACKAGES_WITH_DELIVERIES)
+            for _ in range(8):
+                assert len(await conn.fetch("EXECUTE q('{p1,p2}')")) == 2
+            for table in ("packages", "deliveries"):
+                await conn.execute(insert(table, 4, PACKAGES))
+            answer = await conn.fetchval("EXPLAIN (FORMAT JSON) EXECUTE q('{p1,p2}')")
+            await conn.execute("DEALLOCATE q")
+        nodes = _nodes(orjson.loads(answer)[0]["Plan"])
+        assert ("Seq Scan", "deliveries") not in nodes, nodes
+        assert ("Seq Scan", "packages") not in nodes, nodes
+        found = await store.package_with_deliveries(f"p{PACKAGES}")
+        assert found is not None and [d.id for d in found[1]] == [f"d{PACKAGES}"]
+    # Only the package reads: the other statements keep their cached plans.
+    assert plans == {(False, "mode"): "auto", (True, "mode"): "force_custom_plan"}
