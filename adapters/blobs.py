@@ -96,11 +96,12 @@ class FlushGroup:
 
     def _finished(self, done: asyncio.Future[None], waiting: asyncio.Future[None]) -> None:
         self._running = False
-        exc = done.exception()
-        if exc is None:
-            waiting.set_result(None)
-        else:
+        if done.cancelled():  # the loop is shutting down
+            waiting.cancel()
+        elif (exc := done.exception()) is not None:
             waiting.set_exception(exc)
+        else:
+            waiting.set_result(None)
         if self._next is not None:
             self._start()
 

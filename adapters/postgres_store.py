@@ -187,6 +187,9 @@ class PostgresStore(SqlStore):
                 1, _PACKAGE_LANES, plan_cache_mode="force_custom_plan"
             )
         except _TRANSIENT as exc:
+            if self._pool is not None:  # the second pool failed: no half-open store
+                self._pool.terminate()
+                self._pool = None
             raise Unavailable(f"PostgreSQL unreachable: {exc}", code="store_unavailable") from exc
         async with self._pool.acquire() as conn, conn.transaction():
             await conn.execute("SELECT pg_advisory_xact_lock($1)", _MIGRATION_LOCK)

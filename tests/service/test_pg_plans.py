@@ -15,6 +15,7 @@ import pytest
 
 from adapters import postgres_store
 from adapters.postgres_store import PostgresStore
+from hub.errors import Unavailable
 from tests.service import harness
 
 PACKAGES = 20_000
@@ -125,3 +126,27 @@ async def test_a_package_read_planned_on_a_nearly_empty_table_is_planned_again_a
         assert found is not None and [d.id for d in found[1]] == [f"d{PACKAGES}"]
     # Only the package reads: the other statements keep their cached plans.
     assert plans == {(False, "mode"): "auto", (True, "mode"): "force_custom_plan"}
+
+
+async def test_a_store_whose_package_connections_cannot_open_is_not_left_half_open(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    store = harness.pg_store()
+    real = PostgresStore._create_pool
+    opened: list[Any] = []
+
+    async def second_fails(self: PostgresStore, *args: Any, **settings: str) -> Any:
+        if settings:  # the package reads' pool
+            raise ConnectionRefusedError(111, "refused")
+        opened.append(await real(self, *args, **settings))
+        return opened[-1]
+
+    monkeypatch.setattr(PostgresStore, "_create_pool", second_fails)
+    try:
+        with pytest.raises(Unavailable) as refused:
+            await store.open()
+    finally:
+        await store.drop_schema()  # open made it before the pools
+    assert refused.value.error_code == "store_unavailable"
+    assert store._pool is None and store._fresh_plans is None
+    assert len(opened) == 1 and opened[0]._closed  # the first pool's connections are gone
