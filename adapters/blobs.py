@@ -26,6 +26,7 @@ from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+from hub.config import BLOB_FLUSH_MODES
 from hub.errors import NotFound
 from hub.files import fsync_dir
 from hub.ids import new_hex
@@ -35,7 +36,6 @@ _SHA = re.compile(r"^[0-9a-f]{64}$")
 _INLINE_READ = 64 * 1024  # smaller blobs are read on the event loop
 _CHUNK = 256 * 1024  # streamed reads
 _STALE_SPOOL_S = 3600.0  # a spool file this old was left by a crash
-FLUSH_MODES = ("group", "each")
 
 
 def _libc_syncfs() -> Callable[[int], int] | None:
@@ -118,13 +118,15 @@ def _sweep_spool(spool_dir: Path) -> None:
 
 class FileSpool:
     """An upload written to ``<root>/.spool/`` as it arrives (same file system as the
-    blobs, so adopting it is a rename)."""
+    blobs, so adopting it is a rename). ``fsync``: finishing and trimming make the file
+    durable themselves; without it the flush that follows the adoption does."""
 
-    def __init__(self, path: Path, pool: ThreadPoolExecutor) -> None:
+    def __init__(self, path: Path, pool: ThreadPoolExecutor, *, fsync: bool) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         self.path = path
         self.size = 0
         self._pool = pool
+        self._fsync = fsync
         self._fd: int | None = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o640)
 
     def _write_all(self, chunk: bytes) -> None:
@@ -143,9 +145,9 @@ class FileSpool:
             self._fd = None
 
     async def finish(self) -> None:
-        fd = self._fd
-        assert fd is not None
-        await asyncio.get_running_loop().run_in_executor(self._pool, os.fsync, fd)
+        assert self._fd is not None
+        if self._fsync:
+            await asyncio.get_running_loop().run_in_executor(self._pool, os.fsync, self._fd)
         self._close()
 
     def discard(self) -> None:
@@ -156,7 +158,8 @@ class FileSpool:
         fd = os.open(self.path, os.O_WRONLY)
         try:
             os.ftruncate(fd, size)
-            os.fsync(fd)
+            if self._fsync:
+                os.fsync(fd)
         finally:
             os.close(fd)
 
@@ -192,8 +195,8 @@ def blob_path(root: Path, sha256: str) -> Path:
 
 class FileBlobStore:
     def __init__(self, root: Path, *, threads: int = 16, flush: str = "group") -> None:
-        if flush not in FLUSH_MODES:
-            raise ValueError(f"flush must be one of {FLUSH_MODES}")
+        if flush not in BLOB_FLUSH_MODES:
+            raise ValueError(f"flush must be one of {BLOB_FLUSH_MODES}")
         self.root = root
         self._root = os.fspath(root)
         _sweep_spool(root / ".spool")
@@ -246,7 +249,8 @@ class FileBlobStore:
             fsync_dir(path.parent)
 
     def spool(self) -> FileSpool:
-        return FileSpool(self.root / ".spool" / f"{new_hex()}.part", self._pool)
+        path = self.root / ".spool" / f"{new_hex()}.part"
+        return FileSpool(path, self._pool, fsync=self._group is None)
 
     async def adopt(self, sha256: str, spool: Spool) -> str:
         await asyncio.get_running_loop().run_in_executor(
@@ -262,7 +266,7 @@ class FileBlobStore:
             source.unlink(missing_ok=True)
             return
         path.parent.mkdir(parents=True, exist_ok=True)
-        os.replace(source, path)  # the spool was fsynced by finish()
+        os.replace(source, path)  # finish() fsynced the spool, or the flush below covers it
         if self._group is None:
             fsync_dir(path.parent)
 

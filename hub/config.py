@@ -51,6 +51,9 @@ class StoreConfig:
     synchronous: str = "FULL"  # SQLite: FULL fsyncs every group commit
 
 
+BLOB_FLUSH_MODES = ("group", "each")
+
+
 @dataclass
 class BlobConfig:
     path: str = "var/dev/blobs"
@@ -267,7 +270,7 @@ def load(path: Path | None = None, env: Mapping[str, str] | None = None) -> Conf
 def _check(cfg: Config) -> None:
     allowed = {
         ("store", "kind"): ("sqlite", "postgres"),
-        ("blobs", "flush"): ("group", "each"),
+        ("blobs", "flush"): BLOB_FLUSH_MODES,
         ("broker", "kind"): ("embedded", "rabbitmq"),
         ("intake", "default_policy"): ("required", "if-present", "off"),
         ("upstream", "kind"): ("none", "double", "vxp"),

@@ -257,7 +257,7 @@ class Spool(Protocol):
 
     async def write(self, chunk: bytes) -> None: ...
     async def finish(self) -> None:
-        """Flush and fsync; the file is complete."""
+        """The file is complete (and on disk once ``adopt`` has returned)."""
         ...
 
     def discard(self) -> None:
@@ -265,7 +265,7 @@ class Spool(Protocol):
         ...
 
     async def trim(self, n: int) -> None:
-        """Drop the last ``n`` bytes of a finished spool (and make that durable)."""
+        """Drop the last ``n`` bytes of a finished spool (on disk once adopted)."""
         ...
 
 
