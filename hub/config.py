@@ -97,6 +97,10 @@ class IntakeConfig:
     # Packages over 512 KB examined at once (in threads): each takes about 3x its size
     # in memory while verified, so this bounds that memory (64 MB packages: 2 x 192 MB).
     large_examinations: int = 2
+    # Processes examining small packages (parse, validate, the signature's match) beside
+    # the event loop: -1 is one when the machine has more than one core; 0 examines them
+    # on the event loop.
+    examiners: int = -1
 
 
 @dataclass
@@ -297,6 +301,11 @@ def _check(cfg: Config) -> None:
     for section, key in positive:
         if getattr(getattr(cfg, section), key) < 1:
             raise ConfigError(f"[{section}] {key} must be at least 1")
+    if not -1 <= cfg.intake.examiners <= 64:
+        raise ConfigError(
+            "[intake] examiners must be -1 (one when there is a core to spare), 0 (none: "
+            "the event loop examines) or a number of processes up to 64"
+        )
     if cfg.server.workers > 1 and (cfg.store.kind, cfg.broker.kind) != ("postgres", "rabbitmq"):
         raise ConfigError(
             "[server] workers > 1 needs store kind = postgres and broker kind = rabbitmq "

@@ -45,6 +45,19 @@ class HubError(Exception):
     def __str__(self) -> str:
         return f"{self.error_code}: {self.message}"
 
+    def __reduce__(self) -> tuple[Any, ...]:
+        # Subclasses take other constructor arguments (ValidationFailed: problems);
+        # rebuilding from the instance's attributes pickles every one alike (refusals
+        # made in an examiner process come back through pickle).
+        return (_rebuild, (type(self), self.message, dict(self.__dict__)))
+
+
+def _rebuild(cls: type[HubError], message: str, state: dict[str, Any]) -> HubError:
+    exc = cls.__new__(cls)
+    Exception.__init__(exc, message)
+    exc.__dict__.update(state)
+    return exc
+
 
 class InputError(HubError):
     """The bytes we were given are not an acceptable package."""

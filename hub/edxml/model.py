@@ -12,6 +12,7 @@ import binascii
 import enum
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 from hub.edxml.dates import EdDate, EdTimestamp
 
@@ -137,6 +138,19 @@ class ManifestReference:
     attachment_name: str | None
 
 
+@dataclass(frozen=True, slots=True)
+class _Detached:
+    """The loader of an attachment whose model crossed a process boundary."""
+
+    content_id: str
+
+    def __call__(self) -> str | None:
+        raise RuntimeError(
+            f"attachment {self.content_id!r} was examined in another process; its payload "
+            "is read from the package's bytes, not from this model"
+        )
+
+
 @dataclass(frozen=True, slots=True, eq=False)
 class Attachment:
     """An attachment whose payload is decoded only when ``data()`` is called.
@@ -175,6 +189,11 @@ class Attachment:
 
     def _key(self) -> tuple[object, ...]:
         return (self.content_id, self.attachment_name, self.description, self.content_type)
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # Pickled (a package model handed back by another process) without its payload,
+        # which stays with the tree it was parsed into: routing needs none of it.
+        return (Attachment, (*self._key(), _Detached(self.content_id)))
 
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, Attachment):

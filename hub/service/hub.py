@@ -37,6 +37,7 @@ from hub.service.breaker import CircuitBreaker
 from hub.service.crl_refresh import CrlRefresher
 from hub.service.delivery import Deliverer, RetryBudget
 from hub.service.directory_cache import DirectoryCache
+from hub.service.examiners import ProcessExaminers, auto_count
 from hub.service.intake import Intake
 from hub.service.metrics import Metrics
 from hub.service.relay import OutboxRelay
@@ -138,6 +139,9 @@ class Hub:
             allow_sha1=cfg.intake.allow_sha1,
             large_examinations=cfg.intake.large_examinations,
         )
+        examiners = auto_count(cfg.intake.examiners)
+        if examiners:
+            self.intake.examiners = ProcessExaminers(examiners, self.intake.settings, self.metrics)
         secret = load_or_create_key(Path(cfg.vxp.key_file))
         self.vxp_box = SecretBox(secret)
         self.sessions = Sessions(derive_key(secret))
@@ -208,6 +212,8 @@ class Hub:
         await self.store.open()
         await self.broker.connect()
         await self.directory.load()
+        if self.intake.examiners is not None:
+            await self.intake.examiners.start()
         handlers = {
             "local": _with_context(self.deliverer.local, "local"),
             "upstream": _with_context(self.deliverer.upstream_forward, "upstream"),
@@ -246,6 +252,8 @@ class Hub:
             if stuck:
                 log.warning("tasks_did_not_stop", tasks=sorted(t.get_name() for t in stuck))
         self._tasks = []
+        if self.intake.examiners is not None:
+            await self.intake.examiners.stop()
         await self.broker.close()
         await self._final_seal()
         await self.store.close()

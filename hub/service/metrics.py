@@ -157,6 +157,12 @@ class Metrics:
             registry=r,
             multiprocess_mode="max",
         )
+        self.examiner_exits = Counter(
+            "lienthong_examiner_exits_total",
+            "Examiner processes that stopped unasked (each is replaced; the packages it "
+            "held were answered 503)",
+            registry=r,
+        )
         self.purged = Counter(
             "lienthong_retention_purged_total", "Package bodies purged by retention", registry=r
         )

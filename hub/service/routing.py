@@ -13,8 +13,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from hub.edxml.model import BusinessDocType, DocumentPackage, StatusPackage
-from hub.edxml.parser import ParsedPackage
+from hub.edxml.model import BusinessDocType, DocumentPackage, Package, StatusPackage
 from hub.errors import ValidationFailed
 from hub.ports import Directory
 from hub.records import Route
@@ -31,12 +30,9 @@ def _problem(code: str, path: str, message: str) -> dict[str, str]:
     return {"code": code, "path": path, "message": message, "severity": "error"}
 
 
-def targets(
-    parsed: ParsedPackage, directory: Directory, *, from_upstream: bool = False
-) -> list[Target]:
+def targets(pkg: Package, directory: Directory, *, from_upstream: bool = False) -> list[Target]:
     """The deliveries to make. A package that came from the upstream axis is delivered
     only to this hub's own organs: the axis delivers to everyone else itself."""
-    pkg = parsed.package
     if isinstance(pkg, StatusPackage):
         wanted = [
             (pkg.addressee or "", "/edXML/edXMLEnvelope/edXMLHeader/MessageHeader/ResponseFor")

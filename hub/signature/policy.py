@@ -20,10 +20,10 @@ from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
-from hub.edxml.parser import ParsedPackage
+from hub.edxml.parser import ParsedPackage, SignatureForm
 from hub.errors import SignatureRefused
 from hub.signature.trust import TrustStore
-from hub.signature.verify import verify_xmldsig
+from hub.signature.verify import SignedBy, check_signature, validate_signer
 
 
 class SignaturePolicy(enum.StrEnum):
@@ -95,6 +95,32 @@ class CertBindings:
         )
 
 
+@dataclass(frozen=True, slots=True)
+class SignatureEvidence:
+    """What the package's bytes alone say about its signature: its form and, for a real
+    signature that was checked, whether it matched (``signed``) or why not
+    (``refusal``: code, message). Plain data: made wherever the package was parsed
+    (another process, for small packages), judged by ``SignatureChecker.decide``."""
+
+    form: SignatureForm
+    signed: SignedBy | None = None
+    refusal: tuple[str, str] | None = None
+
+
+def signature_evidence(
+    parsed: ParsedPackage, *, check: bool, allow_sha1: bool = False
+) -> SignatureEvidence:
+    """The bytes' part of the signature check (shape and cryptographic match);
+    ``check=False`` (policy off) looks at nothing but the form."""
+    form = parsed.signature_form
+    if not check or form != "xmldsig":
+        return SignatureEvidence(form)
+    try:
+        return SignatureEvidence(form, signed=check_signature(parsed, allow_sha1=allow_sha1))
+    except SignatureRefused as exc:
+        return SignatureEvidence(form, refusal=(exc.error_code, exc.message))
+
+
 @dataclass(slots=True)
 class SignatureChecker:
     trust: TrustStore
@@ -109,22 +135,32 @@ class SignatureChecker:
         *,
         at: dt.datetime | None = None,
     ) -> SignatureRecord:
+        evidence = signature_evidence(
+            parsed, check=policy is not SignaturePolicy.OFF, allow_sha1=self.allow_sha1
+        )
+        return self.decide(evidence, policy, sender_organ, at=at)
+
+    def decide(
+        self,
+        evidence: SignatureEvidence,
+        policy: SignaturePolicy,
+        sender_organ: str | None,
+        *,
+        at: dt.datetime | None = None,
+    ) -> SignatureRecord:
+        """The policy's verdict on the evidence: trust in the signer's certificate (chain,
+        validity, revocation, key usage) and its binding to the sending organ."""
         if policy is SignaturePolicy.OFF:
             return SignatureRecord(Outcome.UNCHECKED, policy, accepted=True)
-        form = parsed.signature_form
-        if form != "xmldsig":
-            outcome = Outcome.PLACEHOLDER if form == "placeholder" else Outcome.ABSENT
-            if policy is SignaturePolicy.IF_PRESENT:
-                return SignatureRecord(outcome, policy, accepted=True)
-            code = "signature_placeholder" if form == "placeholder" else "signature_missing"
-            reason = (
-                "the package carries only a placeholder signature, which nobody can verify"
-                if form == "placeholder"
-                else "the package carries no signature"
-            ) + "; this system's policy requires a valid XML signature"
-            return SignatureRecord(outcome, policy, False, code, reason)
+        if evidence.form != "xmldsig":
+            return _unsigned(evidence.form, policy)
+        if evidence.refusal is not None:
+            code, message = evidence.refusal
+            return SignatureRecord(Outcome.INVALID, policy, False, code, message)
+        if evidence.signed is None:
+            raise ValueError("evidence for an XML signature that was not checked")
         try:
-            v = verify_xmldsig(parsed, self.trust, allow_sha1=self.allow_sha1, at=at)
+            v = validate_signer(evidence.signed, self.trust, at=at)
         except SignatureRefused as exc:
             return SignatureRecord(Outcome.INVALID, policy, False, exc.error_code, exc.message)
         c = v.chain
@@ -150,6 +186,19 @@ class SignatureChecker:
                 f"{sender_organ}",
             )
         return record
+
+
+def _unsigned(form: SignatureForm, policy: SignaturePolicy) -> SignatureRecord:
+    outcome = Outcome.PLACEHOLDER if form == "placeholder" else Outcome.ABSENT
+    if policy is SignaturePolicy.IF_PRESENT:
+        return SignatureRecord(outcome, policy, accepted=True)
+    code = "signature_placeholder" if form == "placeholder" else "signature_missing"
+    reason = (
+        "the package carries only a placeholder signature, which nobody can verify"
+        if form == "placeholder"
+        else "the package carries no signature"
+    ) + "; this system's policy requires a valid XML signature"
+    return SignatureRecord(outcome, policy, False, code, reason)
 
 
 def enforce(record: SignatureRecord) -> SignatureRecord:

@@ -39,6 +39,18 @@ def _refuse(code: str, message: str) -> SignatureRefused:
 
 
 @dataclass(frozen=True, slots=True)
+class SignedBy:
+    """A signature that matched the received bytes, before any trust decision: the
+    certificates its KeyInfo carried (exact text) and its algorithms. Plain data, so an
+    examination in another process can hand it back."""
+
+    certificates: tuple[str, ...]
+    signature_method: str
+    digest_method: str
+    canonicalization: str
+
+
+@dataclass(frozen=True, slots=True)
 class VerifiedSignature:
     chain: ChainResult
     signature_method: str
@@ -194,13 +206,7 @@ class _SignerCache:
         self._size = size
         self._lock = threading.Lock()
 
-    def get(self, sig: etree._Element) -> _Signer:
-        nodes = sig.findall(f"{{{DS}}}KeyInfo/{{{DS}}}X509Data/{{{DS}}}X509Certificate")
-        if not nodes:
-            raise _refuse("certificate_missing", "the signature carries no X509Certificate")
-        if len(nodes) > MAX_CERTS:
-            raise _refuse("certificate_invalid", f"more than {MAX_CERTS} certificates in KeyInfo")
-        texts = tuple(n.text or "" for n in nodes)
+    def get(self, texts: tuple[str, ...]) -> _Signer:
         with self._lock:
             signer = self._items.get(texts)
         if signer is None:
@@ -215,16 +221,22 @@ class _SignerCache:
 _signers = _SignerCache()
 
 
-def verify_xmldsig(
-    parsed: ParsedPackage,
-    trust: TrustStore,
-    *,
-    allow_sha1: bool = False,
-    at: dt.datetime | None = None,
-) -> VerifiedSignature:
-    """Verify the signature and the signer's chain; raise ``SignatureRefused`` with a code."""
+def _certificate_texts(sig: etree._Element) -> tuple[str, ...]:
+    nodes = sig.findall(f"{{{DS}}}KeyInfo/{{{DS}}}X509Data/{{{DS}}}X509Certificate")
+    if not nodes:
+        raise _refuse("certificate_missing", "the signature carries no X509Certificate")
+    if len(nodes) > MAX_CERTS:
+        raise _refuse("certificate_invalid", f"more than {MAX_CERTS} certificates in KeyInfo")
+    return tuple(n.text or "" for n in nodes)
+
+
+def check_signature(parsed: ParsedPackage, *, allow_sha1: bool = False) -> SignedBy:
+    """The signature's shape and its cryptographic match with the received bytes, under
+    the key of the certificate it carries; raise ``SignatureRefused`` with a code. Says
+    nothing about trust: ``validate_signer`` does."""
     sig, sig_method, digest, c14n, id_attr = check_structure(parsed, allow_sha1=allow_sha1)
-    signer = _signers.get(sig)
+    texts = _certificate_texts(sig)
+    signer = _signers.get(texts)
     ctx = xmlsec.SignatureContext()
     for t in alg.XMLSEC_REFERENCE:
         ctx.enable_reference_transform(t)
@@ -241,5 +253,27 @@ def verify_xmldsig(
             "the signature does not match the package: its content or attachments were "
             "changed after signing, or it was signed with another key",
         ) from exc
+    return SignedBy(texts, sig_method, digest, c14n)
+
+
+def validate_signer(
+    signed: SignedBy, trust: TrustStore, *, at: dt.datetime | None = None
+) -> VerifiedSignature:
+    """The trust decision on a matched signature's certificate: chain, validity,
+    revocation, key usage (``SignatureRefused`` with a code when it fails)."""
+    signer = _signers.get(signed.certificates)  # decoded once per certificate set
     chain = trust.validate(signer.leaf, signer.intermediates, at=at)
-    return VerifiedSignature(chain, sig_method, digest, c14n)
+    return VerifiedSignature(
+        chain, signed.signature_method, signed.digest_method, signed.canonicalization
+    )
+
+
+def verify_xmldsig(
+    parsed: ParsedPackage,
+    trust: TrustStore,
+    *,
+    allow_sha1: bool = False,
+    at: dt.datetime | None = None,
+) -> VerifiedSignature:
+    """Verify the signature and the signer's chain; raise ``SignatureRefused`` with a code."""
+    return validate_signer(check_signature(parsed, allow_sha1=allow_sha1), trust, at=at)

@@ -1,0 +1,52 @@
+"""The examination of a package's bytes: parse (hardened), classify, validate, and the
+bytes' part of the signature check (shape, cryptographic match).
+
+It needs nothing but the bytes and fixed settings, and its result is plain data, so it
+runs wherever is cheapest: on the event loop, in a thread for large packages, or in an
+examiner process (``hub/service/examiners.py``). What needs the hub's state — who may
+send as whom, where the package goes, whether the signer is trusted — is decided by the
+intake afterwards, on the event loop.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from hub.edxml.model import Package
+from hub.edxml.parser import Kind, parse_package
+from hub.edxml.rules import validate
+from hub.edxml.xmlsafe import XmlLimits
+from hub.signature.policy import SignatureEvidence, signature_evidence
+
+
+@dataclass(frozen=True, slots=True)
+class Examination:
+    kind: Kind
+    package: Package
+    evidence: SignatureEvidence
+
+
+@dataclass(frozen=True, slots=True)
+class ExamineSettings:
+    """The hub's fixed settings an examination follows (an examiner process gets them
+    once, at its start)."""
+
+    limits: XmlLimits
+    allow_sha1: bool = False
+
+
+def examine_content(
+    data: bytes | Path,
+    settings: ExamineSettings,
+    *,
+    sha256: str | None,
+    expected_kind: Kind | None,
+    check_signature: bool,
+) -> Examination:
+    """Raise ``MalformedXml`` / ``ValidationFailed`` (and their kin) for bytes that are no
+    acceptable package; a failed signature is evidence, judged later by the policy."""
+    parsed = parse_package(data, limits=settings.limits, expected_kind=expected_kind, sha256=sha256)
+    validate(parsed)
+    evidence = signature_evidence(parsed, check=check_signature, allow_sha1=settings.allow_sha1)
+    return Examination(parsed.kind, parsed.package, evidence)

@@ -1,0 +1,325 @@
+"""Examiner processes: small packages parsed, validated and their signatures checked on
+the machine's other cores.
+
+The event loop is the hub's one busy thread, and examining a 10 KB package (parse, the
+model, the rules, libxmlsec1's verification) took about a quarter of its time per
+package. Threads cannot take that off it (the model's Python holds the GIL; session 15
+measured them slower), so the packages a turn of the loop gathered go, as one batch,
+to a child process (``python -m hub.service.examiners``) over its stdin, and the
+examinations come back over its stdout: length-prefixed pickles of plain data
+(``hub/service/examination.py``) between this process and children it started itself.
+
+What needs the hub's state stays on the loop afterwards: authorisation, routing and
+the trust decision on the signer (the trust store, reloaded while the hub runs, lives
+here). A child that dies (a crash in a native library on hostile input, the kernel's
+OOM killer) fails only the examinations it held, with 503 ``examiner_failed`` (the
+clients send again), and is replaced at the next batch.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import json
+import os
+import pickle
+import signal
+import struct
+import sys
+import time
+import traceback
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, BinaryIO
+
+import structlog
+
+from hub.edxml.parser import Kind
+from hub.edxml.xmlsafe import XmlLimits
+from hub.errors import HubError, Unavailable
+from hub.process import tune_allocator, tune_gc
+from hub.service.examination import Examination, ExamineSettings, examine_content
+from hub.service.metrics import Metrics
+
+log = structlog.get_logger(__name__)
+
+_FRAME = struct.Struct("!I")
+MAX_FRAME = 1 << 30  # a batch of small packages is far below; anything larger is a bug
+RESPAWN_S = 1.0  # a child that died is replaced at most this often
+STOP_S = 5.0
+
+
+@dataclass(frozen=True, slots=True)
+class ExamineRequest:
+    data: bytes
+    sha256: str | None
+    expected_kind: Kind | None
+    check_signature: bool
+
+
+def auto_count(configured: int) -> int:
+    """``[intake] examiners``: -1 is one examiner when the machine has a core to spare."""
+    if configured >= 0:
+        return configured
+    return 1 if (os.cpu_count() or 1) > 1 else 0
+
+
+def _failed(message: str) -> Unavailable:
+    return Unavailable(message, code="examiner_failed")
+
+
+class _Child:
+    """One examiner process and the examinations it owes, in the order it was sent them."""
+
+    def __init__(self, settings: ExamineSettings, metrics: Metrics | None) -> None:
+        self._settings = settings
+        self._metrics = metrics
+        self._proc: asyncio.subprocess.Process | None = None
+        self._waiting: list[bytes] = []  # frames sent before the process was up
+        self._owed: dict[int, asyncio.Future[Examination]] = {}
+        self._seq = 0
+        self._task: asyncio.Task[None] | None = None
+        self.alive = True
+        self.stopping = False
+
+    @property
+    def load(self) -> int:
+        return len(self._owed)
+
+    @property
+    def pid(self) -> int | None:
+        return self._proc.pid if self._proc is not None else None
+
+    def start(self) -> None:
+        self._task = asyncio.get_running_loop().create_task(self._run(), name="examiner")
+
+    def send(self, requests: Sequence[ExamineRequest]) -> list[asyncio.Future[Examination]]:
+        loop = asyncio.get_running_loop()
+        futs: list[asyncio.Future[Examination]] = []
+        batch = []
+        for r in requests:
+            self._seq += 1
+            fut: asyncio.Future[Examination] = loop.create_future()
+            self._owed[self._seq] = fut
+            futs.append(fut)
+            batch.append((self._seq, r))
+        payload = pickle.dumps(batch, protocol=pickle.HIGHEST_PROTOCOL)
+        frame = _FRAME.pack(len(payload)) + payload
+        if self._proc is None or self._proc.stdin is None:
+            self._waiting.append(frame)
+        else:
+            self._proc.stdin.write(frame)  # buffered by the transport; never blocks
+        return futs
+
+    async def _run(self) -> None:
+        try:
+            self._proc = await asyncio.create_subprocess_exec(
+                sys.executable,
+                "-m",
+                "hub.service.examiners",
+                _settings_arg(self._settings),
+                stdin=asyncio.subprocess.PIPE,
+                stdout=asyncio.subprocess.PIPE,
+            )
+            assert self._proc.stdin is not None and self._proc.stdout is not None
+            for frame in self._waiting:
+                self._proc.stdin.write(frame)
+            self._waiting.clear()
+            log.info("examiner_started", pid=self._proc.pid)
+            await self._read(self._proc.stdout)
+        except asyncio.CancelledError:
+            self._fail_all(_failed("the hub is stopping"))
+            raise
+        except Exception as exc:  # noqa: BLE001 - EOF, or a reply that cannot be read
+            if self._proc is not None:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._proc.wait(), 1.0)
+            self._died(exc)
+
+    async def _read(self, out: asyncio.StreamReader) -> None:
+        while True:
+            (size,) = _FRAME.unpack(await out.readexactly(_FRAME.size))
+            if size > MAX_FRAME:
+                raise ValueError(f"an examiner reply of {size} bytes")
+            # Written by the child this process started, over its own pipe.
+            replies = pickle.loads(await out.readexactly(size))  # noqa: S301
+            for seq, ok, value in replies:
+                fut = self._owed.pop(seq, None)
+                if fut is None or fut.done():
+                    continue
+                if ok:
+                    fut.set_result(value)
+                elif isinstance(value, BaseException):
+                    fut.set_exception(value)
+                else:  # a bug in the examination: the traceback, as a 500 would carry
+                    fut.set_exception(RuntimeError(f"examiner: {value}"))
+
+    def _died(self, exc: BaseException) -> None:
+        self.alive = False
+        code = self._proc.returncode if self._proc is not None else None
+        if not self.stopping:
+            log.error(
+                "examiner_died",
+                pid=self.pid,
+                returncode=code,
+                error=f"{type(exc).__name__}: {exc}",
+                owed=len(self._owed),
+            )
+            if self._metrics is not None:
+                self._metrics.examiner_exits.inc()
+        self._fail_all(
+            _failed(
+                "the package examiner process stopped while examining this package; send it again"
+            )
+        )
+        if self._proc is not None and self._proc.returncode is None:
+            with contextlib.suppress(ProcessLookupError):
+                self._proc.kill()
+
+    def _fail_all(self, exc: HubError) -> None:
+        owed, self._owed = self._owed, {}
+        for fut in owed.values():
+            if not fut.done():
+                fut.set_exception(exc)
+        self._waiting.clear()
+
+    async def stop(self) -> None:
+        self.stopping = True
+        proc = self._proc
+        if proc is not None and proc.stdin is not None:
+            proc.stdin.close()  # the child finishes what it has and exits on EOF
+        if proc is not None:
+            try:
+                await asyncio.wait_for(proc.wait(), STOP_S)
+            except TimeoutError:
+                with contextlib.suppress(ProcessLookupError):
+                    proc.kill()
+                await proc.wait()
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        self._fail_all(_failed("the hub is stopping"))
+
+
+class ProcessExaminers:
+    """A few examiner processes; each batch goes to the one owing the fewest."""
+
+    def __init__(self, count: int, settings: ExamineSettings, metrics: Metrics | None) -> None:
+        if count < 1:
+            raise ValueError("ProcessExaminers needs at least one process")
+        self.count = count
+        self.settings = settings
+        self._metrics = metrics
+        self._children: list[_Child] = []
+        self._respawned = 0.0
+
+    async def start(self) -> None:
+        for _ in range(self.count):
+            self._spawn()
+
+    def _spawn(self) -> _Child:
+        child = _Child(self.settings, self._metrics)
+        child.start()
+        self._children.append(child)
+        return child
+
+    def pids(self) -> list[int]:
+        return [p for c in self._children if c.alive and (p := c.pid) is not None]
+
+    def examine_many(self, requests: Sequence[ExamineRequest]) -> list[asyncio.Future[Examination]]:
+        self._children = [c for c in self._children if c.alive]
+        now = time.monotonic()
+        if len(self._children) < self.count and now - self._respawned >= RESPAWN_S:
+            self._respawned = now
+            self._spawn()
+        if not self._children:
+            loop = asyncio.get_running_loop()
+            futs: list[asyncio.Future[Examination]] = []
+            for _ in requests:
+                fut: asyncio.Future[Examination] = loop.create_future()
+                fut.set_exception(_failed("no package examiner process is running"))
+                futs.append(fut)
+            return futs
+        return min(self._children, key=lambda c: c.load).send(requests)
+
+    async def stop(self) -> None:
+        children, self._children = self._children, []
+        await asyncio.gather(*(c.stop() for c in children))
+
+
+# --------------------------------------------------------------------- the child
+
+
+def _settings_arg(settings: ExamineSettings) -> str:
+    return json.dumps(
+        {"limits": dataclasses.asdict(settings.limits), "allow_sha1": settings.allow_sha1}
+    )
+
+
+def _settings_of(arg: str) -> ExamineSettings:
+    d = json.loads(arg)
+    return ExamineSettings(XmlLimits(**d["limits"]), bool(d["allow_sha1"]))
+
+
+def _read_exactly(f: BinaryIO, n: int) -> bytes | None:
+    chunks, got = [], 0
+    while got < n:
+        chunk = f.read(n - got)
+        if not chunk:
+            return None
+        chunks.append(chunk)
+        got += len(chunk)
+    return b"".join(chunks)
+
+
+def _examine_one(r: ExamineRequest, settings: ExamineSettings) -> tuple[bool, Any]:
+    try:
+        return True, examine_content(
+            r.data,
+            settings,
+            sha256=r.sha256,
+            expected_kind=r.expected_kind,
+            check_signature=r.check_signature,
+        )
+    except HubError as exc:
+        return False, exc
+    except Exception:  # noqa: BLE001 - reported to the parent as a 500, the child goes on
+        return False, traceback.format_exc(limit=8)
+
+
+def serve(inp: BinaryIO, out: BinaryIO, settings: ExamineSettings) -> None:
+    """Examine batches from ``inp`` until it closes; each reply in the order asked."""
+    while True:
+        head = _read_exactly(inp, _FRAME.size)
+        if head is None:
+            return
+        (size,) = _FRAME.unpack(head)
+        if size > MAX_FRAME:
+            raise SystemExit(f"examiner: a request of {size} bytes")
+        body = _read_exactly(inp, size)
+        if body is None:
+            return
+        # From the parent, over the pipe it made: the package bytes inside are data only.
+        batch: list[tuple[int, ExamineRequest]] = pickle.loads(body)  # noqa: S301
+        replies = [(seq, *_examine_one(r, settings)) for seq, r in batch]
+        payload = pickle.dumps(replies, protocol=pickle.HIGHEST_PROTOCOL)
+        out.write(_FRAME.pack(len(payload)) + payload)
+        out.flush()
+
+
+def main(argv: Sequence[str]) -> int:
+    # Ctrl-C in a terminal reaches the whole process group: the hub stops its children.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    tune_allocator()
+    tune_gc()
+    # The replies own stdout; anything a library prints goes to stderr (the hub's log).
+    replies = os.fdopen(os.dup(sys.stdout.fileno()), "wb")
+    os.dup2(sys.stderr.fileno(), sys.stdout.fileno())
+    serve(sys.stdin.buffer, replies, _settings_of(argv[0]))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
