@@ -13,16 +13,12 @@ from collections.abc import Sequence
 
 import structlog
 
-from hub.errors import Unavailable
+from hub.errors import Unavailable, Unroutable
 from hub.ports import Handler, Message
 from hub.service.retry import decide
 from hub.service.topology import topic_matches
 
 log = structlog.get_logger(__name__)
-
-
-class Unroutable(Unavailable):
-    code = "unroutable"
 
 
 class EmbeddedBroker:

@@ -151,6 +151,12 @@ class Unavailable(HubError):
     retry_after_s = 1
 
 
+class Unroutable(Unavailable):
+    """A broker had no queue bound for a message: kept in the outbox, published again."""
+
+    code = "unroutable"
+
+
 class TooManyUploads(HubError):
     """The caller has as many uploads in flight as it may (``hub/service/admission.py``)."""
 
