@@ -48,6 +48,9 @@ _FRAME = struct.Struct("!I")
 MAX_FRAME = 1 << 30  # a batch of small packages is far below; anything larger is a bug
 RESPAWN_S = 1.0  # a child that died is replaced at most this often
 STOP_S = 5.0
+# A batch of small packages takes milliseconds; one unanswered this long means a child
+# stuck in a native library. It is killed: what it held is answered 503, it is replaced.
+STUCK_S = 60.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,6 +81,7 @@ class _Child:
         self._proc: asyncio.subprocess.Process | None = None
         self._waiting: list[bytes] = []  # frames sent before the process was up
         self._owed: dict[int, asyncio.Future[Examination]] = {}
+        self._sent: dict[int, float] = {}  # seq -> when, for the examinations owed
         self._seq = 0
         self._task: asyncio.Task[None] | None = None
         self.alive = True
@@ -102,6 +106,7 @@ class _Child:
             self._seq += 1
             fut: asyncio.Future[Examination] = loop.create_future()
             self._owed[self._seq] = fut
+            self._sent[self._seq] = time.monotonic()
             futs.append(fut)
             batch.append((self._seq, r))
         payload = pickle.dumps(batch, protocol=pickle.HIGHEST_PROTOCOL)
@@ -146,6 +151,7 @@ class _Child:
             replies = pickle.loads(await out.readexactly(size))  # noqa: S301
             for seq, ok, value in replies:
                 fut = self._owed.pop(seq, None)
+                self._sent.pop(seq, None)
                 if fut is None or fut.done():
                     continue
                 if ok:
@@ -179,10 +185,24 @@ class _Child:
 
     def _fail_all(self, exc: HubError) -> None:
         owed, self._owed = self._owed, {}
+        self._sent.clear()
         for fut in owed.values():
             if not fut.done():
                 fut.set_exception(exc)
         self._waiting.clear()
+
+    def overdue(self, now: float, limit: float) -> bool:
+        """Whether the oldest examination owed (they are answered in order) is older
+        than ``limit`` seconds."""
+        oldest = next(iter(self._sent.values()), None)
+        return oldest is not None and now - oldest > limit
+
+    def kill(self) -> None:
+        """End a stuck child: its reader sees the pipe close and fails what it held."""
+        if self._proc is not None and self._proc.returncode is None:
+            log.error("examiner_stuck", pid=self._proc.pid, owed=len(self._owed))
+            with contextlib.suppress(ProcessLookupError):
+                self._proc.kill()
 
     async def stop(self) -> None:
         self.stopping = True
@@ -214,10 +234,22 @@ class ProcessExaminers:
         self._metrics = metrics
         self._children: list[_Child] = []
         self._respawned = 0.0
+        self._watch: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
         for _ in range(self.count):
             self._spawn()
+        self._watch = asyncio.get_running_loop().create_task(
+            self._watchdog(), name="examiner-watchdog"
+        )
+
+    async def _watchdog(self) -> None:
+        while True:
+            await asyncio.sleep(min(5.0, STUCK_S / 4))
+            now = time.monotonic()
+            for child in self._children:
+                if child.alive and child.overdue(now, STUCK_S):
+                    child.kill()
 
     def _spawn(self) -> _Child:
         child = _Child(self.settings, self._metrics)
@@ -245,6 +277,11 @@ class ProcessExaminers:
         return min(self._children, key=lambda c: c.load).send(requests)
 
     async def stop(self) -> None:
+        if self._watch is not None:
+            self._watch.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._watch
+            self._watch = None
         children, self._children = self._children, []
         await asyncio.gather(*(c.stop() for c in children))
 

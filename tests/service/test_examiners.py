@@ -237,3 +237,23 @@ async def test_a_submission_after_the_child_died_is_served_by_its_replacement(
         assert await harness.metric(h, "lienthong_examiner_exits_total") == 1
     finally:
         await harness.stop(h)
+
+
+async def test_a_stuck_child_is_killed_and_what_it_held_answered(
+    pki_dir: tuple[Path, dict[str, str]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(ex_mod, "STUCK_S", 0.4)
+    p = ProcessExaminers(1, SETTINGS, Metrics())
+    await p.start()
+    try:
+        root, _ = pki_dir
+        data = signed(root, A, demo.document_bytes(sender=A, to=(B,)))
+        await asyncio.gather(*p.examine_many([_request(data)]))
+        [pid] = p.pids()
+        os.kill(pid, signal.SIGSTOP)  # as a child stuck in a native library would be
+        held = p.examine_many([_request(data)])
+        [outcome] = await asyncio.wait_for(asyncio.gather(*held, return_exceptions=True), 5)
+        assert isinstance(outcome, Unavailable) and outcome.error_code == "examiner_failed"
+        assert not _alive(pid)
+    finally:
+        await p.stop()
