@@ -134,7 +134,7 @@ class _Child:
             log.info("examiner_started", pid=self._proc.pid)
             await self._read(self._proc.stdout)
         except asyncio.CancelledError:
-            self._fail_all(_failed("the hub is stopping"))
+            self._fail_all("the hub is stopping")
             raise
         except Exception as exc:  # noqa: BLE001 - EOF, or a reply that cannot be read
             if self._proc is not None:
@@ -175,20 +175,18 @@ class _Child:
             if self._metrics is not None:
                 self._metrics.examiner_exits.inc()
         self._fail_all(
-            _failed(
-                "the package examiner process stopped while examining this package; send it again"
-            )
+            "the package examiner process stopped while examining this package; send it again"
         )
         if self._proc is not None and self._proc.returncode is None:
             with contextlib.suppress(ProcessLookupError):
                 self._proc.kill()
 
-    def _fail_all(self, exc: HubError) -> None:
+    def _fail_all(self, message: str) -> None:
         owed, self._owed = self._owed, {}
         self._sent.clear()
         for fut in owed.values():
-            if not fut.done():
-                fut.set_exception(exc)
+            if not fut.done():  # one error each: a request marks its own as recorded
+                fut.set_exception(_failed(message))
         self._waiting.clear()
 
     def overdue(self, now: float, limit: float) -> bool:
@@ -220,7 +218,7 @@ class _Child:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
-        self._fail_all(_failed("the hub is stopping"))
+        self._fail_all("the hub is stopping")
 
 
 class ProcessExaminers:

@@ -104,6 +104,7 @@ async def test_a_child_that_dies_fails_what_it_held_and_is_replaced(
     assert not any(f.done() for f in held)
     os.kill(pid, signal.SIGKILL)
     outcomes = await asyncio.gather(*held, return_exceptions=True)
+    assert outcomes[0] is not outcomes[1], "each request records its own refusal"
     for o in outcomes:
         assert isinstance(o, Unavailable) and o.error_code == "examiner_failed"
         assert o.http_status == 503
