@@ -46,6 +46,15 @@ def _concrete(channel: aiormq.abc.AbstractChannel) -> aiormq.Channel:
     return channel
 
 
+def _properties(m: Message) -> dict[str, Any]:
+    """A message's AMQP properties (aio-pika's ``Message`` and aiormq's take the same)."""
+    return {
+        "content_type": "application/json",
+        "delivery_mode": int(aio_pika.DeliveryMode.PERSISTENT),
+        "headers": {"x-attempt": m.attempt, "x-routing-key": m.routing_key},
+    }
+
+
 def _bucket(delay_s: float) -> int:
     ms = int(delay_s * 1000)
     return next((b for b in RETRY_BUCKETS_MS if b >= ms), RETRY_BUCKETS_MS[-1])
@@ -103,20 +112,7 @@ class RabbitBroker:
 
     @staticmethod
     def _amqp(m: Message) -> aio_pika.Message:
-        return aio_pika.Message(
-            orjson.dumps(m.body),
-            content_type="application/json",
-            delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
-            headers={"x-attempt": m.attempt, "x-routing-key": m.routing_key},
-        )
-
-    @staticmethod
-    def _properties(m: Message) -> aiormq.spec.Basic.Properties:
-        return aiormq.spec.Basic.Properties(
-            content_type="application/json",
-            delivery_mode=int(aio_pika.DeliveryMode.PERSISTENT),
-            headers={"x-attempt": m.attempt, "x-routing-key": m.routing_key},
-        )
+        return aio_pika.Message(orjson.dumps(m.body), **_properties(m))
 
     async def publish_many(self, messages: Sequence[Message]) -> None:
         """Every message of the batch written at once, then every confirm awaited.
@@ -137,7 +133,7 @@ class RabbitBroker:
                         orjson.dumps(m.body),
                         exchange=self.prefix,
                         routing_key=m.routing_key,
-                        properties=self._properties(m),
+                        properties=aiormq.spec.Basic.Properties(**_properties(m)),
                         mandatory=True,
                         wait=False,
                     )

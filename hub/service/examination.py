@@ -36,17 +36,24 @@ class ExamineSettings:
     allow_sha1: bool = False
 
 
-def examine_content(
-    data: bytes | Path,
-    settings: ExamineSettings,
-    *,
-    sha256: str | None,
-    expected_kind: Kind | None,
-    check_signature: bool,
-) -> Examination:
+@dataclass(frozen=True, slots=True)
+class ExamineRequest:
+    """One package to examine: its bytes (or, spooled, its file), the SHA-256 computed
+    while it streamed in, the kind its transport declared, and whether the system's
+    policy checks signatures at all."""
+
+    data: bytes | Path
+    sha256: str | None
+    expected_kind: Kind | None
+    check_signature: bool
+
+
+def examine(r: ExamineRequest, settings: ExamineSettings) -> Examination:
     """Raise ``MalformedXml`` / ``ValidationFailed`` (and their kin) for bytes that are no
     acceptable package; a failed signature is evidence, judged later by the policy."""
-    parsed = parse_package(data, limits=settings.limits, expected_kind=expected_kind, sha256=sha256)
+    parsed = parse_package(
+        r.data, limits=settings.limits, expected_kind=r.expected_kind, sha256=r.sha256
+    )
     validate(parsed)
-    evidence = signature_evidence(parsed, check=check_signature, allow_sha1=settings.allow_sha1)
+    evidence = signature_evidence(parsed, check=r.check_signature, allow_sha1=settings.allow_sha1)
     return Examination(parsed.kind, parsed.package, evidence)

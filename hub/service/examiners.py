@@ -30,16 +30,14 @@ import sys
 import time
 import traceback
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import Any, BinaryIO
 
 import structlog
 
-from hub.edxml.parser import Kind
 from hub.edxml.xmlsafe import XmlLimits
 from hub.errors import HubError, Unavailable
 from hub.process import tune_allocator, tune_gc
-from hub.service.examination import Examination, ExamineSettings, examine_content
+from hub.service.examination import Examination, ExamineRequest, ExamineSettings, examine
 from hub.service.metrics import Metrics
 
 log = structlog.get_logger(__name__)
@@ -51,14 +49,6 @@ STOP_S = 5.0
 # A batch of small packages takes milliseconds; one unanswered this long means a child
 # stuck in a native library. It is killed: what it held is answered 503, it is replaced.
 STUCK_S = 60.0
-
-
-@dataclass(frozen=True, slots=True)
-class ExamineRequest:
-    data: bytes
-    sha256: str | None
-    expected_kind: Kind | None
-    check_signature: bool
 
 
 def auto_count(configured: int) -> int:
@@ -311,13 +301,7 @@ def _read_exactly(f: BinaryIO, n: int) -> bytes | None:
 
 def _examine_one(r: ExamineRequest, settings: ExamineSettings) -> tuple[bool, Any]:
     try:
-        return True, examine_content(
-            r.data,
-            settings,
-            sha256=r.sha256,
-            expected_kind=r.expected_kind,
-            check_signature=r.check_signature,
-        )
+        return True, examine(r, settings)
     except HubError as exc:
         return False, exc
     except Exception:  # noqa: BLE001 - reported to the parent as a 500, the child goes on

@@ -37,6 +37,7 @@ from hub.service.breaker import CircuitBreaker
 from hub.service.crl_refresh import CrlRefresher
 from hub.service.delivery import Deliverer, RetryBudget
 from hub.service.directory_cache import DirectoryCache
+from hub.service.examination import ExamineSettings
 from hub.service.examiners import ProcessExaminers, auto_count
 from hub.service.intake import Intake
 from hub.service.metrics import Metrics
@@ -122,6 +123,13 @@ class Hub:
             large_per_system=cfg.server.max_large_uploads_per_system,
             large_total=cfg.server.max_large_uploads,
         )
+        limits = XmlLimits(
+            max_bytes=cfg.server.max_body_bytes,
+            max_elements=cfg.intake.max_elements,
+            max_depth=cfg.intake.max_depth,
+        )
+        settings = ExamineSettings(limits, cfg.intake.allow_sha1)
+        examiners = auto_count(cfg.intake.examiners)
         self.intake = Intake(
             store=parts.store,
             blobs=parts.blobs,
@@ -129,19 +137,12 @@ class Hub:
             trust=self.trust_reloader.load(),
             clock=parts.clock,
             metrics=self.metrics,
-            limits=XmlLimits(
-                max_bytes=cfg.server.max_body_bytes,
-                max_elements=cfg.intake.max_elements,
-                max_depth=cfg.intake.max_depth,
-            ),
+            settings=settings,
             default_policy=SignaturePolicy(cfg.intake.default_policy),
             on_commit=self.relay.kick,
-            allow_sha1=cfg.intake.allow_sha1,
             large_examinations=cfg.intake.large_examinations,
+            examiners=ProcessExaminers(examiners, settings, self.metrics) if examiners else None,
         )
-        examiners = auto_count(cfg.intake.examiners)
-        if examiners:
-            self.intake.examiners = ProcessExaminers(examiners, self.intake.settings, self.metrics)
         secret = load_or_create_key(Path(cfg.vxp.key_file))
         self.vxp_box = SecretBox(secret)
         self.sessions = Sessions(derive_key(secret))

@@ -23,7 +23,6 @@ import structlog
 
 from hub.edxml.model import DocumentPackage, Package, StatusPackage
 from hub.edxml.parser import Kind
-from hub.edxml.xmlsafe import XmlLimits
 from hub.errors import Conflict, Forbidden, HubError, Unavailable
 from hub.ids import new_id
 from hub.ports import BlobStore, Clock, Directory, Duplicate, Spool, Store
@@ -39,8 +38,8 @@ from hub.records import (
 from hub.service.auth import Caller
 from hub.service.delivery import outbox_for
 from hub.service.directory_cache import DirectoryCache
-from hub.service.examination import Examination, ExamineSettings, examine_content
-from hub.service.examiners import ExamineRequest, ProcessExaminers
+from hub.service.examination import Examination, ExamineRequest, ExamineSettings, examine
+from hub.service.examiners import ProcessExaminers
 from hub.service.metrics import Metrics
 from hub.service.routing import Target, dedupe_key, targets
 from hub.signature.policy import SignatureChecker, SignaturePolicy, SignatureRecord, enforce
@@ -147,10 +146,9 @@ class Intake:
         trust: TrustStore,
         clock: Clock,
         metrics: Metrics,
-        limits: XmlLimits,
+        settings: ExamineSettings,
         default_policy: SignaturePolicy,
         on_commit: Callable[[tuple[OutboxItem, ...]], None],
-        allow_sha1: bool = False,
         large_examinations: int = 2,
         examiners: ProcessExaminers | None = None,
     ) -> None:
@@ -160,11 +158,9 @@ class Intake:
         self.trust = trust
         self.clock = clock
         self.metrics = metrics
-        self.limits = limits
+        self.settings = settings  # limits, SHA-1 allowed or not
         self.default_policy = default_policy
         self.on_commit = on_commit
-        self.allow_sha1 = allow_sha1
-        self.settings = ExamineSettings(limits, allow_sha1)
         # Small packages go to examiner processes when there are any (the machine's other
         # cores); otherwise they are examined on the event loop.
         self.examiners = examiners
@@ -203,8 +199,8 @@ class Intake:
                 sent = self.examiners.examine_many([self._request(q.sub, q.caller) for q in remote])
                 for q, examined in zip(remote, sent, strict=True):
                     examined.add_done_callback(functools.partial(self._examined, q))
-        for q in live:  # in the request's own context: its log lines carry its request id
-            self._settle(q, q.context.run, self._examine, q.sub, q.caller, q.directory)
+        for q in live:
+            self._settle(q, self._examine, q.sub, q.caller, q.directory)
 
     def _examined(self, q: _Queued, examined: asyncio.Future[Examination]) -> None:
         if q.fut.done():
@@ -212,7 +208,7 @@ class Intake:
         if examined.cancelled():
             q.fut.cancel()
             return
-        self._settle(q, q.context.run, self._decided, examined, q.sub, q.caller, q.directory)
+        self._settle(q, self._decided, examined, q.sub, q.caller, q.directory)
 
     def _decided(
         self,
@@ -224,9 +220,11 @@ class Intake:
         return self._decide(examined.result(), sub, caller, directory)
 
     @staticmethod
-    def _settle(q: _Queued, run: Callable[..., _Examined], *args: Any) -> None:
+    def _settle(q: _Queued, step: Callable[..., _Examined], *args: Any) -> None:
+        """``step`` in the request's own context (its log lines carry its request id),
+        its outcome handed to the request."""
         try:
-            q.fut.set_result(run(*args))
+            q.fut.set_result(q.context.run(step, *args))
         except Exception as exc:  # noqa: BLE001 - handed to the request it belongs to
             q.fut.set_exception(exc)
 
@@ -236,7 +234,7 @@ class Intake:
 
     def _request(self, sub: Submission, caller: Caller) -> ExamineRequest:
         return ExamineRequest(
-            sub.body,
+            sub.spool.path if sub.spool is not None else sub.body,
             sub.sha256,
             _kind(sub.declared_kind),
             self._policy(caller) is not SignaturePolicy.OFF,
@@ -244,15 +242,9 @@ class Intake:
 
     def _examine(self, sub: Submission, caller: Caller, directory: Directory) -> _Examined:
         """Every step up to the commit, here: examination, then the decisions."""
-        r = self._request(sub, caller)
-        examination = examine_content(
-            sub.spool.path if sub.spool is not None else sub.body,
-            self.settings,
-            sha256=r.sha256,
-            expected_kind=r.expected_kind,
-            check_signature=r.check_signature,
+        return self._decide(
+            examine(self._request(sub, caller), self.settings), sub, caller, directory
         )
-        return self._decide(examination, sub, caller, directory)
 
     def _decide(
         self, ex: Examination, sub: Submission, caller: Caller, directory: Directory
@@ -260,7 +252,7 @@ class Intake:
         """What needs the hub's state: authorise the sender, route, judge the signature."""
         sender = self._authorise(ex.package, caller, directory)
         route = targets(ex.package, directory, from_upstream=sub.source == "upstream")
-        checker = SignatureChecker(self.trust, self.directory.bindings, self.allow_sha1)
+        checker = SignatureChecker(self.trust, self.directory.bindings, self.settings.allow_sha1)
         record = enforce(checker.decide(ex.evidence, self._policy(caller), sender))
         return _Examined(ex.kind, ex.package, sender, route, record)
 

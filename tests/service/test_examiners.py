@@ -20,8 +20,8 @@ from hub.edxml.parser import parse_package
 from hub.edxml.xmlsafe import XmlLimits
 from hub.errors import ConfigError, HubError, MalformedXml, Unavailable, ValidationFailed
 from hub.service import examiners as ex_mod
-from hub.service.examination import ExamineSettings, examine_content
-from hub.service.examiners import ExamineRequest, ProcessExaminers, auto_count
+from hub.service.examination import ExamineRequest, ExamineSettings, examine
+from hub.service.examiners import ProcessExaminers, auto_count
 from hub.service.metrics import Metrics
 from tests.conftest import fixture_files
 from tests.service import harness
@@ -61,7 +61,7 @@ async def test_a_child_examines_as_the_event_loop_does(
     data = signed(root, A, demo.document_bytes(sender=A, to=(B,), payload=b"attached"))
     tampered = data.replace(b"<edXML:Subject>", b"<edXML:Subject>X", 1)
     assert tampered != data
-    here = examine_content(data, SETTINGS, sha256=None, expected_kind=None, check_signature=True)
+    here = examine(_request(data), SETTINGS)
     [there, unchecked, broken] = await asyncio.gather(
         *pool.examine_many([_request(data), _request(data, check=False), _request(tampered)])
     )
