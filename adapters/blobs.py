@@ -21,6 +21,7 @@ import ctypes
 import functools
 import os
 import re
+import threading
 import time
 from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -229,12 +230,20 @@ class FileBlobStore:
         return sha256
 
     def _put(self, sha256: str, data: bytes) -> None:
-        path = self._path(sha256)
-        if path.exists():
+        # Bare system calls on the name: on a blob-io thread each pathlib step (exists,
+        # mkdir, with_name) held the interpreter lock the event loop was waiting for.
+        name = self._name(sha256)
+        if os.path.exists(name):
             return
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{sha256}.{os.getpid()}.{id(data)}.tmp")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o640)
+        parent = os.path.dirname(name)
+        # Its own name per process and thread: writers of the same bytes never share one.
+        tmp = f"{parent}/.{sha256}.{os.getpid()}.{threading.get_ident()}.tmp"
+        flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC
+        try:
+            fd = os.open(tmp, flags, 0o640)
+        except FileNotFoundError:  # the first blob under this prefix
+            self._make_dir(parent)
+            fd = os.open(tmp, flags, 0o640)
         try:
             view = memoryview(data)
             while view:
@@ -244,9 +253,17 @@ class FileBlobStore:
                 os.fsync(fd)
         finally:
             os.close(fd)
-        os.replace(tmp, path)
+        os.replace(tmp, name)
         if self._group is None:
-            fsync_dir(path.parent)
+            fsync_dir(Path(parent))
+
+    def _make_dir(self, parent: str) -> None:
+        """Create a blob's directory (``<root>/ab/cd``); flushing each write, also make the
+        new directories' own names durable (a group flush covers them)."""
+        os.makedirs(parent, exist_ok=True)
+        if self._group is None:
+            fsync_dir(Path(os.path.dirname(parent)))
+            fsync_dir(self.root)
 
     def spool(self) -> FileSpool:
         path = self.root / ".spool" / f"{new_hex()}.part"
@@ -265,7 +282,8 @@ class FileBlobStore:
         if path.exists():  # the same bytes are held already
             source.unlink(missing_ok=True)
             return
-        path.parent.mkdir(parents=True, exist_ok=True)
+        if not path.parent.is_dir():
+            self._make_dir(os.fspath(path.parent))
         os.replace(source, path)  # finish() fsynced the spool, or the flush below covers it
         if self._group is None:
             fsync_dir(path.parent)

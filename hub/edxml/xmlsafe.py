@@ -113,6 +113,7 @@ def read_xml(data: bytes | Path, limits: XmlLimits = DEFAULT_LIMITS) -> etree._E
             _check_size(size, limits)
             head = f.read(_HEAD)
             tags = _prechecks(head, limits, complete=len(head) == size)
+            del head  # not held while the rest is scanned and the tree is built
             while chunk := f.read(_SCAN):
                 tags += chunk.count(b"<")
             _check_tags(tags, limits)

@@ -141,6 +141,11 @@ async def test_both_flush_modes_keep_every_blob_whole(tmp_path: Path, flush: str
     shas = [hashlib.sha256(d).hexdigest() for d in data]
     await asyncio.gather(*(blobs.put(s, d) for s, d in zip(shas, data, strict=True)))
     await blobs.put(shas[0], data[0])  # already there: still answered once flushed
+    # The same new bytes put by several writers at once: one whole file.
+    same = os.urandom(10_240)
+    same_sha = hashlib.sha256(same).hexdigest()
+    await asyncio.gather(*(blobs.put(same_sha, bytes(same)) for _ in range(5)))
+    assert await blobs.get(same_sha) == same
     assert [await blobs.get(s) for s in shas] == data
     assert not [n for _d, _s, names in os.walk(tmp_path) for n in names if n.endswith(".tmp")]
     with pytest.raises(ValueError):
