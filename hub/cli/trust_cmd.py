@@ -12,6 +12,7 @@ from typing import Any
 from adapters.crl_http import HttpCrlSource
 from hub import logs
 from hub.config import Config, load
+from hub.service.crl_addresses import load_learned
 from hub.service.crl_refresh import CrlRefresher, addresses
 from hub.signature.trust import CrlUrls, TrustStore
 
@@ -38,9 +39,17 @@ def _store(cfg: Config) -> TrustStore:
     )
 
 
+def _learned(cfg: Config, trust: TrustStore) -> CrlUrls:
+    """The addresses a running hub learned from the chains it validated and kept."""
+    seen = CrlUrls()
+    if cfg.trust.crl_from_certificates:
+        load_learned(Path(cfg.trust.crl_dir), seen, trust.anchors)
+    return seen
+
+
 def _addresses(cfg: Config, trust: TrustStore) -> list[str]:
     t = cfg.trust
-    return list(addresses(t.crl_url_list(), t.crl_from_certificates, trust, CrlUrls()))
+    return list(addresses(t.crl_url_list(), t.crl_from_certificates, trust, _learned(cfg, trust)))
 
 
 def _show(args: argparse.Namespace) -> int:
@@ -81,7 +90,7 @@ async def _fetch(cfg: Config) -> int:
         t,
         source=source,
         trust=lambda: trust,
-        seen=CrlUrls(),  # only a running hub learns addresses from the chains it validates
+        seen=_learned(cfg, trust),  # those a running hub learned and kept
         changed=unchanged,
         metrics=None,
     )

@@ -19,7 +19,9 @@ store reloads, which puts the new CRL on the ledger (``trust_store_changed``, re
 counted and logged; a failed address is tried again after ``crl_retry_s``.
 
 With several hub processes on one machine one of them fetches per round (a lock file
-in ``crl_dir``); the others see the new file at their next reload.
+in ``crl_dir``); the others see the new file at their next reload. Learned addresses are
+kept in ``crl_dir`` too (``hub/service/crl_addresses.py``) and read back at start, so a
+restart forgets none of them.
 """
 
 from __future__ import annotations
@@ -42,6 +44,7 @@ from hub.config import TrustConfig
 from hub.errors import CrlRefused, HubError, PackageTooLarge, Unavailable
 from hub.files import write_atomic
 from hub.ports import CrlSource
+from hub.service.crl_addresses import load_learned, save_learned
 from hub.service.metrics import Metrics
 from hub.signature.trust import (
     CrlUrls,
@@ -133,6 +136,7 @@ class CrlRefresher:
         self._due: dict[str, float] = {}
         self._validators: dict[str, tuple[str | None, str | None]] = {}  # ETag, Last-Modified
         self._reload_pending = False  # a CRL written whose reload has not yet succeeded
+        self._kept = -1  # ``seen.learned`` when the learned addresses were last kept
         if metrics is not None:
             for result in get_args(Result):
                 metrics.crl_fetches.labels(result)  # every series from zero, for increase()
@@ -277,14 +281,39 @@ class CrlRefresher:
         await self.changed("crl_fetched")
         self._reload_pending = False  # not before: a failed reload is tried again
 
+    async def load_learned(self) -> int:
+        """Learn again the addresses kept in ``directory`` (see ``crl_addresses``)."""
+        if not self.from_certificates:
+            return 0
+        anchors = self.trust().anchors
+        n = await asyncio.to_thread(load_learned, self.directory, self.seen, anchors)
+        if self._kept < 0:
+            self._kept = self.seen.learned  # what was just read back is kept already
+        return n
+
+    async def keep_learned(self) -> None:
+        """Keep the addresses learned since the last time (see ``crl_addresses``)."""
+        learned = self.seen.learned
+        if not self.from_certificates or learned == self._kept:
+            return
+        await asyncio.to_thread(save_learned, self.directory, self.seen, self.trust().anchors)
+        self._kept = learned
+
     async def run(self) -> None:
-        """Fetch each address when due; look every ``poll_s`` for addresses just learned."""
+        """Fetch each address when due; look every ``poll_s`` for addresses just learned,
+        and keep them."""
         if self.every_s <= 0:
             return
+        try:
+            if n := await self.load_learned():
+                log.info("crl_addresses_loaded", count=n)
+        except OSError as exc:  # unreadable: as if none were kept; the next save rewrites
+            log.warning("crl_addresses_unreadable", error=str(exc))
         while True:
             now = self.clock()
             due = {u: i for u, i in self.targets().items() if self._due.get(u, 0.0) <= now}
             try:
+                await self.keep_learned()
                 if due:
                     await self.round(due)
                 elif self._reload_pending:

@@ -185,21 +185,38 @@ def _crl_number(crl: x509.CertificateRevocationList) -> int:
 @dataclass(slots=True)
 class CrlUrls:
     """Where the CAs of validated chains publish their CRLs: URL -> the CA that signs the
-    CRL found there (the certificate's issuer in a chain that reached a trusted CA).
-    Shared by every trust store the hub loads; bounded (the addresses come from
-    certificates, which come from outside, if signed by trusted CAs)."""
+    CRL found there (the certificate's issuer in a chain that reached a trusted CA), and
+    that CA's own chain up to the trusted CA (issuer first), which lets the address be
+    vouched for again after a restart (``hub/service/crl_addresses.py``). Shared by every
+    trust store the hub loads; bounded (the addresses come from certificates, which come
+    from outside, if signed by trusted CAs). ``learned`` counts the addresses added, so a
+    reader can tell there is something new to keep."""
 
     limit: int = 64
     found: dict[str, x509.Certificate] = field(default_factory=dict)
+    chains: dict[str, tuple[x509.Certificate, ...]] = field(default_factory=dict)
+    learned: int = 0
 
     def note(self, chain: Sequence[x509.Certificate]) -> None:
-        for cert, issuer in itertools.pairwise(chain):
+        for i, cert in enumerate(chain[:-1]):  # each certificate but the trusted CA's
             for url in crl_urls(cert):
-                if url not in self.found and len(self.found) < self.limit:
-                    self.found[url] = issuer
+                self.add(url, tuple(chain[i + 1 :]))
+
+    def add(self, url: str, issuer_chain: tuple[x509.Certificate, ...]) -> bool:
+        """Keep ``url`` as the address of ``issuer_chain[0]``'s CRL; False when it was
+        known already or the limit is reached."""
+        if url in self.found or len(self.found) >= self.limit:
+            return False
+        self.chains[url] = issuer_chain  # before ``found``: a snapshot never misses it
+        self.found[url] = issuer_chain[0]
+        self.learned += 1
+        return True
 
     def snapshot(self) -> dict[str, x509.Certificate]:
         return dict(self.found)  # one C-level copy: safe beside a thread adding
+
+    def chain_snapshot(self) -> dict[str, tuple[x509.Certificate, ...]]:
+        return dict(self.chains)
 
 
 @dataclass(slots=True)

@@ -15,6 +15,8 @@ from cryptography.hazmat.primitives import serialization
 
 from hub import pki
 from hub.cli.main import main
+from hub.service.crl_addresses import save_learned
+from hub.signature.trust import CrlUrls
 from tests.service import harness
 from tests.service.procs import write_config
 
@@ -102,3 +104,22 @@ def test_a_crl_address_must_be_http(tmp_path, pki_dir, capsys):
     conf = str(write_config(cfg, tmp_path / "hub.toml"))
     assert main(["trust", "--config", conf, "crls"]) == 5
     assert "not an http(s) address" in capsys.readouterr().err
+
+
+def test_trust_show_and_crls_take_the_addresses_a_hub_learned_and_kept(
+    tmp_path, pki_dir, publication, capsys
+):
+    root, _ = pki_dir
+    url, handler = publication
+    ca = _ca(root)
+    handler.body = pki.make_crl(ca, number=7).public_bytes(serialization.Encoding.DER)
+    learned = CrlUrls()
+    learned.add(url, (ca.cert,))  # as a hub learns it from a signer certificate naming it
+    save_learned(tmp_path / "crls", learned, [ca.cert])
+    cfg = harness.config(tmp_path, root, "embedded")  # no configured address
+    conf = str(write_config(cfg, tmp_path / "hub.toml"))
+
+    assert main(["trust", "--config", conf, "show", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["crl_addresses"] == [url]
+    assert main(["trust", "--config", conf, "crls"]) == 0
+    assert capsys.readouterr().out.startswith(f"fetched   {url}")

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import fcntl
+import json
 from pathlib import Path
 
 import pytest
@@ -16,6 +17,7 @@ from cryptography.hazmat.primitives import hashes
 from adapters.crl_http import HttpCrlSource
 from hub import pki
 from hub.errors import SignatureRefused, Unavailable
+from hub.service import crl_addresses
 from hub.service.crl_refresh import CrlRefresher, crl_file
 from hub.service.metrics import Metrics
 from hub.signature.trust import CrlUrls, TrustStore, crl_urls
@@ -366,3 +368,91 @@ async def test_a_reload_that_fails_after_a_fetch_is_tried_again(tmp_path):
     assert calls[:2] == ["crl_fetched", "crl_fetched"]
     assert len(server.requests) == 1  # fetched once; only the reload was repeated
     assert not r._reload_pending
+
+
+# ------------------------------------------------------------------ learned addresses kept
+
+
+def _chain_pki(url: str) -> tuple[pki.Issued, pki.Issued, pki.Issued]:
+    """A root, an issuing CA under it, and a signer whose certificate names ``url``."""
+    root = pki.make_ca("kept root CA")
+    sub = pki.make_ca("kept issuing CA", parent=root)
+    return root, sub, pki.issue(sub, "signer", crl_urls=[url])
+
+
+async def test_learned_addresses_survive_a_restart(tmp_path):
+    """What one process learned from a chain, the next one fetches from its start, with no
+    package signed under that CA in between."""
+    async with CrlServer() as server:
+        root, sub, signer = _chain_pki(server.url())
+        server.body = der(pki.make_crl(sub))
+        before = TrustStore([root.cert])
+        before.validate(signer.cert, [sub.cert])
+        r, source, _ = _refresher(tmp_path, before, seen=before.seen_crl_urls)
+        try:
+            await r.keep_learned()
+        finally:
+            await source.close()
+        assert (tmp_path / "crls" / crl_addresses.FILE).is_file()
+
+        after = TrustStore([root.cert])  # a restarted hub: nothing learned in memory
+        r, source, changed = _refresher(tmp_path, after, seen=after.seen_crl_urls)
+        task = asyncio.create_task(r.run())
+        try:
+            for _ in range(100):
+                if changed:
+                    break
+                await asyncio.sleep(0.05)
+            assert changed == ["crl_fetched"] and len(server.requests) == 1
+            # The address answers for the issuing CA it was learned for, as before.
+            assert after.seen_crl_urls.snapshot() == {server.url(): sub.cert}
+        finally:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+            await source.close()
+
+
+def test_a_kept_address_counts_only_while_a_trusted_ca_vouches_for_it(tmp_path):
+    url = "http://kept.example/sub.crl"
+    root, sub, signer = _chain_pki(url)
+    trust = TrustStore([root.cert])
+    trust.validate(signer.cert, [sub.cert])
+    crl_addresses.save_learned(tmp_path, trust.seen_crl_urls, trust.anchors)
+    assert crl_addresses.read_learned(tmp_path, [root.cert]) == {url: (sub.cert, root.cert)}
+    # The root withdrawn from the trust store: its CAs' addresses go with it.
+    assert crl_addresses.read_learned(tmp_path, [pki.make_ca("other root").cert]) == {}
+    # A chain rewritten in the file: a CA of the same name but another key is not vouched
+    # for by the root (its certificate was not signed by the root's key).
+    impostor = pki.make_ca("kept issuing CA", parent=pki.make_ca("kept root CA"))
+    path = tmp_path / crl_addresses.FILE
+    doc = json.loads(path.read_text())
+    doc["addresses"][0]["chain"][0] = impostor.cert_pem.decode()
+    path.write_text(json.dumps(doc))
+    assert crl_addresses.read_learned(tmp_path, [root.cert]) == {}
+
+
+@pytest.mark.parametrize(
+    "content",
+    [b"not json", b'{"format": "other", "addresses": []}', b"[1, 2]", b"{}", b"\xff\xfe"],
+)
+def test_an_unreadable_file_of_kept_addresses_counts_as_none(tmp_path, content):
+    (tmp_path / crl_addresses.FILE).write_bytes(content)
+    root = pki.make_ca("kept root CA")
+    assert crl_addresses.read_learned(tmp_path, [root.cert]) == {}
+    seen = CrlUrls()
+    seen.note([pki.issue(root, "s", crl_urls=["http://x.example/a.crl"]).cert, root.cert])
+    assert crl_addresses.save_learned(tmp_path, seen, [root.cert]) == 1  # written afresh
+    assert list(crl_addresses.read_learned(tmp_path, [root.cert])) == ["http://x.example/a.crl"]
+
+
+def test_processes_keep_what_each_learned(tmp_path):
+    root = pki.make_ca("kept root CA")
+    first, second = CrlUrls(), CrlUrls()
+    first.note([pki.issue(root, "a", crl_urls=["http://a.example/a.crl"]).cert, root.cert])
+    second.note([pki.issue(root, "b", crl_urls=["http://b.example/b.crl"]).cert, root.cert])
+    crl_addresses.save_learned(tmp_path, first, [root.cert])
+    assert crl_addresses.save_learned(tmp_path, second, [root.cert]) == 2
+    fresh = CrlUrls()
+    assert crl_addresses.load_learned(tmp_path, fresh, [root.cert]) == 2
+    assert set(fresh.snapshot()) == {"http://a.example/a.crl", "http://b.example/b.crl"}
+    assert crl_addresses.load_learned(tmp_path, fresh, [root.cert]) == 0  # known already
