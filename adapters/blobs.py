@@ -194,6 +194,40 @@ def blob_path(root: Path, sha256: str) -> Path:
     return Path(_blob_name(os.fspath(root), sha256))
 
 
+class _EachWrite:
+    """Flush mode ``"each"``: each file, and each name given to it, made durable at once."""
+
+    mode = "each"
+
+    def file(self, fd: int) -> None:
+        os.fsync(fd)
+
+    def names(self, *directories: str) -> None:
+        for d in directories:
+            fsync_dir(Path(d))
+
+    async def settled(self) -> None:
+        return None
+
+
+class _GroupWrite:
+    """Flush mode ``"group"``: nothing per file; a writer waits for the next shared flush."""
+
+    mode = "group"
+
+    def __init__(self, group: FlushGroup) -> None:
+        self.group = group
+
+    def file(self, fd: int) -> None:
+        pass
+
+    def names(self, *directories: str) -> None:
+        pass
+
+    async def settled(self) -> None:
+        await self.group.flushed()
+
+
 class FileBlobStore:
     def __init__(self, root: Path, *, threads: int = 16, flush: str = "group") -> None:
         if flush not in BLOB_FLUSH_MODES:
@@ -203,17 +237,17 @@ class FileBlobStore:
         _sweep_spool(root / ".spool")
         # Writes and fsyncs wait on the disk, not the CPU: several at once.
         self._pool = ThreadPoolExecutor(threads, thread_name_prefix="blob-io")
-        self._group: FlushGroup | None = None
+        self._durable: _EachWrite | _GroupWrite = _EachWrite()
         if flush == "group" and _SYNCFS is not None:
             root.mkdir(parents=True, exist_ok=True)
             # Its own thread: a flush waits on the disk and must not queue behind writes.
             flusher = ThreadPoolExecutor(1, thread_name_prefix="blob-flush")
-            self._group = FlushGroup(functools.partial(_syncfs, self._root), flusher)
+            self._durable = _GroupWrite(FlushGroup(functools.partial(_syncfs, self._root), flusher))
 
     @property
     def flush(self) -> str:
         """``"group"`` or ``"each"``: how writes are made durable (see the module)."""
-        return "each" if self._group is None else "group"
+        return self._durable.mode
 
     def _name(self, sha256: str) -> str:
         return _blob_name(self._root, sha256)
@@ -223,10 +257,9 @@ class FileBlobStore:
 
     async def put(self, sha256: str, data: bytes) -> str:
         await asyncio.get_running_loop().run_in_executor(self._pool, self._put, sha256, data)
-        if self._group is not None:
-            # Also when the file was there already: it may be another write's, not yet
-            # flushed (in this process or another on the same volume).
-            await self._group.flushed()
+        # Also when the file was there already: it may be another write's, not yet
+        # flushed (in this process or another on the same volume).
+        await self._durable.settled()
         return sha256
 
     def _put(self, sha256: str, data: bytes) -> None:
@@ -249,32 +282,26 @@ class FileBlobStore:
             while view:
                 written = os.write(fd, view)
                 view = view[written:]
-            if self._group is None:
-                os.fsync(fd)
+            self._durable.file(fd)
         finally:
             os.close(fd)
         os.replace(tmp, name)
-        if self._group is None:
-            fsync_dir(Path(parent))
+        self._durable.names(parent)
 
     def _make_dir(self, parent: str) -> None:
-        """Create a blob's directory (``<root>/ab/cd``); flushing each write, also make the
-        new directories' own names durable (a group flush covers them)."""
+        """Create a blob's directory (``<root>/ab/cd``) and make the new names durable."""
         os.makedirs(parent, exist_ok=True)
-        if self._group is None:
-            fsync_dir(Path(os.path.dirname(parent)))
-            fsync_dir(self.root)
+        self._durable.names(os.path.dirname(parent), self._root)
 
     def spool(self) -> FileSpool:
         path = self.root / ".spool" / f"{new_hex()}.part"
-        return FileSpool(path, self._pool, fsync=self._group is None)
+        return FileSpool(path, self._pool, fsync=self._durable.mode == "each")
 
     async def adopt(self, sha256: str, spool: Spool) -> str:
         await asyncio.get_running_loop().run_in_executor(
             self._pool, self._adopt, sha256, spool.path
         )
-        if self._group is not None:
-            await self._group.flushed()
+        await self._durable.settled()
         return sha256
 
     def _adopt(self, sha256: str, source: Path) -> None:
@@ -285,8 +312,7 @@ class FileBlobStore:
         if not path.parent.is_dir():
             self._make_dir(os.fspath(path.parent))
         os.replace(source, path)  # finish() fsynced the spool, or the flush below covers it
-        if self._group is None:
-            fsync_dir(path.parent)
+        self._durable.names(os.fspath(path.parent))
 
     async def get(self, sha256: str) -> bytes:
         name = self._name(sha256)
