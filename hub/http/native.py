@@ -27,6 +27,7 @@ from hub.edxml.parser import parse_package
 from hub.edxml.summary import summarise
 from hub.errors import Forbidden, Gone, HubError, InputError, NotFound
 from hub.http.app import HUB, json_answer, peer_certificate, send_package
+from hub.params import int_parameter
 from hub.ports import STREAM_ABOVE, BlobStore, Outgoing, Spool
 from hub.records import DeliveryRow, InboxItem, PackageRow, State
 from hub.service import delivery as dl
@@ -257,10 +258,7 @@ def _int(request: web.Request, name: str, default: int | None = None) -> int | N
     raw = request.query.get(name)
     if raw is None:
         return default
-    try:
-        return int(raw)
-    except ValueError as exc:
-        raise InputError(f"{name} must be an integer", code="bad_parameter") from exc
+    return int_parameter(name, raw)
 
 
 async def inbox(request: web.Request) -> web.Response:

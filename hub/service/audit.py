@@ -16,6 +16,7 @@ from typing import Any
 from hub.config import flag
 from hub.edxml.dates import VN_TZ
 from hub.errors import InputError
+from hub.params import INT64_MAX
 from hub.ports import Clock, Store
 from hub.records import AuditQuery, AuditRow, Event, State
 
@@ -75,7 +76,7 @@ def parse_query(params: Mapping[str, str], *, overdue_before_us: int) -> AuditQu
     if "state" in values and values["state"] not in set(State):
         raise InputError(f"state must be one of {sorted(State)}", code="bad_parameter")
     if raw := params.get("business_type", "").strip():
-        if not raw.isdigit():
+        if raw not in ("0", "1", "2", "3"):
             raise InputError("business_type must be 0, 1, 2 or 3", code="bad_parameter")
         values["business_type"] = int(raw)
     if raw := params.get("from", "").strip():
@@ -95,7 +96,7 @@ def parse_cursor(raw: str | None) -> tuple[int, str] | None:
     if not raw:
         return None
     at, _, pid = raw.partition(":")
-    if not at.isdigit() or not pid:
+    if not at.isdigit() or not pid or int(at) > INT64_MAX:
         raise InputError("after must be a cursor returned by a previous page", code="bad_parameter")
     return int(at), pid
 

@@ -16,6 +16,7 @@ import random
 import re
 from collections import Counter
 
+import pytest
 from lxml import etree
 
 from hub.edxml import demo
@@ -133,3 +134,27 @@ async def test_mutated_packages_get_stable_codes_and_are_recorded(hut: HubUnderT
     refusals = {code: k for (_status, code), k in outcomes.items() if code != "accepted"}
     assert recorded == Counter(refusals)
     assert (await hut.client.get("/readyz")).status == 200
+
+
+_HUGE = "99999999999999999999"  # beyond a signed 64-bit integer
+
+
+@pytest.mark.parametrize(
+    ("who", "path", "params"),
+    [
+        ("sys-b", "/api/v1/inbox", {"after": _HUGE}),
+        ("sys-b", "/api/v1/inbox", {"limit": _HUGE}),
+        ("auditor", "/api/v1/ledger/proof/inclusion", {"seq": _HUGE}),
+        ("auditor", "/api/v1/ledger/proof/consistency", {"old": "1", "new": _HUGE}),
+        ("auditor", "/api/v1/audit/packages", {"after": f"{_HUGE}:x"}),
+        ("auditor", "/api/v1/audit/packages", {"business_type": _HUGE}),
+    ],
+)
+async def test_numbers_beyond_what_a_store_holds_are_refused(
+    hut: HubUnderTest, who: str, path: str, params: dict[str, str]
+) -> None:
+    """Found by fuzzing the API: on PostgreSQL such a number reached the query and failed
+    there (a 500); it is a bad parameter, on both stores."""
+    r = await hut.client.get(path, params=params, headers=hut.auth(who))
+    assert r.status == 400, await r.text()
+    assert (await r.json())["error"]["code"] == "bad_parameter"
