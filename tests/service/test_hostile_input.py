@@ -12,6 +12,7 @@ DOCTYPE, a CDATA section) or sent unsigned.
 from __future__ import annotations
 
 import copy
+import json
 import random
 import re
 from collections import Counter
@@ -158,3 +159,63 @@ async def test_numbers_beyond_what_a_store_holds_are_refused(
     r = await hut.client.get(path, params=params, headers=hut.auth(who))
     assert r.status == 400, await r.text()
     assert (await r.json())["error"]["code"] == "bad_parameter"
+
+
+_API = (
+    ("GET", "/api/v1/inbox"), ("GET", "/api/v1/packages/{id}"),
+    ("GET", "/api/v1/packages/{id}/metadata"), ("GET", "/api/v1/packages/{id}/deliveries"),
+    ("POST", "/api/v1/packages/{id}/ack"), ("GET", "/api/v1/organs"),
+    ("POST", "/api/v1/admin/deliveries/{id}/resend"), ("POST", "/api/v1/admin/systems"),
+    ("POST", "/api/v1/admin/organs"), ("POST", "/api/v1/admin/systems/{id}/tokens"),
+    ("POST", "/api/v1/admin/tokens/{id}/revoke"),
+    ("POST", "/api/v1/admin/systems/{id}/client-certs"),
+    ("POST", "/api/v1/admin/client-certs/{id}/remove"), ("GET", "/api/v1/ledger/checkpoint"),
+    ("GET", "/api/v1/ledger/proof/inclusion"), ("GET", "/api/v1/ledger/proof/consistency"),
+    ("GET", "/api/v1/packages/{id}/events"), ("GET", "/api/v1/packages/{id}/evidence"),
+    ("GET", "/api/v1/audit/packages"), ("GET", "/api/v1/audit/packages.csv"),
+    ("POST", "/api/v1/admin/packages/{id}/hold"), ("DELETE", "/api/v1/admin/packages/{id}/hold"),
+)  # fmt: skip
+_PARAMS = (
+    "organ", "kind", "since", "limit", "after", "from", "to", "sender", "seq", "old", "new",
+    "state", "business_type", "overdue", "result", "reason", "id", "name", "role", "organ_id",
+    "system_id", "location", "closed", "parent", "aliases", "push_url", "networks", "pem",
+)  # fmt: skip
+_JSON = (*_VALUES, None, 0, -1, 10**30, 1.5, True, [], {}, ["x"], {"a": 1})
+
+
+def _role(rnd: random.Random, path: str) -> str:
+    if rnd.random() < 0.15:  # sometimes the wrong role
+        return rnd.choice(("sys-a", "admin", "auditor"))
+    if "/admin/" in path:
+        return "admin"
+    if any(p in path for p in ("/ledger", "/audit", "/events", "/evidence")):
+        return "auditor"
+    return rnd.choice(("sys-a", "sys-b"))
+
+
+async def test_hostile_api_calls_get_stable_codes(hut: HubUnderTest) -> None:
+    """Every native, admin, ledger and audit route with hostile parameters and bodies:
+    never a 5xx, and a refusal answered in JSON carries a snake_case code."""
+    rnd = random.Random(SEED)
+    sent = await hut.submit("sys-a", signed(hut.pki_dir, A, demo.document_bytes(sender=A, to=(B,))))
+    ids = ((await sent.json())["id"], "00000000-0000-0000-0000-000000000000", "x", "sys-a", "đ")
+    statuses: Counter[int] = Counter()
+    for n in range(CASES):
+        method, path = rnd.choice(_API)
+        path = path.replace("{id}", rnd.choice(ids))
+        params = {rnd.choice(_PARAMS): rnd.choice(_VALUES) for _ in range(rnd.randint(0, 4))}
+        headers = hut.auth(_role(rnd, path))
+        body: bytes | None = None
+        if method != "GET":
+            fields = {rnd.choice(_PARAMS): rnd.choice(_JSON) for _ in range(rnd.randint(0, 6))}
+            body = json.dumps(fields).encode() if rnd.random() < 0.8 else rnd.randbytes(100)
+            headers = {**headers, "Content-Type": "application/json"}
+        r = await hut.client.request(method, path, params=params, headers=headers, data=body)
+        raw = await r.read()
+        assert r.status < 500, (n, method, path, params, body, raw[:300])
+        statuses[r.status] += 1
+        if r.status >= 400 and r.content_type == "application/json":
+            code = json.loads(raw)["error"]["code"]
+            assert re.fullmatch(r"[a-z][a-z0-9_]*", code), (n, path, raw[:300])
+    assert statuses[200] and statuses[400] and statuses[403] and statuses[404], statuses
+    assert (await hut.client.get("/readyz")).status == 200
