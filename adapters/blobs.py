@@ -278,14 +278,19 @@ class FileBlobStore:
             self._make_dir(parent)
             fd = os.open(tmp, flags, 0o640)
         try:
-            view = memoryview(data)
-            while view:
-                written = os.write(fd, view)
-                view = view[written:]
-            self._durable.file(fd)
-        finally:
-            os.close(fd)
-        os.replace(tmp, name)
+            try:
+                view = memoryview(data)
+                while view:
+                    written = os.write(fd, view)
+                    view = view[written:]
+                self._durable.file(fd)
+            finally:
+                os.close(fd)
+            os.replace(tmp, name)
+        except BaseException:
+            with contextlib.suppress(OSError):  # a full disk must not keep the part
+                os.unlink(tmp)
+            raise
         self._durable.names(parent)
 
     def _make_dir(self, parent: str) -> None:

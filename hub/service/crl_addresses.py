@@ -77,6 +77,9 @@ def read_learned(directory: Path, anchors: Iterable[x509.Certificate]) -> Chains
             raw = f.read(MAX_BYTES + 1)
     except FileNotFoundError:
         return {}
+    except OSError as exc:  # unreadable (permissions, a directory): as if none were kept
+        log.warning("crl_addresses_unreadable", path=str(path), error=str(exc))
+        return {}
     items: object = None
     if len(raw) <= MAX_BYTES:
         try:

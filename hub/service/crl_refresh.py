@@ -286,15 +286,13 @@ class CrlRefresher:
         if not self.from_certificates:
             return 0
         anchors = self.trust().anchors
-        n = await asyncio.to_thread(load_learned, self.directory, self.seen, anchors)
-        if self._kept < 0:
-            self._kept = self.seen.learned  # what was just read back is kept already
-        return n
+        return await asyncio.to_thread(load_learned, self.directory, self.seen, anchors)
 
     async def keep_learned(self) -> None:
-        """Keep the addresses learned since the last time (see ``crl_addresses``)."""
+        """Keep the addresses learned since the last time (see ``crl_addresses``); the
+        first time, all of them (learned before the file was read back, or read back)."""
         learned = self.seen.learned
-        if not self.from_certificates or learned == self._kept:
+        if not self.from_certificates or learned == self._kept or not self.seen.found:
             return
         await asyncio.to_thread(save_learned, self.directory, self.seen, self.trust().anchors)
         self._kept = learned
@@ -304,11 +302,8 @@ class CrlRefresher:
         and keep them."""
         if self.every_s <= 0:
             return
-        try:
-            if n := await self.load_learned():
-                log.info("crl_addresses_loaded", count=n)
-        except OSError as exc:  # unreadable: as if none were kept; the next save rewrites
-            log.warning("crl_addresses_unreadable", error=str(exc))
+        if n := await self.load_learned():
+            log.info("crl_addresses_loaded", count=n)
         while True:
             now = self.clock()
             due = {u: i for u, i in self.targets().items() if self._due.get(u, 0.0) <= now}

@@ -157,3 +157,29 @@ def test_the_flush_mode_is_configured_and_checked_at_start() -> None:
     assert load(None, env={"LIENTHONG_BLOBS_FLUSH": "each"}).blobs.flush == "each"
     with pytest.raises(ConfigError, match=r"\[blobs\] flush = 'never'"):
         load(None, env={"LIENTHONG_BLOBS_FLUSH": "never"})
+
+
+async def test_a_write_that_fails_leaves_no_part_behind(tmp_path: Path) -> None:
+    """A disk that fails mid-write (full, say): the error reaches the writer and no
+    half-written temporary file stays in the blob directory."""
+    blobs = FileBlobStore(tmp_path, flush="each")
+
+    class _FullDisk:
+        mode = "each"
+
+        def file(self, fd: int) -> None:
+            raise OSError(28, "No space left on device")
+
+        def names(self, *directories: str) -> None:
+            pass
+
+        async def settled(self) -> None:
+            return None
+
+    blobs._durable = _FullDisk()  # type: ignore[assignment]
+    data = os.urandom(1000)
+    sha = hashlib.sha256(data).hexdigest()
+    with pytest.raises(OSError, match="No space left"):
+        await blobs.put(sha, data)
+    assert not await blobs.exists(sha)
+    assert not [n for _d, _s, names in os.walk(tmp_path) for n in names]

@@ -456,3 +456,8 @@ def test_processes_keep_what_each_learned(tmp_path):
     assert crl_addresses.load_learned(tmp_path, fresh, [root.cert]) == 2
     assert set(fresh.snapshot()) == {"http://a.example/a.crl", "http://b.example/b.crl"}
     assert crl_addresses.load_learned(tmp_path, fresh, [root.cert]) == 0  # known already
+
+
+def test_a_file_of_kept_addresses_that_cannot_be_read_counts_as_none(tmp_path):
+    (tmp_path / crl_addresses.FILE).mkdir()  # not a file: reading it fails
+    assert crl_addresses.read_learned(tmp_path, [pki.make_ca("kept root CA").cert]) == {}
