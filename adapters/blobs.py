@@ -310,14 +310,15 @@ class FileBlobStore:
         return sha256
 
     def _adopt(self, sha256: str, source: Path) -> None:
-        path = self._path(sha256)
-        if path.exists():  # the same bytes are held already
+        name = self._name(sha256)
+        if os.path.exists(name):  # the same bytes are held already
             source.unlink(missing_ok=True)
             return
-        if not path.parent.is_dir():
-            self._make_dir(os.fspath(path.parent))
-        os.replace(source, path)  # finish() fsynced the spool, or the flush below covers it
-        self._durable.names(os.fspath(path.parent))
+        parent = os.path.dirname(name)
+        if not os.path.isdir(parent):
+            self._make_dir(parent)
+        os.replace(source, name)  # finish() fsynced the spool, or the flush below covers it
+        self._durable.names(parent)
 
     async def get(self, sha256: str) -> bytes:
         name = self._name(sha256)

@@ -9,12 +9,11 @@ are a CRL worth believing is not decided here (``hub/service/crl_refresh.py``).
 
 from __future__ import annotations
 
-from urllib.parse import urlsplit
-
 import aiohttp
 
 from hub.errors import Unavailable
 from hub.ports import FetchedCrl
+from hub.signature.trust import fetchable
 from hub.streams import capped
 
 _CHUNK = 64 * 1024
@@ -34,7 +33,7 @@ class HttpCrlSource:
     async def fetch(
         self, url: str, *, etag: str | None = None, last_modified: str | None = None
     ) -> FetchedCrl | None:
-        if urlsplit(url).scheme.lower() not in ("http", "https"):
+        if not fetchable(url):
             raise Unavailable(f"not an http(s) CRL address: {url}", code="crl_url_scheme")
         if self._session is None:
             self._session = aiohttp.ClientSession(timeout=self._timeout, trust_env=True)

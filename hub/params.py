@@ -12,14 +12,14 @@ INT64_MIN = -(1 << 63)
 INT64_MAX = (1 << 63) - 1
 
 
-def int_parameter(
-    name: str, raw: str, *, minimum: int = INT64_MIN, maximum: int = INT64_MAX
-) -> int:
-    """``raw`` as an integer in [minimum, maximum], or ``InputError`` ``bad_parameter``."""
+def int_parameter(name: str, raw: str) -> int:
+    """``raw`` as a signed 64-bit integer, or ``InputError`` ``bad_parameter``."""
     try:
         value = int(raw)
     except ValueError:
         raise InputError(f"{name} must be an integer", code="bad_parameter") from None
-    if not minimum <= value <= maximum:
-        raise InputError(f"{name} must be between {minimum} and {maximum}", code="bad_parameter")
+    if not INT64_MIN <= value <= INT64_MAX:
+        raise InputError(
+            f"{name} must be between {INT64_MIN} and {INT64_MAX}", code="bad_parameter"
+        )
     return value

@@ -46,6 +46,18 @@ from hub.errors import MalformedXml
 
 Kind = Literal["edoc", "status"]
 SignatureForm = Literal["xmldsig", "placeholder", "absent"]
+
+
+def kind_of(value: str | None) -> Kind | None:
+    """A kind a transport declared (``kind``, ``messagetype``), or ``None`` for anything
+    else: the content then says what the package is."""
+    if value == "edoc":
+        return "edoc"
+    if value == "status":
+        return "status"
+    return None
+
+
 _OK_NS = (ns.EDXML, None)
 T = TypeVar("T")
 

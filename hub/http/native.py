@@ -23,7 +23,7 @@ import orjson
 import structlog
 from aiohttp import web
 
-from hub.edxml.parser import parse_package
+from hub.edxml.parser import kind_of, parse_package
 from hub.edxml.summary import summarise
 from hub.errors import Forbidden, Gone, HubError, InputError, NotFound
 from hub.http.app import HUB, json_answer, peer_certificate, send_package
@@ -230,11 +230,13 @@ async def submit(request: web.Request) -> web.Response:
                 caller,
                 exc,
                 source="native",
-                declared_kind=kind if kind in ("edoc", "status") else None,
+                declared_kind=kind_of(kind),
                 size=request.content_length,
             )
             raise
-        sub = Submission(got.body, got.sha256, kind, hub.clock.now_us(), started, spool=got.spool)
+        sub = Submission(
+            got.body, got.sha256, kind_of(kind), hub.clock.now_us(), started, spool=got.spool
+        )
         result = await hub.intake.submit(sub, caller)
     return json_answer(result.as_dict(), status=200 if result.duplicate else 202)
 

@@ -25,6 +25,7 @@ from aiohttp import web
 
 from hub.edxml.ns import STATUS_MEANINGS
 from hub.edxml.organ import classify
+from hub.edxml.parser import Kind, kind_of
 from hub.errors import (
     AuthenticationFailed,
     Forbidden,
@@ -75,9 +76,8 @@ def vxp_code(exc: HubError) -> str:
     return vxp.ERROR_CODES.get(exc.error_code, exc.vxp_code)
 
 
-def _kind(params: dict[str, str]) -> str | None:
-    value = vxp.pick(params, "messagetype")
-    return value if value in ("edoc", "status") else None
+def _kind(params: dict[str, str]) -> Kind | None:
+    return kind_of(vxp.pick(params, "messagetype"))
 
 
 def _doc_id(params: dict[str, str]) -> str:

@@ -22,7 +22,6 @@ import itertools
 import json
 from collections.abc import Iterable
 from pathlib import Path
-from urllib.parse import urlsplit
 
 import structlog
 from cryptography import x509
@@ -30,7 +29,7 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 
 from hub.files import write_atomic
-from hub.signature.trust import CrlUrls, fingerprint
+from hub.signature.trust import CrlUrls, fetchable, fingerprint
 
 log = structlog.get_logger(__name__)
 
@@ -58,7 +57,7 @@ def _entry(item: object) -> tuple[str, tuple[x509.Certificate, ...]] | None:
     if not isinstance(item, dict):
         return None
     url, pems = item.get("url"), item.get("chain")
-    if not isinstance(url, str) or urlsplit(url).scheme.lower() not in ("http", "https"):
+    if not isinstance(url, str) or not fetchable(url):
         return None
     if not isinstance(pems, list) or not pems or not all(isinstance(p, str) for p in pems):
         return None

@@ -70,8 +70,8 @@ class _Child:
         self._metrics = metrics
         self._proc: asyncio.subprocess.Process | None = None
         self._waiting: list[bytes] = []  # frames sent before the process was up
-        self._owed: dict[int, asyncio.Future[Examination]] = {}
-        self._sent: dict[int, float] = {}  # seq -> when, for the examinations owed
+        # seq -> the examination owed and when it was sent (answered in that order)
+        self._owed: dict[int, tuple[asyncio.Future[Examination], float]] = {}
         self._seq = 0
         self._task: asyncio.Task[None] | None = None
         self.alive = True
@@ -95,8 +95,7 @@ class _Child:
         for r in requests:
             self._seq += 1
             fut: asyncio.Future[Examination] = loop.create_future()
-            self._owed[self._seq] = fut
-            self._sent[self._seq] = time.monotonic()
+            self._owed[self._seq] = (fut, time.monotonic())
             futs.append(fut)
             batch.append((self._seq, r))
         payload = pickle.dumps(batch, protocol=pickle.HIGHEST_PROTOCOL)
@@ -140,8 +139,7 @@ class _Child:
             # Written by the child this process started, over its own pipe.
             replies = pickle.loads(await out.readexactly(size))  # noqa: S301
             for seq, ok, value in replies:
-                fut = self._owed.pop(seq, None)
-                self._sent.pop(seq, None)
+                fut, _sent = self._owed.pop(seq, (None, 0.0))
                 if fut is None or fut.done():
                     continue
                 if ok:
@@ -173,8 +171,7 @@ class _Child:
 
     def _fail_all(self, message: str) -> None:
         owed, self._owed = self._owed, {}
-        self._sent.clear()
-        for fut in owed.values():
+        for fut, _sent in owed.values():
             if not fut.done():  # one error each: a request marks its own as recorded
                 fut.set_exception(_failed(message))
         self._waiting.clear()
@@ -182,8 +179,8 @@ class _Child:
     def overdue(self, now: float, limit: float) -> bool:
         """Whether the oldest examination owed (they are answered in order) is older
         than ``limit`` seconds."""
-        oldest = next(iter(self._sent.values()), None)
-        return oldest is not None and now - oldest > limit
+        oldest = next(iter(self._owed.values()), None)
+        return oldest is not None and now - oldest[1] > limit
 
     def kill(self) -> None:
         """End a stuck child: its reader sees the pipe close and fails what it held."""

@@ -54,7 +54,7 @@ INLINE_BYTES = 512 * 1024  # smaller packages are examined on the event loop; la
 class Submission:
     body: bytes
     sha256: str
-    declared_kind: str | None  # "edoc" | "status" | None (from the content)
+    declared_kind: Kind | None  # None: the content says (``parser.kind_of``)
     received_us: int
     started: float  # perf_counter at first byte
     source: str = "native"  # native | vxp | upstream
@@ -97,14 +97,6 @@ class _Examined:
     sender: str
     targets: list[Target]
     signature: SignatureRecord
-
-
-def _kind(declared: str | None) -> Kind | None:
-    if declared == "edoc":
-        return "edoc"
-    if declared == "status":
-        return "status"
-    return None
 
 
 def _fields(pkg: DocumentPackage | StatusPackage) -> dict[str, Any]:
@@ -236,7 +228,7 @@ class Intake:
         return ExamineRequest(
             sub.spool.path if sub.spool is not None else sub.body,
             sub.sha256,
-            _kind(sub.declared_kind),
+            sub.declared_kind,
             self._policy(caller) is not SignaturePolicy.OFF,
         )
 

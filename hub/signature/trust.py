@@ -114,6 +114,11 @@ def directory_state(path: Path, crl_dir: Path | None = None) -> tuple[tuple[str,
     return tuple(sorted((name, st.st_size, st.st_mtime_ns) for name, st in stats))
 
 
+def fetchable(url: str) -> bool:
+    """Whether the hub fetches CRLs from ``url``: http and https only (no LDAP, no files)."""
+    return urlsplit(url).scheme.lower() in ("http", "https")
+
+
 def crl_urls(cert: x509.Certificate) -> tuple[str, ...]:
     """The http(s) addresses in a certificate's CRL distribution points (where its
     issuer publishes the CRL that would revoke it); LDAP and other schemes are ignored."""
@@ -126,7 +131,7 @@ def crl_urls(cert: x509.Certificate) -> tuple[str, ...]:
         for name in point.full_name or ():
             if isinstance(name, x509.UniformResourceIdentifier):
                 url = name.value.strip()
-                if urlsplit(url).scheme.lower() in ("http", "https"):
+                if fetchable(url):
                     urls.append(url)
     return tuple(urls)
 
