@@ -9,6 +9,7 @@ from pathlib import Path
 from adapters.blobs import FileBlobStore
 from adapters.crl_http import HttpCrlSource
 from adapters.embedded_broker import EmbeddedBroker
+from adapters.ocsp_http import HttpOcspSource
 from adapters.postgres_store import PostgresStore
 from adapters.push import HttpPusher, push_tls
 from adapters.rabbitmq import RabbitBroker
@@ -56,6 +57,7 @@ def components(cfg: Config) -> Components:
         allow_http=cfg.delivery.allow_http_push,
     )
     crls = HttpCrlSource(timeout_s=cfg.trust.crl_timeout_s, max_bytes=cfg.trust.crl_max_bytes)
+    ocsp = HttpOcspSource(timeout_s=cfg.trust.ocsp_timeout_s)
     return Components(
         store=store,
         blobs=FileBlobStore(Path(cfg.blobs.path), flush=cfg.blobs.flush),
@@ -64,7 +66,8 @@ def components(cfg: Config) -> Components:
         pusher=pusher,
         breaker=breaker,
         crl_source=crls,
-        closers=[pusher, crls],
+        ocsp_source=ocsp,
+        closers=[pusher, crls, ocsp],
     )
 
 

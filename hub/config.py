@@ -83,6 +83,12 @@ class TrustConfig:
     crl_retry_s: float = 300.0  # after a failed or refused download
     crl_timeout_s: float = 30.0
     crl_max_bytes: int = 16 * 1024 * 1024
+    # OCSP (hub/service/ocsp_check.py): ask a signer's CA about the signer's certificate
+    # when the certificate names a responder; the answer is used beside the CRL.
+    ocsp: bool = True
+    ocsp_timeout_s: float = 5.0  # a question, responders tried included
+    ocsp_max_age_s: float = 3600.0  # an answer counts at most this long
+    ocsp_retry_s: float = 60.0  # after no answer to believe: the CRL decides meanwhile
 
     def crl_url_list(self) -> list[str]:
         return [u.strip() for u in self.crl_urls.split(",") if u.strip()]
@@ -327,3 +333,7 @@ def _check_trust(t: TrustConfig) -> None:
             raise ConfigError(f"[trust] crl_urls: {url!r} is not an http(s) address")
     if t.crl_max_bytes < 1 or t.crl_timeout_s <= 0 or t.crl_retry_s <= 0:
         raise ConfigError("[trust] crl_max_bytes, crl_timeout_s and crl_retry_s must be positive")
+    if t.ocsp_timeout_s <= 0 or t.ocsp_max_age_s <= 0 or t.ocsp_retry_s <= 0:
+        raise ConfigError(
+            "[trust] ocsp_timeout_s, ocsp_max_age_s and ocsp_retry_s must be positive"
+        )

@@ -199,6 +199,15 @@ class CrlRefused(HubError):
     vxp_code = "20"
 
 
+class OcspRefused(HubError):
+    """An OCSP response is not one to believe (unreadable, not successful, about another
+    certificate, signed by nobody the CA authorised, stale); ``code`` says which."""
+
+    code = "ocsp_refused"
+    http_status = 502
+    vxp_code = "20"
+
+
 class ConfigError(HubError):
     code = "config_error"
     http_status = 500

@@ -16,7 +16,7 @@ from pathlib import Path
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
-from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+from cryptography.x509.oid import AuthorityInformationAccessOID, ExtendedKeyUsageOID, NameOID
 
 from hub.signature.trust import fingerprint
 
@@ -137,9 +137,11 @@ def issue(
     org: str = "lienthong development",
     san: Sequence[x509.GeneralName] = (),
     crl_urls: Sequence[str] = (),
+    ocsp_urls: Sequence[str] = (),
 ) -> Issued:
     """An end-entity certificate (a document-signing certificate by default; with ``san``,
-    e.g. a TLS server certificate; ``crl_urls``: where ``ca`` publishes its CRL)."""
+    e.g. a TLS server certificate; ``crl_urls``: where ``ca`` publishes its CRL;
+    ``ocsp_urls``: where its OCSP responder answers)."""
     key = new_key()
     now = _now()
     builder = (
@@ -164,6 +166,14 @@ def issue(
         builder = builder.add_extension(x509.SubjectAlternativeName(list(san)), critical=False)
     if crl_urls:
         builder = builder.add_extension(_crl_points(crl_urls), critical=False)
+    if ocsp_urls:
+        access = [
+            x509.AccessDescription(
+                AuthorityInformationAccessOID.OCSP, x509.UniformResourceIdentifier(u)
+            )
+            for u in ocsp_urls
+        ]
+        builder = builder.add_extension(x509.AuthorityInformationAccess(access), critical=False)
     return Issued(builder.sign(ca.key, hashes.SHA256()), key)
 
 

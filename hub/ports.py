@@ -510,3 +510,15 @@ class CrlSource(Protocol):
         ...
 
     async def close(self) -> None: ...
+
+
+class OcspSource(Protocol):
+    """Asks a CA's OCSP responder (``hub/service/ocsp_check.py`` decides whether to
+    believe the answer)."""
+
+    async def ask(self, url: str, request: bytes) -> bytes:
+        """POST a DER OCSP request; the response's bytes. Raise ``Unavailable`` when the
+        responder cannot be reached, answers an error status or too much."""
+        ...
+
+    async def close(self) -> None: ...

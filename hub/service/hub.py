@@ -26,6 +26,7 @@ from hub.ports import (
     CrlSource,
     Handler,
     Message,
+    OcspSource,
     Pusher,
     Store,
     SystemClock,
@@ -41,6 +42,7 @@ from hub.service.examination import ExamineSettings
 from hub.service.examiners import ProcessExaminers, auto_count
 from hub.service.intake import Intake
 from hub.service.metrics import Metrics
+from hub.service.ocsp_check import OcspChecker
 from hub.service.relay import OutboxRelay
 from hub.service.retention import Retention
 from hub.service.sessions import Sessions, derive_key
@@ -64,6 +66,7 @@ class Components:
     upstream: UpstreamAxis | None = None
     pusher: Pusher | None = None
     crl_source: CrlSource | None = None  # the hub fetches its CAs' CRLs when given
+    ocsp_source: OcspSource | None = None  # the hub asks signers' CAs (OCSP) when given
     breaker: CircuitBreaker | None = None  # around the upstream axis, when it has one
     clock: Clock = field(default_factory=SystemClock)
     closers: list[Any] = field(default_factory=list)  # objects with async close()
@@ -142,6 +145,13 @@ class Hub:
             on_commit=self.relay.kick,
             large_examinations=cfg.intake.large_examinations,
             examiners=ProcessExaminers(examiners, settings, self.metrics) if examiners else None,
+            ocsp=(
+                OcspChecker.configured(
+                    cfg.trust, parts.ocsp_source, self.trust_reloader.ocsp_answers, self.metrics
+                )
+                if cfg.trust.ocsp and parts.ocsp_source is not None
+                else None
+            ),
         )
         secret = load_or_create_key(Path(cfg.vxp.key_file))
         self.vxp_box = SecretBox(secret)
@@ -255,6 +265,8 @@ class Hub:
         self._tasks = []
         if self.intake.examiners is not None:
             await self.intake.examiners.stop()
+        if self.intake.ocsp is not None:
+            await self.intake.ocsp.close()
         await self.broker.close()
         await self._final_seal()
         await self.store.close()

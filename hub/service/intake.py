@@ -1,9 +1,11 @@
 """The intake pipeline: every mandatory step, in order, as explicit calls.
 
 read (size limit, SHA-256 while reading; done by the HTTP face) → parse (hardened)
-→ classify → validate → authorise the sender → route → verify the signature under
-the system's policy → de-duplicate → store the blob → ONE transaction: package,
-deliveries, ledger events, outbox → hand the outbox to the relay → answer.
+→ classify → validate → authorise the sender → route → ask the signer's CA about the
+signer's certificate (OCSP, when it names a responder and no current answer is held)
+→ verify the signature under the system's policy → de-duplicate → store the blob
+→ ONE transaction: package, deliveries, ledger events, outbox → hand the outbox to
+the relay → answer.
 
 Nothing here is optional middleware. Every refusal is recorded in the ledger with
 its code before the error goes back to the caller.
@@ -41,6 +43,7 @@ from hub.service.directory_cache import DirectoryCache
 from hub.service.examination import Examination, ExamineRequest, ExamineSettings, examine
 from hub.service.examiners import ProcessExaminers
 from hub.service.metrics import Metrics
+from hub.service.ocsp_check import OcspChecker
 from hub.service.routing import Target, dedupe_key, targets
 from hub.signature.policy import SignatureChecker, SignaturePolicy, SignatureRecord, enforce
 from hub.signature.trust import TrustStore
@@ -123,9 +126,8 @@ def _fields(pkg: DocumentPackage | StatusPackage) -> dict[str, Any]:
 class _Queued:
     sub: Submission
     caller: Caller
-    directory: Directory
     context: contextvars.Context
-    fut: asyncio.Future[_Examined]
+    fut: asyncio.Future[Examination]
 
 
 class Intake:
@@ -143,6 +145,7 @@ class Intake:
         on_commit: Callable[[tuple[OutboxItem, ...]], None],
         large_examinations: int = 2,
         examiners: ProcessExaminers | None = None,
+        ocsp: OcspChecker | None = None,
     ) -> None:
         self.store = store
         self.blobs = blobs
@@ -162,18 +165,17 @@ class Intake:
         # disk, when spooled) for their turn.
         self._large = asyncio.Semaphore(large_examinations)
         self._queued: list[_Queued] = []  # small packages waiting for this turn's examination
+        self.ocsp = ocsp  # asks signers' CAs (hub/service/ocsp_check.py), when on
 
     # ------------------------------------------------------------------ steps
-    def _examine_soon(
-        self, sub: Submission, caller: Caller, directory: Directory
-    ) -> asyncio.Future[_Examined]:
+    def _examine_soon(self, sub: Submission, caller: Caller) -> asyncio.Future[Examination]:
         """Examine a small package after the other submissions ready in this turn of the
         event loop: as one batch to an examiner process, or here one after another (the
         parser's and libxmlsec1's code then stays in the CPU's caches: a package examined
         between other requests' work took ~0.2 ms more of the loop)."""
         loop = asyncio.get_running_loop()
-        fut: asyncio.Future[_Examined] = loop.create_future()
-        self._queued.append(_Queued(sub, caller, directory, contextvars.copy_context(), fut))
+        fut: asyncio.Future[Examination] = loop.create_future()
+        self._queued.append(_Queued(sub, caller, contextvars.copy_context(), fut))
         if len(self._queued) == 1:
             loop.call_soon(self._examine_queued)
         return fut
@@ -192,7 +194,7 @@ class Intake:
                 for q, examined in zip(remote, sent, strict=True):
                     examined.add_done_callback(functools.partial(self._examined, q))
         for q in live:
-            self._settle(q, self._examine, q.sub, q.caller, q.directory)
+            self._settle(q, self._examine, q.sub, q.caller)
 
     def _examined(self, q: _Queued, examined: asyncio.Future[Examination]) -> None:
         if q.fut.done():
@@ -200,19 +202,10 @@ class Intake:
         if examined.cancelled():
             q.fut.cancel()
             return
-        self._settle(q, self._decided, examined, q.sub, q.caller, q.directory)
-
-    def _decided(
-        self,
-        examined: asyncio.Future[Examination],
-        sub: Submission,
-        caller: Caller,
-        directory: Directory,
-    ) -> _Examined:
-        return self._decide(examined.result(), sub, caller, directory)
+        self._settle(q, examined.result)
 
     @staticmethod
-    def _settle(q: _Queued, step: Callable[..., _Examined], *args: Any) -> None:
+    def _settle(q: _Queued, step: Callable[..., Examination], *args: Any) -> None:
         """``step`` in the request's own context (its log lines carry its request id),
         its outcome handed to the request."""
         try:
@@ -232,20 +225,23 @@ class Intake:
             self._policy(caller) is not SignaturePolicy.OFF,
         )
 
-    def _examine(self, sub: Submission, caller: Caller, directory: Directory) -> _Examined:
-        """Every step up to the commit, here: examination, then the decisions."""
-        return self._decide(
-            examine(self._request(sub, caller), self.settings), sub, caller, directory
-        )
+    def _examine(self, sub: Submission, caller: Caller) -> Examination:
+        """Parse, check and verify the bytes (here, or in a thread for a large package)."""
+        return examine(self._request(sub, caller), self.settings)
 
-    def _decide(
+    async def _decide(
         self, ex: Examination, sub: Submission, caller: Caller, directory: Directory
     ) -> _Examined:
-        """What needs the hub's state: authorise the sender, route, judge the signature."""
+        """What needs the hub's state: authorise the sender, route, then judge the
+        signature (after asking the signer's CA, when that is called for: only for a
+        sender allowed to send, so nobody else makes the hub ask anything)."""
         sender = self._authorise(ex.package, caller, directory)
         route = targets(ex.package, directory, from_upstream=sub.source == "upstream")
+        policy = self._policy(caller)
+        if self.ocsp is not None and policy is not SignaturePolicy.OFF:
+            await self.ocsp.prepare(ex.evidence, self.trust)
         checker = SignatureChecker(self.trust, self.directory.bindings, self.settings.allow_sha1)
-        record = enforce(checker.decide(ex.evidence, self._policy(caller), sender))
+        record = enforce(checker.decide(ex.evidence, policy, sender))
         return _Examined(ex.kind, ex.package, sender, route, record)
 
     @staticmethod
@@ -298,11 +294,12 @@ class Intake:
                 return echo
             directory = self.directory.current
             if sub.size <= INLINE_BYTES:
-                ex = await self._examine_soon(sub, caller, directory)
+                examination = await self._examine_soon(sub, caller)
             else:
                 async with self._large:
-                    ex = await asyncio.to_thread(self._examine, sub, caller, directory)
-            kind_label = ex.kind
+                    examination = await asyncio.to_thread(self._examine, sub, caller)
+            kind_label = examination.kind
+            ex = await self._decide(examination, sub, caller, directory)
             result = await self._commit(sub, caller, ex)
         except HubError as exc:
             await self.record_refusal(

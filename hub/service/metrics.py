@@ -157,6 +157,16 @@ class Metrics:
             registry=r,
             multiprocess_mode="max",
         )
+        self.ocsp_requests = Counter(
+            "lienthong_ocsp_requests_total",
+            "Questions to CAs' OCSP responders by result: good, revoked, unknown (a believed "
+            "answer), failed (unreachable, error status, too large), refused (not an answer "
+            "to believe)",
+            ["result"],
+            registry=r,
+        )
+        for result in ("good", "revoked", "unknown", "failed", "refused"):
+            self.ocsp_requests.labels(result)  # at 0 from the start: increase() sees the first
         self.examiner_exits = Counter(
             "lienthong_examiner_exits_total",
             "Examiner processes that stopped unasked (each is replaced; the packages it "

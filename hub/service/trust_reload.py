@@ -30,6 +30,7 @@ from hub.errors import ConfigError, HubError
 from hub.ports import Clock, Store
 from hub.records import Event
 from hub.service.metrics import Metrics
+from hub.signature.ocsp import OcspAnswers
 from hub.signature.trust import CrlUrls, TrustStore, directory_state
 
 log = structlog.get_logger(__name__)
@@ -54,6 +55,7 @@ class TrustReloader:
         self.path = path
         self.crl_dir = crl_dir  # fetched CRLs (hub/service/crl_refresh.py)
         self.seen_crl_urls = CrlUrls()  # learned by every store loaded, kept across loads
+        self.ocsp_answers = OcspAnswers()  # likewise: OCSP answers outlive a reload
         self.require_crl = require_crl
         self.store = store
         self.clock = clock
@@ -83,6 +85,7 @@ class TrustReloader:
             require_crl=self.require_crl,
             crl_dir=self.crl_dir,
             seen_crl_urls=self.seen_crl_urls,
+            ocsp=self.ocsp_answers,
         )
 
     def _measure(self, trust: TrustStore) -> None:

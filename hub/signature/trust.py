@@ -18,7 +18,7 @@ from collections import OrderedDict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 from urllib.parse import urlsplit
 
 from cryptography import x509
@@ -33,7 +33,12 @@ from cryptography.x509.verification import (
 
 from hub.errors import ConfigError, SignatureRefused
 
-Revocation = Literal["checked", "no_crl"]
+if TYPE_CHECKING:
+    from hub.signature.ocsp import OcspAnswers
+
+# "checked": by CRLs; "ocsp": the signer by its CA's OCSP responder, its CAs by CRLs;
+# "no_crl": some certificate of the chain could not be checked (no CRL, no answer).
+Revocation = Literal["checked", "ocsp", "no_crl"]
 
 # A signer's extended key usage, when present, must name one of these purposes.
 _SIGNING_EKUS = frozenset(
@@ -233,10 +238,13 @@ class TrustStore:
     require_crl: bool = False
     cache_seconds: float = 300.0
     seen_crl_urls: CrlUrls = field(default_factory=CrlUrls)
+    # Answers from the CAs' OCSP responders (hub/service/ocsp_check.py), shared by every
+    # store the hub loads; consulted before the CRL.
+    ocsp: OcspAnswers | None = None
     _newest: dict[str, x509.CertificateRevocationList | None] = field(
         default_factory=dict, repr=False
     )
-    _cache: OrderedDict[tuple[str, ...], tuple[float, ChainResult]] = field(
+    _cache: OrderedDict[tuple[str, ...], tuple[float, int, ChainResult]] = field(
         default_factory=OrderedDict, repr=False
     )
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
@@ -249,6 +257,7 @@ class TrustStore:
         require_crl: bool = False,
         crl_dir: Path | None = None,
         seen_crl_urls: CrlUrls | None = None,
+        ocsp: OcspAnswers | None = None,
     ) -> TrustStore:
         """Load ``*.pem``/``*.crt``/``*.cer`` CA certificates and ``*.crl`` files, and the
         ``*.crl`` files of ``crl_dir`` (the fetched ones) when it exists."""
@@ -270,7 +279,13 @@ class TrustStore:
                 raise ConfigError(f"cannot read trust store file {f}: {exc}") from exc
         if not anchors:
             raise ConfigError(f"trust store {path} holds no CA certificate")
-        return cls(anchors, crls, require_crl=require_crl, seen_crl_urls=seen_crl_urls or CrlUrls())
+        return cls(
+            anchors,
+            crls,
+            require_crl=require_crl,
+            seen_crl_urls=seen_crl_urls or CrlUrls(),
+            ocsp=ocsp,
+        )
 
     def crl_expiry(self) -> dt.datetime | None:
         """When the first CRL in force goes stale: the earliest ``nextUpdate`` among each
@@ -317,15 +332,22 @@ class TrustStore:
         """Validate a signer certificate; raise ``SignatureRefused`` with the reason."""
         now = at or dt.datetime.now(dt.UTC)
         key = (fingerprint(leaf), *sorted(fingerprint(c) for c in intermediates))
+        # A decision made before an OCSP answer changed a status is not reused.
+        version = self.ocsp.version if self.ocsp is not None else 0
         if at is None:
             with self._lock:
                 hit = self._cache.get(key)
-            if hit is not None and hit[0] > now.timestamp() and hit[1].not_after > now:
-                return hit[1]
+            if (
+                hit is not None
+                and hit[0] > now.timestamp()
+                and hit[1] == version
+                and hit[2].not_after > now
+            ):
+                return hit[2]
         result = self._validate(leaf, intermediates, now)
         if at is None:
             with self._lock:
-                self._cache[key] = (now.timestamp() + self.cache_seconds, result)
+                self._cache[key] = (now.timestamp() + self.cache_seconds, version, result)
                 while len(self._cache) > 4096:
                     self._cache.popitem(last=False)
         return result
@@ -347,6 +369,24 @@ class TrustStore:
                 f"{leaf.not_valid_after_utc.isoformat()}",
             )
         check_signing_usage(leaf)
+        chain = self.chain(leaf, intermediates, now)
+        self.seen_crl_urls.note(chain)  # before revocation: a refusal for want of a CRL too
+        revocation = self._check_revocation(chain, now)
+        return ChainResult(
+            subject=subject,
+            fingerprint=fingerprint(leaf),
+            chain=tuple(c.subject.rfc4514_string() for c in chain),
+            chain_fingerprints=tuple(fingerprint(c) for c in chain),
+            revocation=revocation,
+            not_after=min(c.not_valid_after_utc for c in chain),
+        )
+
+    def chain(
+        self, leaf: x509.Certificate, intermediates: Sequence[x509.Certificate], now: dt.datetime
+    ) -> list[x509.Certificate]:
+        """The path from ``leaf`` to a trusted CA (leaf first), signatures and validity
+        checked, revocation not; ``cert_untrusted`` when there is none."""
+        subject = leaf.subject.rfc4514_string()
         verifier = (
             PolicyBuilder()
             .store(Store(self.anchors))
@@ -367,17 +407,7 @@ class TrustStore:
                 "cert_untrusted",
                 f"the signer certificate ({subject}) does not chain to a trusted CA: {exc}",
             ) from exc
-        chain = list(verified.chain)
-        self.seen_crl_urls.note(chain)  # before revocation: a refusal for want of a CRL too
-        revocation = self._check_revocation(chain, now)
-        return ChainResult(
-            subject=subject,
-            fingerprint=fingerprint(leaf),
-            chain=tuple(c.subject.rfc4514_string() for c in chain),
-            chain_fingerprints=tuple(fingerprint(c) for c in chain),
-            revocation=revocation,
-            not_after=min(c.not_valid_after_utc for c in chain),
-        )
+        return list(verified.chain)
 
     def crl_for(self, issuer: x509.Certificate) -> x509.CertificateRevocationList | None:
         """The newest CRL ``issuer`` signed (an operator's copy and a fetched one may
@@ -396,30 +426,56 @@ class TrustStore:
             self._newest[key] = newest
         return newest
 
+    def _ocsp_says(
+        self, cert: x509.Certificate, issuer: x509.Certificate, now: dt.datetime
+    ) -> bool:
+        """True when a current OCSP answer says ``cert`` is good; ``cert_revoked`` when
+        it says revoked; False when there is none (or it says unknown): ask the CRL."""
+        answer = self.ocsp.get(fingerprint(cert)) if self.ocsp is not None else None
+        if answer is None or answer.issuer != fingerprint(issuer) or not answer.fresh(now):
+            return False
+        if answer.status == "revoked":
+            when = answer.revoked_at.isoformat() if answer.revoked_at else "an unknown date"
+            raise _refuse(
+                "cert_revoked",
+                f"the certificate {cert.subject.rfc4514_string()} was revoked on {when}, "
+                f"says its CA's OCSP responder ({answer.responder})",
+            )
+        return answer.status == "good"
+
     def _check_revocation(self, chain: list[x509.Certificate], now: dt.datetime) -> Revocation:
+        """Each certificate but the anchor: a current OCSP answer (the signer's), and the
+        CRL its CA signed. Either one saying revoked refuses. A good OCSP answer stands
+        in for a missing or stale CRL; without one, those are ``revocation_unknown``
+        under ``require_crl`` and ``no_crl`` otherwise."""
         state: Revocation = "checked"
         for cert, issuer in itertools.pairwise(chain):
+            good = self._ocsp_says(cert, issuer, now)
             crl = self.crl_for(issuer)
-            if crl is None:
+            if crl is not None:
+                next_update = crl.next_update_utc
+                if next_update is not None and now > next_update and not good:
+                    raise _refuse(
+                        "revocation_unknown",
+                        f"the CRL of {issuer.subject.rfc4514_string()} expired on "
+                        f"{next_update.isoformat()}; refresh the trust store",
+                    )
+                revoked = crl.get_revoked_certificate_by_serial_number(cert.serial_number)
+                if revoked is not None:
+                    raise _refuse(
+                        "cert_revoked",
+                        f"the certificate {cert.subject.rfc4514_string()} was revoked on "
+                        f"{revoked.revocation_date_utc.isoformat()}",
+                    )
+            if good:
+                if state == "checked":
+                    state = "ocsp"
+            elif crl is None:
                 if self.require_crl:
                     raise _refuse(
                         "revocation_unknown",
-                        f"no valid CRL from {issuer.subject.rfc4514_string()} in the trust store",
+                        f"no valid CRL from {issuer.subject.rfc4514_string()} in the trust "
+                        "store, and no OCSP answer",
                     )
                 state = "no_crl"
-                continue
-            next_update = crl.next_update_utc
-            if next_update is not None and now > next_update:
-                raise _refuse(
-                    "revocation_unknown",
-                    f"the CRL of {issuer.subject.rfc4514_string()} expired on "
-                    f"{next_update.isoformat()}; refresh the trust store",
-                )
-            revoked = crl.get_revoked_certificate_by_serial_number(cert.serial_number)
-            if revoked is not None:
-                raise _refuse(
-                    "cert_revoked",
-                    f"the certificate {cert.subject.rfc4514_string()} was revoked on "
-                    f"{revoked.revocation_date_utc.isoformat()}",
-                )
         return state

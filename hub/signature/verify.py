@@ -256,6 +256,14 @@ def check_signature(parsed: ParsedPackage, *, allow_sha1: bool = False) -> Signe
     return SignedBy(texts, sig_method, digest, c14n)
 
 
+def signer_certificates(
+    signed: SignedBy,
+) -> tuple[x509.Certificate, tuple[x509.Certificate, ...]]:
+    """The signer's certificate and the others its KeyInfo carried (decoded once per set)."""
+    signer = _signers.get(signed.certificates)
+    return signer.leaf, signer.intermediates
+
+
 def validate_signer(
     signed: SignedBy, trust: TrustStore, *, at: dt.datetime | None = None
 ) -> VerifiedSignature:

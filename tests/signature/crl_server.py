@@ -7,6 +7,15 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
 
+async def serve_locally(app: web.Application) -> tuple[web.AppRunner, int]:
+    """``app`` served on 127.0.0.1 at a free port: its runner (to clean up) and port."""
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    return runner, site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+
+
 def der(crl: x509.CertificateRevocationList) -> bytes:
     return crl.public_bytes(serialization.Encoding.DER)
 
@@ -32,11 +41,7 @@ class CrlServer:
 
         app = web.Application()
         app.router.add_get("/{name}", serve)
-        self._runner = web.AppRunner(app)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", 0)
-        await site.start()
-        self.port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        self._runner, self.port = await serve_locally(app)
         return self
 
     async def __aexit__(self, *exc: object) -> None:
