@@ -54,6 +54,20 @@ async def test_bad_input_gets_a_stable_code_status_and_ledger_record(hut: HubUnd
     assert await hut.inbox("sys-b", state="all") == []
 
 
+async def test_a_refusal_after_examination_counts_under_the_kind_found(
+    hut: HubUnderTest,
+) -> None:
+    """Sent without ``kind``: a package refused for its recipient (or sender, or signature)
+    was read, so it counts as the edoc it is, not as ``unknown``."""
+    data = demo.document_bytes(sender=A, to=("000.00.00.Z99",))
+    assert await _error(await hut.submit("sys-a", data)) == (422, "unknown_recipient")
+    registry = hut.hub.metrics.registry
+    labels = {"kind": "edoc", "outcome": "unknown_recipient"}
+    assert registry.get_sample_value("lienthong_intake_total", labels) == 1
+    unknown = {"kind": "unknown", "outcome": "unknown_recipient"}
+    assert registry.get_sample_value("lienthong_intake_total", unknown) is None
+
+
 async def test_oversized_package_is_refused_with_413(hut: HubUnderTest) -> None:
     limit = hut.cfg.server.max_body_bytes
     r = await hut.submit("sys-a", b"<" + b"a" * limit)
