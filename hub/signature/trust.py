@@ -290,9 +290,24 @@ class TrustStore:
     def crl_expiry(self) -> dt.datetime | None:
         """When the first CRL in force goes stale: the earliest ``nextUpdate`` among each
         CA's newest complete CRL (a copy superseded by a newer one going stale is no
-        matter)."""
-        issuers = {c.issuer for c in self.crls}
-        in_force = (_newest(c for c in self.crls if c.issuer == name) for name in issuers)
+        matter). A CRL that a known certificate of its issuer (a trusted CA, or a CA of a
+        validated chain) does not verify is left out, as it is when a chain is checked: a
+        forged copy dated later must not hide the real one's coming expiry. One whose
+        issuer is not known yet still counts (its expiry is worth the warning)."""
+        known: dict[x509.Name, list[x509.Certificate]] = {}
+        for cert in itertools.chain(self.anchors, *self.seen_crl_urls.chain_snapshot().values()):
+            known.setdefault(cert.subject, []).append(cert)
+
+        def believed(crl: x509.CertificateRevocationList) -> bool:
+            issuers = known.get(crl.issuer)
+            return issuers is None or any(
+                crl.is_signature_valid(c.public_key())  # type: ignore[arg-type]
+                for c in issuers
+            )
+
+        crls = [c for c in self.crls if believed(c)]
+        names = {c.issuer for c in crls}
+        in_force = (_newest(c for c in crls if c.issuer == name) for name in names)
         updates = [
             c.next_update_utc for c in in_force if c is not None and c.next_update_utc is not None
         ]

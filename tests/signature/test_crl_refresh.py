@@ -107,6 +107,30 @@ def test_the_expiry_watched_is_that_of_each_cas_crl_in_force():
     assert TrustStore([ca.cert, other.cert], [old, new, second]).crl_expiry() == later
 
 
+def test_a_forged_crl_dated_later_does_not_hide_the_real_ones_expiry():
+    """The watched expiry is that of CRLs their CA signed: a copy in the CA's name under
+    another key, dated later, is not the one in force (``crl_for`` ignores it too)."""
+    ca = pki.make_ca("forged-for CA")
+    forger = pki.make_ca("forged-for CA")  # the same name, another key
+    soon = (NOW + dt.timedelta(hours=2)).replace(microsecond=0)
+    real = pki.make_crl(ca, last_update=NOW - dt.timedelta(days=1), next_update=soon)
+    forged = pki.make_crl(forger, next_update=NOW + dt.timedelta(days=30))
+    trust = TrustStore([ca.cert], [real, forged])
+    assert trust.crl_for(ca.cert) == real
+    assert trust.crl_expiry() == soon
+    # An issuing CA seen in a validated chain is known too; until then its CRL counts.
+    sub = pki.make_ca("issuing CA", parent=ca)
+    sub_soon = soon - dt.timedelta(hours=1)
+    sub_later = (NOW + dt.timedelta(days=9)).replace(microsecond=0)
+    sub_crl = pki.make_crl(sub, last_update=NOW - dt.timedelta(days=1), next_update=sub_soon)
+    sub_forged = pki.make_crl(pki.make_ca("issuing CA"), next_update=sub_later)
+    trust = TrustStore([ca.cert], [sub_crl, sub_forged])
+    assert trust.crl_expiry() == sub_later  # the issuing CA is not known yet
+    signer = pki.issue(sub, "signer", crl_urls=["http://sub.example/sub.crl"])
+    trust.validate(signer.cert, [sub.cert])  # now it is
+    assert trust.crl_expiry() == sub_soon
+
+
 def test_a_delta_crl_never_stands_in_for_the_full_one(tmp_path):
     ca = pki.make_ca("delta CA")
     signer = pki.issue(ca, "signer")
