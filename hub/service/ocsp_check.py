@@ -89,6 +89,8 @@ class OcspChecker:
             leaf, others = signer_certificates(evidence.signed)
         except SignatureRefused:
             return  # the trust decision says why
+        if not ocsp_urls(leaf):
+            return  # no responder to ask (most certificates today): nothing more to look up
         key = fingerprint(leaf)
         now = dt.datetime.now(dt.UTC)
         held = self.answers.get(key)
@@ -96,7 +98,7 @@ class OcspChecker:
             if _due(held, now) and key not in self._asking and self._may_ask(key):
                 self._start(key, leaf, others, trust)  # renewed meanwhile, not waited for
             return
-        if not ocsp_urls(leaf) or not self._may_ask(key):
+        if not self._may_ask(key):
             return
         task = self._asking.get(key) or self._start(key, leaf, others, trust)
         await asyncio.shield(task)  # a caller that goes away leaves the question asked

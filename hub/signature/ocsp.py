@@ -93,9 +93,8 @@ class OcspAnswer:
     status: Status
     issuer: str  # fingerprint of the CA that issued the certificate
     this_update: dt.datetime
-    next_update: dt.datetime | None
     received: dt.datetime
-    expires: dt.datetime  # counts until then
+    expires: dt.datetime  # counts until then: nextUpdate, or max_age (see the module)
     revoked_at: dt.datetime | None = None
     reason: str | None = None  # the revocation reason, when given
     responder: str = ""  # subject of the certificate that signed the answer
@@ -216,13 +215,13 @@ def read_response(
     this_update, next_update = single.this_update_utc, single.next_update_utc
     if this_update > now + CLOCK_GRACE:
         raise _refuse("ocsp_stale", f"the OCSP response is dated {this_update.isoformat()}")
-    if next_update is not None and now > next_update:
-        raise _refuse("ocsp_stale", f"the OCSP response expired on {next_update.isoformat()}")
     if next_update is None:
         expires = this_update + max_age  # "newer information is always available"
         if now > expires:
             raise _refuse("ocsp_stale", f"the OCSP response is from {this_update.isoformat()}")
     else:
+        if now > next_update:
+            raise _refuse("ocsp_stale", f"the OCSP response expired on {next_update.isoformat()}")
         expires = min(next_update, now + max_age)  # asked again after max_age at the latest
     status = _STATUS[single.certificate_status]
     reason = single.revocation_reason
@@ -230,7 +229,6 @@ def read_response(
         status,
         fingerprint(issuer),
         this_update,
-        next_update,
         now,
         expires,
         revoked_at=single.revocation_time_utc if status == "revoked" else None,

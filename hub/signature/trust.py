@@ -294,20 +294,16 @@ class TrustStore:
         validated chain) does not verify is left out, as it is when a chain is checked: a
         forged copy dated later must not hide the real one's coming expiry. One whose
         issuer is not known yet still counts (its expiry is worth the warning)."""
-        known: dict[x509.Name, list[x509.Certificate]] = {}
-        for cert in itertools.chain(self.anchors, *self.seen_crl_urls.chain_snapshot().values()):
-            known.setdefault(cert.subject, []).append(cert)
-
-        def believed(crl: x509.CertificateRevocationList) -> bool:
-            issuers = known.get(crl.issuer)
-            return issuers is None or any(
-                crl.is_signature_valid(c.public_key())  # type: ignore[arg-type]
-                for c in issuers
-            )
-
-        crls = [c for c in self.crls if believed(c)]
-        names = {c.issuer for c in crls}
-        in_force = (_newest(c for c in crls if c.issuer == name) for name in names)
+        known = {
+            fingerprint(c): c
+            for c in itertools.chain(self.anchors, *self.seen_crl_urls.chain_snapshot().values())
+        }
+        in_force = [self.crl_for(ca) for ca in known.values()]  # signatures checked there
+        names = {ca.subject for ca in known.values()}
+        unknown = [c for c in self.crls if c.issuer not in names]
+        in_force += [
+            _newest(c for c in unknown if c.issuer == n) for n in {c.issuer for c in unknown}
+        ]
         updates = [
             c.next_update_utc for c in in_force if c is not None and c.next_update_utc is not None
         ]

@@ -269,8 +269,7 @@ def validate_signer(
 ) -> VerifiedSignature:
     """The trust decision on a matched signature's certificate: chain, validity,
     revocation, key usage (``SignatureRefused`` with a code when it fails)."""
-    signer = _signers.get(signed.certificates)  # decoded once per certificate set
-    chain = trust.validate(signer.leaf, signer.intermediates, at=at)
+    chain = trust.validate(*signer_certificates(signed), at=at)
     return VerifiedSignature(
         chain, signed.signature_method, signed.digest_method, signed.canonicalization
     )

@@ -5,6 +5,7 @@ question asked, and weighs them beside the CRL."""
 from __future__ import annotations
 
 import asyncio
+import base64
 import datetime as dt
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -213,9 +214,10 @@ def test_answers_are_bounded():
 
 
 def _evidence(*certs: pki.Issued) -> SignatureEvidence:
+    # As X509Certificate elements carry them: base64 of the DER encoding.
     texts = tuple(
-        c.cert_pem.decode().split("-----")[2].replace("\n", "") for c in certs
-    )  # as X509Certificate texts carry them
+        base64.b64encode(c.cert.public_bytes(serialization.Encoding.DER)).decode() for c in certs
+    )
     return SignatureEvidence("xmldsig", signed=SignedBy(texts, "rsa-sha256", "sha256", "exc-c14n"))
 
 
