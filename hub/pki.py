@@ -138,10 +138,12 @@ def issue(
     san: Sequence[x509.GeneralName] = (),
     crl_urls: Sequence[str] = (),
     ocsp_urls: Sequence[str] = (),
+    ocsp_nocheck: bool = False,
 ) -> Issued:
     """An end-entity certificate (a document-signing certificate by default; with ``san``,
     e.g. a TLS server certificate; ``crl_urls``: where ``ca`` publishes its CRL;
-    ``ocsp_urls``: where its OCSP responder answers)."""
+    ``ocsp_urls``: where its OCSP responder answers; ``ocsp_nocheck``: a delegate OCSP
+    responder whose own revocation is not to be checked)."""
     key = new_key()
     now = _now()
     builder = (
@@ -174,6 +176,8 @@ def issue(
             for u in ocsp_urls
         ]
         builder = builder.add_extension(x509.AuthorityInformationAccess(access), critical=False)
+    if ocsp_nocheck:
+        builder = builder.add_extension(x509.OCSPNoCheck(), critical=False)
     return Issued(builder.sign(ca.key, hashes.SHA256()), key)
 
 

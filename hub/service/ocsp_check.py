@@ -163,6 +163,7 @@ class OcspChecker:
                     nonce=nonce,
                     now=dt.datetime.now(dt.UTC),
                     max_age=self.max_age,
+                    crl=trust.crl_for(issuer),
                 )
             except OcspRefused as exc:
                 self._count("refused")
@@ -183,6 +184,8 @@ class OcspChecker:
                     result=answer.status,
                     this_update=answer.this_update.isoformat(),
                     expires=answer.expires.isoformat(),
+                    responder=answer.responder,
+                    responder_checked=answer.responder_checked,
                 )
                 return
         self._fail(key)

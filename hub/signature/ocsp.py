@@ -15,6 +15,12 @@ if all of this holds; otherwise ``OcspRefused`` says which check failed:
 * its signer is the issuing CA itself, or a certificate in the response that the CA
   issued directly for OCSP signing (extended key usage ``id-kp-OCSPSigning``) and that is
   valid now (``ocsp_responder_unauthorised``);
+* a delegate is not revoked (RFC 6960 §4.2.2.2.1): one carrying ``id-pkix-ocsp-nocheck``
+  is trusted for its lifetime, as the CA declared; any other must not be listed on the
+  CA's newest CRL (``ocsp_responder_revoked``). When that CRL is missing or stale the
+  delegate cannot be checked: its answer is kept, but marked ``responder_checked=False``,
+  and its ``good`` then does not stand in for the CRL (``TrustStore._ocsp_says``): it
+  would vouch for itself where the CRL is missing;
 * the signature verifies under that signer's key (``ocsp_signature_invalid``): the
   verification is cryptography's, with the response's own hash algorithm; RSA PKCS#1
   v1.5, ECDSA and EdDSA are accepted;
@@ -45,7 +51,7 @@ from cryptography.x509 import ocsp
 from cryptography.x509.oid import AuthorityInformationAccessOID, ExtendedKeyUsageOID
 
 from hub.errors import OcspRefused
-from hub.signature.trust import fetchable, fingerprint
+from hub.signature.trust import fetchable, fingerprint, revoked_on
 
 Status = Literal["good", "revoked", "unknown"]
 CLOCK_GRACE = dt.timedelta(minutes=5)
@@ -98,6 +104,9 @@ class OcspAnswer:
     revoked_at: dt.datetime | None = None
     reason: str | None = None  # the revocation reason, when given
     responder: str = ""  # subject of the certificate that signed the answer
+    # False for a delegate whose own revocation could not be checked (no current CRL of
+    # the CA, no id-pkix-ocsp-nocheck): its "good" cannot stand in for that missing CRL.
+    responder_checked: bool = True
 
     def fresh(self, now: dt.datetime) -> bool:
         return now < self.expires
@@ -135,11 +144,15 @@ def _is_responder(response: ocsp.OCSPResponse, cert: x509.Certificate) -> bool:
 
 
 def _signer(
-    response: ocsp.OCSPResponse, issuer: x509.Certificate, now: dt.datetime
-) -> x509.Certificate:
-    """The certificate whose key signed the response: the CA, or its delegate."""
+    response: ocsp.OCSPResponse,
+    issuer: x509.Certificate,
+    now: dt.datetime,
+    crl: x509.CertificateRevocationList | None,
+) -> tuple[x509.Certificate, bool]:
+    """The certificate whose key signed the response (the CA, or its delegate), and
+    whether its revocation was checked."""
     if _is_responder(response, issuer):
-        return issuer
+        return issuer, True
     for cert in response.certificates:
         if not _is_responder(response, cert):
             continue
@@ -155,12 +168,31 @@ def _signer(
             continue
         if not cert.not_valid_before_utc <= now <= cert.not_valid_after_utc:
             continue
-        return cert
+        return cert, _check_delegate(cert, crl, now)
     raise _refuse(
         "ocsp_responder_unauthorised",
         f"the OCSP response is signed neither by {issuer.subject.rfc4514_string()} nor by a "
         "responder it authorised",
     )
+
+
+def _check_delegate(
+    delegate: x509.Certificate, crl: x509.CertificateRevocationList | None, now: dt.datetime
+) -> bool:
+    """A delegate responder's own revocation: ``id-pkix-ocsp-nocheck`` exempts it (its CA
+    said not to ask); otherwise the CA's CRL must not list it. False when it could not
+    be checked: no CRL, or a stale one that does not list it."""
+    if any(isinstance(e.value, x509.OCSPNoCheck) for e in delegate.extensions):
+        return True
+    if crl is None:
+        return False
+    if (on := revoked_on(crl, delegate)) is not None:
+        raise _refuse(
+            "ocsp_responder_revoked",
+            f"the OCSP responder {delegate.subject.rfc4514_string()} is on its CA's CRL "
+            f"(revoked {on})",
+        )
+    return crl.next_update_utc is None or now <= crl.next_update_utc
 
 
 def _single(
@@ -189,9 +221,11 @@ def read_response(
     nonce: bytes | None,
     now: dt.datetime,
     max_age: dt.timedelta,
+    crl: x509.CertificateRevocationList | None = None,
 ) -> OcspAnswer:
     """The answer ``data`` gives about ``cert``, if it is one to believe (see the
-    module); ``OcspRefused`` otherwise."""
+    module); ``OcspRefused`` otherwise. ``crl``: the newest CRL ``issuer`` signed, to
+    check a delegate responder against."""
     if len(data) > MAX_RESPONSE_BYTES:
         raise _refuse("ocsp_unreadable", f"the OCSP response is over {MAX_RESPONSE_BYTES} bytes")
     try:
@@ -205,7 +239,7 @@ def read_response(
         )
     try:
         single = _single(response, cert, issuer)
-        signer = _signer(response, issuer, now)
+        signer, checked = _signer(response, issuer, now, crl)
         _verify_signature(signer.public_key(), response)
         sent_back = _nonce(response)
     except ValueError as exc:  # a malformed part of a response that parsed at first
@@ -234,6 +268,7 @@ def read_response(
         revoked_at=single.revocation_time_utc if status == "revoked" else None,
         reason=reason.name if reason is not None else None,
         responder=signer.subject.rfc4514_string(),
+        responder_checked=checked,
     )
 
 

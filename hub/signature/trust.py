@@ -52,6 +52,12 @@ _SIGNING_EKUS = frozenset(
 )
 
 
+def revoked_on(crl: x509.CertificateRevocationList, cert: x509.Certificate) -> str | None:
+    """When ``crl`` says ``cert`` was revoked (ISO 8601), or None when it does not list it."""
+    entry = crl.get_revoked_certificate_by_serial_number(cert.serial_number)
+    return entry.revocation_date_utc.isoformat() if entry is not None else None
+
+
 @functools.lru_cache(maxsize=1024)
 def fingerprint(cert: x509.Certificate) -> str:
     """SHA-256 of the DER encoding, lower-case hex: how the ledger names a certificate.
@@ -441,7 +447,9 @@ class TrustStore:
         self, cert: x509.Certificate, issuer: x509.Certificate, now: dt.datetime
     ) -> bool:
         """True when a current OCSP answer says ``cert`` is good; ``cert_revoked`` when
-        it says revoked; False when there is none (or it says unknown): ask the CRL."""
+        it says revoked; False when there is none (or it says unknown, or it is a good
+        answer from a delegate responder whose own revocation could not be checked for
+        want of a current CRL, for which it cannot stand in): ask the CRL."""
         answer = self.ocsp.get(fingerprint(cert)) if self.ocsp is not None else None
         if answer is None or answer.issuer != fingerprint(issuer) or not answer.fresh(now):
             return False
@@ -452,7 +460,7 @@ class TrustStore:
                 f"the certificate {cert.subject.rfc4514_string()} was revoked on {when}, "
                 f"says its CA's OCSP responder ({answer.responder})",
             )
-        return answer.status == "good"
+        return answer.status == "good" and answer.responder_checked
 
     def _check_revocation(self, chain: list[x509.Certificate], now: dt.datetime) -> Revocation:
         """Each certificate but the anchor: a current OCSP answer (the signer's), and the
@@ -471,12 +479,10 @@ class TrustStore:
                         f"the CRL of {issuer.subject.rfc4514_string()} expired on "
                         f"{next_update.isoformat()}; refresh the trust store",
                     )
-                revoked = crl.get_revoked_certificate_by_serial_number(cert.serial_number)
-                if revoked is not None:
+                if (on := revoked_on(crl, cert)) is not None:
                     raise _refuse(
                         "cert_revoked",
-                        f"the certificate {cert.subject.rfc4514_string()} was revoked on "
-                        f"{revoked.revocation_date_utc.isoformat()}",
+                        f"the certificate {cert.subject.rfc4514_string()} was revoked on {on}",
                     )
             if good:
                 if state == "checked":

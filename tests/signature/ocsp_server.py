@@ -66,9 +66,11 @@ def answer(
 @dataclass
 class OcspServer:
     """Answers about the certificates ``ca`` issued: ``statuses`` by serial number (good
-    when absent). ``http_status``/``body`` override the answer; ``delay`` slows it."""
+    when absent), signed by ``ca`` or its ``delegate``. ``http_status``/``body`` override
+    the answer; ``delay`` slows it."""
 
     ca: pki.Issued
+    delegate: pki.Issued | None = None
     statuses: dict[int, ocsp.OCSPCertStatus] = field(default_factory=dict)
     http_status: int = 200
     body: bytes | None = None
@@ -96,7 +98,7 @@ class OcspServer:
             except x509.ExtensionNotFound:
                 nonce = None
             status = self.statuses.get(req.serial_number, ocsp.OCSPCertStatus.GOOD)
-            body = answer(cert, self.ca, status=status, nonce=nonce)
+            body = answer(cert, self.ca, status=status, nonce=nonce, signer=self.delegate)
             return web.Response(body=body, content_type="application/ocsp-response")
 
         app = web.Application()

@@ -44,8 +44,8 @@ def signer(ca: pki.Issued) -> pki.Issued:
     return pki.issue(ca, "signer", ocsp_urls=["http://ocsp.example/", "ldap://x.example/"])
 
 
-def read(data: bytes, signer: pki.Issued, ca: pki.Issued, nonce: bytes | None = NONCE):
-    return read_response(data, signer.cert, ca.cert, nonce=nonce, now=NOW, max_age=HOUR)
+def read(data: bytes, signer: pki.Issued, ca: pki.Issued, nonce: bytes | None = NONCE, crl=None):
+    return read_response(data, signer.cert, ca.cert, nonce=nonce, now=NOW, max_age=HOUR, crl=crl)
 
 
 def refusal(data: bytes, signer: pki.Issued, ca: pki.Issued, **kw) -> str:
@@ -83,6 +83,31 @@ def test_a_delegate_the_ca_authorised_for_ocsp_may_answer(signer, ca):
     delegate = pki.issue(ca, "responder", eku=(ExtendedKeyUsageOID.OCSP_SIGNING,))
     got = read(answer(signer.cert, ca, signer=delegate), signer, ca)
     assert got.status == "good" and "responder" in got.responder
+
+
+def test_a_delegate_on_its_cas_crl_may_not_answer_unless_the_ca_exempted_it(signer, ca):
+    ocsp_eku = (ExtendedKeyUsageOID.OCSP_SIGNING,)
+    delegate = pki.issue(ca, "responder", eku=ocsp_eku)
+    exempt = pki.issue(ca, "exempt responder", eku=ocsp_eku, ocsp_nocheck=True)
+    listed = pki.make_crl(ca, [delegate.cert, exempt.cert])
+    # A current CRL not listing it: checked. None, or a stale one: believed, unchecked.
+    unlisted = pki.make_crl(ca, [signer.cert])
+    got = read(answer(signer.cert, ca, signer=delegate, status=REVOKED), signer, ca, crl=unlisted)
+    assert got.status == "revoked" and got.responder_checked
+    stale = pki.make_crl(ca, last_update=NOW - 3 * HOUR, next_update=NOW - HOUR)
+    for crl in (None, stale):
+        got = read(answer(signer.cert, ca, signer=delegate), signer, ca, crl=crl)
+        assert got.status == "good" and not got.responder_checked
+    # Listed: its answers are not believed, whatever they say.
+    for status in (ocsp.OCSPCertStatus.GOOD, REVOKED):
+        data = answer(signer.cert, ca, signer=delegate, status=status)
+        assert refusal(data, signer, ca, crl=listed) == "ocsp_responder_revoked"
+    # id-pkix-ocsp-nocheck: the CA said its revocation is not to be checked.
+    for crl in (listed, None):
+        got = read(answer(signer.cert, ca, signer=exempt), signer, ca, crl=crl)
+        assert got.status == "good" and got.responder_checked
+    # The CA answering itself is not checked against its own CRL.
+    assert read(answer(signer.cert, ca), signer, ca, crl=listed).responder_checked
 
 
 @pytest.mark.parametrize("who", ["no_ocsp_eku", "other_ca", "other_ca_itself"])
@@ -159,6 +184,24 @@ def test_a_good_answer_stands_in_for_a_missing_crl(signer, ca):
     assert err.value.error_code == "revocation_unknown"
     answers.put(signer.fingerprint, read(answer(signer.cert, ca), signer, ca, nonce=None))
     assert trust.validate(signer.cert).revocation == "ocsp"
+
+
+def test_an_unchecked_delegates_good_answer_does_not_stand_in_for_the_crl(signer, ca):
+    delegate = pki.issue(ca, "responder", eku=(ExtendedKeyUsageOID.OCSP_SIGNING,))
+    trust, answers = _trust(ca, require_crl=True)
+    good = read(answer(signer.cert, ca, signer=delegate), signer, ca, nonce=None)
+    answers.put(signer.fingerprint, good)
+    with pytest.raises(SignatureRefused) as err:
+        trust.validate(signer.cert)
+    assert err.value.error_code == "revocation_unknown"
+    # Its "revoked" still refuses: believing it cannot let a revoked signer through.
+    answers.put(
+        signer.fingerprint,
+        read(answer(signer.cert, ca, signer=delegate, status=REVOKED), signer, ca, nonce=None),
+    )
+    with pytest.raises(SignatureRefused) as err:
+        trust.validate(signer.cert)
+    assert err.value.error_code == "cert_revoked"
 
 
 def test_a_good_answer_stands_in_for_a_stale_crl_but_not_for_a_revocation_on_it(signer, ca):
@@ -242,8 +285,9 @@ class Asked:
     answers: OcspAnswers
     metrics: Metrics
 
-    def trust(self, *, crl: bool = False) -> TrustStore:
-        return TrustStore([self.ca.cert], [pki.make_crl(self.ca)] if crl else [], ocsp=self.answers)
+    def trust(self, *, crl: bool = False, revoked: tuple[pki.Issued, ...] = ()) -> TrustStore:
+        crls = [pki.make_crl(self.ca, [r.cert for r in revoked])] if crl else []
+        return TrustStore([self.ca.cert], crls, ocsp=self.answers)
 
     async def prepare(self, trust: TrustStore) -> None:
         await self.checker.prepare(_evidence(self.signer), trust)
@@ -251,12 +295,22 @@ class Asked:
 
 @asynccontextmanager
 async def _asked(
-    server_kw: dict | None = None, issuer: pki.Issued | None = None, **checker_kw
+    server_kw: dict | None = None,
+    issuer: pki.Issued | None = None,
+    delegated: bool = False,
+    **checker_kw,
 ) -> AsyncIterator[Asked]:
-    """A CA with a responder, a signer whose certificate names it, and the hub's checker."""
+    """A CA with a responder (answering in the CA's name, or ``delegated`` to a certificate
+    the CA issued for OCSP signing), a signer whose certificate names it, and the hub's
+    checker."""
     ca = pki.make_ca("asked CA")
     responder_ca = issuer or ca
-    async with OcspServer(responder_ca, **(server_kw or {})) as server:
+    delegate = (
+        pki.issue(responder_ca, "responder", eku=(ExtendedKeyUsageOID.OCSP_SIGNING,))
+        if delegated
+        else None
+    )
+    async with OcspServer(responder_ca, delegate, **(server_kw or {})) as server:
         signer = pki.issue(responder_ca, "signer", ocsp_urls=[server.url])
         server.know(signer.cert)
         checker, answers, metrics, source = await _checker(**checker_kw)
@@ -282,6 +336,24 @@ async def test_a_revocation_the_responder_knows_refuses_the_signer():
         a.server.statuses[a.signer.cert.serial_number] = REVOKED
         trust = a.trust(crl=True)  # the CRL lists nothing
         await a.prepare(trust)
+    assert _count(a.metrics, "revoked") == 1
+    with pytest.raises(SignatureRefused) as err:
+        trust.validate(a.signer.cert)
+    assert err.value.error_code == "cert_revoked"
+
+
+@pytest.mark.parametrize("listed", [True, False])
+async def test_a_delegate_responder_the_cas_crl_lists_is_not_believed(listed):
+    async with _asked(delegated=True) as a:
+        a.server.statuses[a.signer.cert.serial_number] = REVOKED
+        assert a.server.delegate is not None
+        trust = a.trust(crl=True, revoked=(a.server.delegate,) if listed else ())
+        await a.prepare(trust)
+    assert len(a.server.requests) == 1
+    if listed:  # its answer is refused: the CRL decides, and lists not the signer
+        assert _count(a.metrics, "refused") == 1 and a.answers.get(a.signer.fingerprint) is None
+        assert trust.validate(a.signer.cert).revocation == "checked"
+        return
     assert _count(a.metrics, "revoked") == 1
     with pytest.raises(SignatureRefused) as err:
         trust.validate(a.signer.cert)
