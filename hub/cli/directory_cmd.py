@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from hub.config import load
+from hub.errors import NotFound
 from hub.ports import Store, SystemClock
 from hub.records import Organ, System
 from hub.service.directory_admin import DirectoryAdmin
@@ -64,6 +65,13 @@ def register(sub: Any) -> None:
     t = acts.add_parser("token", help="issue a new bearer token for a system (printed once)")
     t.add_argument("system_id")
     t.set_defaults(func=lambda a: _run(a, _token))
+
+    rt = acts.add_parser(
+        "revoke-token",
+        help="revoke a bearer token at once (its id, as `list` shows it, or the token itself)",
+    )
+    rt.add_argument("token", help="lt… token id (the part before the dot)")
+    rt.set_defaults(func=lambda a: _run(a, _revoke_token))
 
     v = acts.add_parser(
         "vxp-secret", help="issue a new VXP secret for a system (printed once; replaces the old)"
@@ -161,6 +169,17 @@ async def _token(a: argparse.Namespace, admin: DirectoryAdmin, store: Store) -> 
     if not await _known(store, a.system_id):
         return 2
     print(await admin.issue_token(a.system_id))
+    return 0
+
+
+async def _revoke_token(a: argparse.Namespace, admin: DirectoryAdmin, _s: Store) -> int:
+    token_id = a.token.split(".", 1)[0]  # a whole token given: its secret is not kept or shown
+    try:
+        changed = await admin.revoke_token(token_id)
+    except NotFound:
+        print(f"no token {token_id}")
+        return 2
+    print(f"token {token_id} {'revoked' if changed else 'was already revoked'}")
     return 0
 
 

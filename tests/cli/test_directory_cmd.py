@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sqlite3
 from pathlib import Path
 
 import pytest
@@ -70,6 +71,21 @@ def test_directory_commands_manage_and_audit(
     assert token.split(".")[1] not in json.dumps(listing), "the secret is never stored or shown"
     assert main(["directory", "organ", "bad id!", "--name", "x"]) == 1
     assert "bad_organ_id" in capsys.readouterr().err
+    # Revoked at once, by id or by the whole token (its secret never echoed), audited.
+    token_id = token.split(".")[0]
+    assert main(["directory", "revoke-token", token]) == 0
+    out = capsys.readouterr().out
+    assert out.strip() == f"token {token_id} revoked" and token.split(".")[1] not in out
+    assert main(["directory", "revoke-token", token_id]) == 0
+    assert "already revoked" in capsys.readouterr().out
+    assert main(["directory", "revoke-token", "ltnothing"]) == 2
+    assert capsys.readouterr().out.strip() == "no token ltnothing"
+    assert main(["directory", "list"]) == 0
+    tokens = {t["token_id"]: t for t in json.loads(capsys.readouterr().out)["tokens"]}
+    assert tokens[token_id]["revoked"] is True
+    with sqlite3.connect(tmp_path / "hub.db") as db:
+        types = [r[0] for r in db.execute("SELECT type FROM events ORDER BY seq")]
+    assert types.count("directory_token_revoked") == 1  # the repeat changed nothing
 
 
 def test_vxp_secret_is_printed_once_and_stored_sealed(
