@@ -11,6 +11,15 @@ commits one by one). Identical packages share one file.
 Large uploads are written to ``<root>/.spool/`` as they arrive (``spool``) and become
 a blob by a rename (``adopt``); large downloads are read in chunks (``stream``). Either
 way a package is never held in memory whole.
+
+The volume failing is ``Unavailable`` (503), never an unexplained 500: a write that finds
+it full is ``blob_store_full``, any other failure of the disk (read-only, I/O error)
+``blob_store_unavailable``, each logged as ``blob_store_failed``. Before that happens,
+``check_room`` (called as an upload is admitted, and by ``/readyz``) refuses new packages
+with ``blob_store_full`` while the volume has less than ``min_free_bytes`` free, as a
+mail server stops taking mail (postfix's ``queue_minfree``): uploads already in flight
+still finish, and fetches, acknowledgements and the ledger (the embedded store's file
+sits on the same disk by default) go on working.
 """
 
 from __future__ import annotations
@@ -18,17 +27,21 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ctypes
+import errno
 import functools
 import os
 import re
 import threading
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Coroutine
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any, ParamSpec, TypeVar
+
+import structlog
 
 from hub.config import BLOB_FLUSH_MODES
-from hub.errors import NotFound
+from hub.errors import NotFound, Unavailable
 from hub.files import fsync_dir
 from hub.ids import new_hex
 from hub.ports import Spool
@@ -37,6 +50,46 @@ _SHA = re.compile(r"^[0-9a-f]{64}$")
 _INLINE_READ = 64 * 1024  # smaller blobs are read on the event loop
 _CHUNK = 256 * 1024  # streamed reads
 _STALE_SPOOL_S = 3600.0  # a spool file this old was left by a crash
+_ROOM_CHECK_S = 1.0  # free space is looked at most this often
+_FULL = (errno.ENOSPC, errno.EDQUOT)
+
+P = ParamSpec("P")
+R = TypeVar("R")
+log = structlog.get_logger(__name__)
+
+
+def disk_failure(action: str, exc: OSError) -> Unavailable:
+    """The blob volume failed ``action``: ``blob_store_full`` or ``blob_store_unavailable``."""
+    full = exc.errno in _FULL
+    log.warning(
+        "blob_store_failed",
+        action=action,
+        errno=errno.errorcode.get(exc.errno or 0, str(exc.errno)),
+        error=exc.strerror or str(exc),
+    )
+    return Unavailable(
+        f"the package store could not {action}: {exc.strerror or exc}; retry later",
+        code="blob_store_full" if full else "blob_store_unavailable",
+    )
+
+
+def _on_disk(
+    action: str,
+) -> Callable[[Callable[P, Coroutine[Any, Any, R]]], Callable[P, Coroutine[Any, Any, R]]]:
+    """The method's ``OSError`` (the disk's, not a missing blob: those are ``NotFound``
+    already) as ``disk_failure``."""
+
+    def wrap(fn: Callable[P, Coroutine[Any, Any, R]]) -> Callable[P, Coroutine[Any, Any, R]]:
+        @functools.wraps(fn)
+        async def run(*args: P.args, **kwargs: P.kwargs) -> R:
+            try:
+                return await fn(*args, **kwargs)
+            except OSError as exc:
+                raise disk_failure(action, exc) from exc
+
+        return run
+
+    return wrap
 
 
 def _libc_syncfs() -> Callable[[int], int] | None:
@@ -136,6 +189,7 @@ class FileSpool:
         while view:
             view = view[os.write(self._fd, view) :]
 
+    @_on_disk("write an upload")
     async def write(self, chunk: bytes) -> None:
         await asyncio.get_running_loop().run_in_executor(self._pool, self._write_all, chunk)
         self.size += len(chunk)
@@ -145,6 +199,7 @@ class FileSpool:
             os.close(self._fd)
             self._fd = None
 
+    @_on_disk("write an upload")
     async def finish(self) -> None:
         assert self._fd is not None
         if self._fsync:
@@ -164,6 +219,7 @@ class FileSpool:
         finally:
             os.close(fd)
 
+    @_on_disk("write an upload")
     async def trim(self, n: int) -> None:
         size = max(0, self.size - n)
         await asyncio.get_running_loop().run_in_executor(self._pool, self._truncate, size)
@@ -229,11 +285,15 @@ class _GroupWrite:
 
 
 class FileBlobStore:
-    def __init__(self, root: Path, *, threads: int = 16, flush: str = "group") -> None:
+    def __init__(
+        self, root: Path, *, threads: int = 16, flush: str = "group", min_free_bytes: int = 0
+    ) -> None:
         if flush not in BLOB_FLUSH_MODES:
             raise ValueError(f"flush must be one of {BLOB_FLUSH_MODES}")
         self.root = root
         self._root = os.fspath(root)
+        self._room: tuple[float, Unavailable | None] = (0.0, None)  # (when, verdict)
+        self.min_free_bytes = min_free_bytes
         _sweep_spool(root / ".spool")
         # Writes and fsyncs wait on the disk, not the CPU: several at once.
         self._pool = ThreadPoolExecutor(threads, thread_name_prefix="blob-io")
@@ -255,6 +315,48 @@ class FileBlobStore:
     def _path(self, sha256: str) -> Path:
         return Path(self._name(sha256))
 
+    @property
+    def min_free_bytes(self) -> int:
+        return self._min_free
+
+    @min_free_bytes.setter
+    def min_free_bytes(self, value: int) -> None:
+        """A new reserve counts from the next check (not a second later)."""
+        self._min_free = value
+        self._room = (time.monotonic() - _ROOM_CHECK_S, None)
+
+    def free_bytes(self) -> int:
+        """Space on the blob volume that this process may still write."""
+        st = os.statvfs(self._root)
+        return st.f_bavail * st.f_frsize
+
+    def check_room(self) -> None:
+        """``blob_store_full`` while the volume has less than ``min_free_bytes`` free;
+        ``blob_store_unavailable`` when it cannot be looked at (looked at once a second)."""
+        now = time.monotonic()
+        when, verdict = self._room
+        if now - when >= _ROOM_CHECK_S:
+            verdict = self._look()
+            self._room = (now, verdict)
+        if verdict is not None:
+            raise verdict
+
+    def _look(self) -> Unavailable | None:
+        try:
+            free = self.free_bytes()
+        except OSError as exc:
+            return disk_failure("look at its volume", exc)
+        if free >= self._min_free:
+            return None
+        log.warning("blob_store_low", free_bytes=free, min_free_bytes=self._min_free)
+        return Unavailable(
+            f"the package store has {free // 2**20} MiB free, below its reserve of "
+            f"{self._min_free // 2**20} MiB ([blobs] min_free_mb): no new package is "
+            "taken until space is freed; retry later",
+            code="blob_store_full",
+        )
+
+    @_on_disk("store a package")
     async def put(self, sha256: str, data: bytes) -> str:
         await asyncio.get_running_loop().run_in_executor(self._pool, self._put, sha256, data)
         # Also when the file was there already: it may be another write's, not yet
@@ -300,8 +402,12 @@ class FileBlobStore:
 
     def spool(self) -> FileSpool:
         path = self.root / ".spool" / f"{new_hex()}.part"
-        return FileSpool(path, self._pool, fsync=self._durable.mode == "each")
+        try:
+            return FileSpool(path, self._pool, fsync=self._durable.mode == "each")
+        except OSError as exc:
+            raise disk_failure("write an upload", exc) from exc
 
+    @_on_disk("store a package")
     async def adopt(self, sha256: str, spool: Spool) -> str:
         await asyncio.get_running_loop().run_in_executor(
             self._pool, self._adopt, sha256, spool.path
@@ -320,6 +426,7 @@ class FileBlobStore:
         os.replace(source, name)  # finish() fsynced the spool, or the flush below covers it
         self._durable.names(parent)
 
+    @_on_disk("read a package")
     async def get(self, sha256: str) -> bytes:
         name = self._name(sha256)
         try:
@@ -349,8 +456,16 @@ class FileBlobStore:
             f = await loop.run_in_executor(self._pool, path.open, "rb")
         except FileNotFoundError as exc:
             raise NotFound("package bytes not found", code="blob_missing") from exc
+        except OSError as exc:
+            raise disk_failure("read a package", exc) from exc
         try:
-            while chunk := await loop.run_in_executor(self._pool, f.read, _CHUNK):
+            while True:
+                try:
+                    chunk = await loop.run_in_executor(self._pool, f.read, _CHUNK)
+                except OSError as exc:  # mid-answer: the connection is cut, and logged
+                    raise disk_failure("read a package", exc) from exc
+                if not chunk:
+                    break
                 yield chunk
         finally:
             f.close()

@@ -60,7 +60,9 @@ def components(cfg: Config) -> Components:
     ocsp = HttpOcspSource(timeout_s=cfg.trust.ocsp_timeout_s)
     return Components(
         store=store,
-        blobs=FileBlobStore(Path(cfg.blobs.path), flush=cfg.blobs.flush),
+        blobs=FileBlobStore(
+            Path(cfg.blobs.path), flush=cfg.blobs.flush, min_free_bytes=cfg.blobs.min_free_bytes
+        ),
         broker=broker,
         upstream=upstream,
         pusher=pusher,

@@ -60,6 +60,14 @@ class BlobConfig:
     # group: one syncfs(2) makes every write finished meanwhile durable (Linux; elsewhere
     # each); each: fsync every file and its directory (a volume shared with busy writers)
     flush: str = "group"
+    # New packages are refused (503 blob_store_full) while the blob volume has less free
+    # than this: uploads in flight, fetches, acks and the ledger keep working. The default
+    # covers the spool's worst case (max_large_uploads x max_body_bytes: 16 x 64 MB).
+    min_free_mb: int = 1024
+
+    @property
+    def min_free_bytes(self) -> int:
+        return self.min_free_mb * 1024 * 1024
 
 
 @dataclass
@@ -307,6 +315,8 @@ def _check(cfg: Config) -> None:
     for section, key in positive:
         if getattr(getattr(cfg, section), key) < 1:
             raise ConfigError(f"[{section}] {key} must be at least 1")
+    if cfg.blobs.min_free_mb < 0:
+        raise ConfigError("[blobs] min_free_mb must be 0 (no reserve) or more")
     if not -1 <= cfg.intake.examiners <= 64:
         raise ConfigError(
             "[intake] examiners must be -1 (one when there is a core to spare), 0 (none: "

@@ -8,7 +8,9 @@ max_body_bytes`` of the blob volume. Three caps, checked before the body is read
 - large uploads (over 1 MB, or of unknown length: spooled) per system
   (``max_large_uploads_per_system``): 429 ``too_many_large_uploads``;
 - large uploads in flight in the process, all systems together (``max_large_uploads``),
-  which bounds the spool's disk use: 503 ``large_uploads_busy``.
+  which bounds the spool's disk use: 503 ``large_uploads_busy``;
+- room on the blob volume (``room``, the blob store's ``check_room``): 503
+  ``blob_store_full`` below ``[blobs] min_free_mb``.
 
 Every refusal answers with ``Retry-After`` and is recorded like any other refusal. The caps
 hold per process: with ``[server] workers = N`` a system may have up to N times as many.
@@ -16,16 +18,24 @@ hold per process: with ``[server] workers = N`` a system may have up to N times 
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
 from hub.errors import TooManyUploads, Unavailable
 
 
 class UploadSlots:
-    def __init__(self, *, per_system: int, large_per_system: int, large_total: int) -> None:
+    def __init__(
+        self,
+        *,
+        per_system: int,
+        large_per_system: int,
+        large_total: int,
+        room: Callable[[], None] | None = None,
+    ) -> None:
         if min(per_system, large_per_system, large_total) < 1:
             raise ValueError("upload caps must be at least 1")
+        self.room = room
         self.per_system = per_system
         self.large_per_system = large_per_system
         self.large_total = large_total
@@ -40,6 +50,8 @@ class UploadSlots:
     @contextmanager
     def hold(self, system_id: str, *, large: bool) -> Iterator[None]:
         """A slot for one upload of ``system_id`` while the block runs, or a refusal."""
+        if self.room is not None:
+            self.room()
         held = self._held.get(system_id, 0)
         if held >= self.per_system:
             raise TooManyUploads(

@@ -125,6 +125,7 @@ class Hub:
             per_system=cfg.server.max_uploads_per_system,
             large_per_system=cfg.server.max_large_uploads_per_system,
             large_total=cfg.server.max_large_uploads,
+            room=parts.blobs.check_room,
         )
         limits = XmlLimits(
             max_bytes=cfg.server.max_body_bytes,
@@ -298,6 +299,11 @@ class Hub:
                 checks[name] = "ok"
             except HubError as exc:
                 checks[name] = exc.error_code
+        try:  # below its reserve the hub takes no new package: not ready for uploads
+            self.blobs.check_room()
+            checks["blobs"] = "ok"
+        except HubError as exc:
+            checks["blobs"] = exc.error_code
         return checks
 
     async def update_gauges(self) -> None:
@@ -319,6 +325,8 @@ class Hub:
         for q, n in (await self.broker.depth()).items():
             m.queue_depth.labels(q).set(n)
         m.dead_letters.set(await self.broker.dead_count())
+        with contextlib.suppress(OSError):
+            m.blob_free.set(self.blobs.free_bytes())
 
     async def _gauges(self) -> None:
         while True:

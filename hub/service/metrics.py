@@ -87,6 +87,10 @@ class Metrics:
             "lienthong_dead_letters",
             "Messages on the dead-letter queue",
         )
+        self.blob_free = shared(
+            "lienthong_blob_free_bytes",
+            "Free space on the blob volume (new packages are refused below [blobs] min_free_mb)",
+        )
         self.overdue = shared(
             "lienthong_overdue_acknowledgements",
             "Documents received before today (Vietnam time) with no business status yet "

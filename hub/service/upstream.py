@@ -121,6 +121,10 @@ class UpstreamPoller:
         """Fetch, submit, confirm. Returns the outcome (accepted, duplicate, refused, later)."""
         bound = log.bind(upstream_id=item.doc_id, kind=item.kind)
         try:
+            self.intake.blobs.check_room()  # no room: left upstream, taken when there is
+        except Unavailable:
+            return "later"
+        try:
             taken = await self.axis.fetch(item.doc_id, self.intake.blobs)
         except NotFound:
             bound.warning("upstream_item_vanished")

@@ -6,9 +6,11 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import os
+import subprocess
 import sys
 import threading
 import time
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -16,7 +18,7 @@ import pytest
 
 from adapters.blobs import FileBlobStore, FlushGroup
 from hub.config import load
-from hub.errors import ConfigError, NotFound
+from hub.errors import ConfigError, NotFound, Unavailable
 
 
 async def test_a_spool_becomes_the_blob_and_a_duplicate_spool_disappears(tmp_path: Path) -> None:
@@ -179,7 +181,74 @@ async def test_a_write_that_fails_leaves_no_part_behind(tmp_path: Path) -> None:
     blobs._durable = _FullDisk()  # type: ignore[assignment]
     data = os.urandom(1000)
     sha = hashlib.sha256(data).hexdigest()
-    with pytest.raises(OSError, match="No space left"):
+    with pytest.raises(Unavailable, match="No space left") as err:
         await blobs.put(sha, data)
+    assert err.value.error_code == "blob_store_full"
     assert not await blobs.exists(sha)
     assert not [n for _d, _s, names in os.walk(tmp_path) for n in names]
+
+
+# ------------------------------------------------------------------ a failing volume
+
+
+@pytest.fixture
+def small_volume(tmp_path: Path) -> Iterator[Path]:
+    """A real 1 MiB file system (tmpfs), to fill up: needs the right to mount (root)."""
+    vol = tmp_path / "vol"
+    vol.mkdir()
+    mounted = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(vol)],
+        capture_output=True,
+        check=False,
+    )
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot mount a small tmpfs here: {mounted.stderr.decode().strip()}")
+    try:
+        yield vol
+    finally:
+        subprocess.run(["umount", "-l", str(vol)], check=False)
+
+
+async def test_a_full_volume_is_a_503_and_leaves_no_part_behind(small_volume: Path) -> None:
+    blobs = FileBlobStore(small_volume, flush="each")
+    small = os.urandom(100_000)
+    assert await blobs.put(hashlib.sha256(small).hexdigest(), small)
+    big = os.urandom(2 << 20)  # more than the volume holds
+    with pytest.raises(Unavailable) as err:
+        await blobs.put(hashlib.sha256(big).hexdigest(), big)
+    assert err.value.error_code == "blob_store_full" and err.value.http_status == 503
+    spool = blobs.spool()
+    with pytest.raises(Unavailable) as err:
+        for i in range(0, len(big), 65536):
+            await spool.write(big[i : i + 65536])
+    assert err.value.error_code == "blob_store_full"
+    spool.discard()
+    # What was stored before is intact; nothing half-written stays to fill the disk more.
+    assert await blobs.get(hashlib.sha256(small).hexdigest()) == small
+    leftovers = [n for _d, _s, names in os.walk(small_volume) for n in names]
+    assert leftovers == [hashlib.sha256(small).hexdigest()]
+
+
+async def test_below_its_reserve_the_store_refuses_new_packages(tmp_path: Path) -> None:
+    blobs = FileBlobStore(tmp_path)
+    free = blobs.free_bytes()
+    assert free > 0
+    blobs.check_room()  # no reserve: room
+    blobs = FileBlobStore(tmp_path, min_free_bytes=free * 4)
+    with pytest.raises(Unavailable) as err:
+        blobs.check_room()
+    assert err.value.error_code == "blob_store_full" and "min_free_mb" in err.value.message
+
+
+async def test_a_volume_that_fails_otherwise_is_unavailable(tmp_path: Path) -> None:
+    blobs = FileBlobStore(tmp_path / "gone")
+    os.rmdir(tmp_path / "gone")  # the mount went away under the hub
+    with pytest.raises(Unavailable) as err:
+        blobs.check_room()
+    assert err.value.error_code == "blob_store_unavailable"
+    data = b"x" * 10
+    target = tmp_path / "gone"
+    target.write_bytes(b"")  # a file where the volume's root was: ENOTDIR on every write
+    with pytest.raises(Unavailable) as err:
+        await blobs.put(hashlib.sha256(data).hexdigest(), data)
+    assert err.value.error_code == "blob_store_unavailable"

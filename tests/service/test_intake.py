@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import errno
 import hashlib
 import time
 from pathlib import Path
@@ -66,6 +67,48 @@ async def test_a_refusal_after_examination_counts_under_the_kind_found(
     assert registry.get_sample_value("lienthong_intake_total", labels) == 1
     unknown = {"kind": "unknown", "outcome": "unknown_recipient"}
     assert registry.get_sample_value("lienthong_intake_total", unknown) is None
+
+
+async def test_a_full_blob_volume_refuses_new_packages_and_loses_nothing(
+    hut: HubUnderTest, monkeypatch: Any
+) -> None:
+    """Below its reserve the hub takes no new package (503, recorded, not ready) while
+    recipients go on fetching and acknowledging; a write that finds the disk full is the
+    same 503. Either way nothing is half-stored, and sending again later works."""
+    first = signed(hut.pki_dir, A, demo.document_bytes(sender=A, to=(B,), number="1/F"))
+    assert (await hut.submit("sys-a", first)).status == 202
+    [held] = await eventually(lambda: hut.inbox("sys-b"), bool)
+    blobs = hut.hub.blobs
+    blobs.min_free_bytes = blobs.free_bytes() * 4  # type: ignore[attr-defined]
+    later = signed(hut.pki_dir, A, demo.document_bytes(sender=A, to=(B,), number="2/F"))
+    r = await hut.submit("sys-a", later)
+    assert (r.status, (await r.json())["error"]["code"]) == (503, "blob_store_full")
+    assert r.headers["Retry-After"]
+    ready = await hut.client.get("/readyz")
+    assert ready.status == 503 and (await ready.json())["checks"]["blobs"] == "blob_store_full"
+    got = await hut.client.get(f"/api/v1/packages/{held['id']}", headers=hut.auth("sys-b"))
+    assert got.status == 200 and await got.read() == first
+    ack = await hut.client.post(
+        f"/api/v1/packages/{held['id']}/ack", json={"result": "done"}, headers=hut.auth("sys-b")
+    )
+    assert ack.status == 200
+    blobs.min_free_bytes = 0  # type: ignore[attr-defined]
+    assert (await hut.client.get("/readyz")).status == 200
+
+    def full(*_args: Any) -> None:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(type(blobs), "_put", full)
+    r = await hut.submit("sys-a", later)
+    assert (r.status, (await r.json())["error"]["code"]) == (503, "blob_store_full")
+    monkeypatch.undo()
+    assert [x["code"] for x in await hut.refusals()] == ["blob_store_full"] * 2
+    assert [i["id"] for i in await hut.inbox("sys-b", state="all")] == [held["id"]]
+    r = await hut.submit("sys-a", later)  # space again: the same bytes go through
+    assert r.status == 202, await r.text()
+    assert (
+        len(await eventually(lambda: hut.inbox("sys-b", state="all"), lambda xs: len(xs) == 2)) == 2
+    )
 
 
 async def test_oversized_package_is_refused_with_413(hut: HubUnderTest) -> None:
