@@ -5,6 +5,12 @@ The hub's URL comes from ``--url`` or ``LIENTHONG_URL``; the token from
 other users could read in the process list). Over https, ``--ca`` names the CA that
 issued the hub's certificate, and ``--cert``/``--key`` a TLS client certificate
 registered to the system (mTLS), which then needs no token.
+
+A hub that answers 429 or 503 asks to be called again (its upload caps, a store or broker
+down, a full blob volume): the client waits the ``Retry-After`` it gives (at most 30 s,
+1 s when it gives none) and tries again, ``--retries`` times (3 by default), saying so on
+stderr. Every call is safe to repeat: the same bytes sent twice are one package, and an
+acknowledgement is idempotent. A hub that cannot be reached is not tried again.
 """
 
 from __future__ import annotations
@@ -20,6 +26,11 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
+from tenacity import RetryCallState, Retrying, retry_if_result, stop_after_attempt
+
+AGAIN = (429, 503)  # the hub asks to be called again later
+MAX_WAIT_S = 30.0
+
 
 def register(sub: Any) -> None:
     def common(p: argparse.ArgumentParser) -> None:
@@ -28,6 +39,12 @@ def register(sub: Any) -> None:
         p.add_argument("--ca", type=Path, default=None, help="CA of the hub's TLS certificate")
         p.add_argument("--cert", type=Path, default=None, help="TLS client certificate (PEM)")
         p.add_argument("--key", type=Path, default=None, help="its private key (PEM)")
+        p.add_argument(
+            "--retries",
+            type=int,
+            default=3,
+            help="times to try again when the hub answers 429 or 503 (after its Retry-After)",
+        )
 
     s = sub.add_parser("send", help="submit a package file")
     s.add_argument("file", type=Path)
@@ -90,6 +107,35 @@ def _call(
     body: bytes | None = None,
     content_type: str = "application/json",
 ) -> tuple[int, bytes]:
+    """The hub's answer (status, body), called again while it answers 429 or 503."""
+
+    def wait(state: RetryCallState) -> float:
+        assert state.outcome is not None
+        status, _data, retry_after = state.outcome.result()
+        delay = min(max(retry_after if retry_after is not None else 1.0, 0.0), MAX_WAIT_S)
+        print(f"the hub answered {status}; trying again in {delay:g} s", file=sys.stderr)
+        return delay
+
+    retrying = Retrying(
+        stop=stop_after_attempt(max(args.retries, 0) + 1),
+        wait=wait,
+        retry=retry_if_result(lambda answer: answer[0] in AGAIN),
+        retry_error_callback=lambda state: state.outcome.result() if state.outcome else None,
+    )
+    status, data, _ = retrying(_call_once, args, method, path, body, content_type)
+    return status, data
+
+
+def _retry_after(value: str | None) -> float | None:
+    try:
+        return float(value) if value is not None else None
+    except ValueError:  # an HTTP date: not worth parsing for a few seconds
+        return None
+
+
+def _call_once(
+    args: argparse.Namespace, method: str, path: str, body: bytes | None, content_type: str
+) -> tuple[int, bytes, float | None]:
     headers = {"Content-Type": content_type}
     if token := _token(args):
         headers["Authorization"] = f"Bearer {token}"
@@ -98,9 +144,9 @@ def _call(
     )
     try:
         with urllib.request.urlopen(req, timeout=120, context=_tls(args)) as resp:  # noqa: S310
-            return resp.status, resp.read()
+            return resp.status, resp.read(), None
     except urllib.error.HTTPError as exc:
-        return exc.code, exc.read()
+        return exc.code, exc.read(), _retry_after(exc.headers.get("Retry-After"))
     except urllib.error.URLError as exc:
         raise SystemExit(f"cannot reach the hub at {args.url}: {exc.reason}") from exc
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import datetime as dt
 import http.server
 import json
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -17,6 +16,7 @@ from hub import pki
 from hub.cli.main import main
 from hub.service.crl_addresses import save_learned
 from hub.signature.trust import CrlUrls
+from tests.cli.conftest import serve_in_thread
 from tests.service import harness
 from tests.service.procs import write_config
 
@@ -37,14 +37,8 @@ class _Publication(http.server.BaseHTTPRequestHandler):
 @pytest.fixture
 def publication() -> Iterator[tuple[str, type[_Publication]]]:
     handler = type("Handler", (_Publication,), {})
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}/ca.crl", handler
-    finally:
-        server.shutdown()
-        server.server_close()
+    with serve_in_thread(handler) as url:
+        yield f"{url}/ca.crl", handler
 
 
 def _ca(root: Path) -> pki.Issued:
