@@ -292,7 +292,7 @@ class FileBlobStore:
             raise ValueError(f"flush must be one of {BLOB_FLUSH_MODES}")
         self.root = root
         self._root = os.fspath(root)
-        self._room: tuple[float, Unavailable | None] = (0.0, None)  # (when, verdict)
+        self._room: tuple[float, tuple[str, str] | None] = (0.0, None)  # (when, shortage)
         self.min_free_bytes = min_free_bytes
         _sweep_spool(root / ".spool")
         # Writes and fsyncs wait on the disk, not the CPU: several at once.
@@ -323,7 +323,7 @@ class FileBlobStore:
     def min_free_bytes(self, value: int) -> None:
         """A new reserve counts from the next check (not a second later)."""
         self._min_free = value
-        self._room = (time.monotonic() - _ROOM_CHECK_S, None)
+        self._room = (time.monotonic() - _ROOM_CHECK_S, self._room[1])
 
     def free_bytes(self) -> int:
         """Space on the blob volume that this process may still write."""
@@ -332,28 +332,33 @@ class FileBlobStore:
 
     def check_room(self) -> None:
         """``blob_store_full`` while the volume has less than ``min_free_bytes`` free;
-        ``blob_store_unavailable`` when it cannot be looked at (looked at once a second)."""
+        ``blob_store_unavailable`` when it cannot be looked at. The volume is looked at
+        once a second; each refusal is a new error (each is counted and recorded)."""
         now = time.monotonic()
-        when, verdict = self._room
+        when, short = self._room
         if now - when >= _ROOM_CHECK_S:
-            verdict = self._look()
-            self._room = (now, verdict)
-        if verdict is not None:
-            raise verdict
+            short = self._look(short)
+            self._room = (now, short)
+        if short is not None:
+            raise Unavailable(short[1], code=short[0])
 
-    def _look(self) -> Unavailable | None:
+    def _look(self, before: tuple[str, str] | None) -> tuple[str, str] | None:
+        """(code, message) while short of room, else None; logged when that changes."""
         try:
             free = self.free_bytes()
         except OSError as exc:
-            return disk_failure("look at its volume", exc)
+            err = disk_failure("look at its volume", exc)
+            return err.error_code, err.message
         if free >= self._min_free:
+            if before is not None:
+                log.info("blob_store_room_again", free_bytes=free, min_free_bytes=self._min_free)
             return None
-        log.warning("blob_store_low", free_bytes=free, min_free_bytes=self._min_free)
-        return Unavailable(
+        if before is None:
+            log.warning("blob_store_low", free_bytes=free, min_free_bytes=self._min_free)
+        return "blob_store_full", (
             f"the package store has {free // 2**20} MiB free, below its reserve of "
             f"{self._min_free // 2**20} MiB ([blobs] min_free_mb): no new package is "
-            "taken until space is freed; retry later",
-            code="blob_store_full",
+            "taken until space is freed; retry later"
         )
 
     @_on_disk("store a package")

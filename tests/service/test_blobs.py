@@ -238,6 +238,11 @@ async def test_below_its_reserve_the_store_refuses_new_packages(tmp_path: Path) 
     with pytest.raises(Unavailable) as err:
         blobs.check_room()
     assert err.value.error_code == "blob_store_full" and "min_free_mb" in err.value.message
+    with pytest.raises(Unavailable) as again:
+        blobs.check_room()  # from the verdict kept for a second: a new error all the same
+    assert again.value is not err.value and again.value.error_code == "blob_store_full"
+    blobs.min_free_bytes = 0
+    blobs.check_room()
 
 
 async def test_a_volume_that_fails_otherwise_is_unavailable(tmp_path: Path) -> None:
