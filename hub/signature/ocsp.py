@@ -283,7 +283,8 @@ def _nonce(response: ocsp.OCSPResponse) -> bytes | None:
 class OcspAnswers:
     """Believed answers by signer certificate fingerprint, shared by every trust store the
     hub loads. Bounded (least recently stored first out). ``version`` changes whenever a
-    certificate's status changes, so decisions cached on an older status are not reused."""
+    certificate's status changes (or whether its responder was checked), so decisions
+    cached on an older answer are not reused."""
 
     limit: int = 4096
     version: int = 0
@@ -298,8 +299,11 @@ class OcspAnswers:
         with self._lock:
             old = self._items.pop(cert_fingerprint, None)
             self._items[cert_fingerprint] = answer
-            if old is None or old.status != answer.status:
-                self.version += 1
+            if old is None or (old.status, old.responder_checked) != (
+                answer.status,
+                answer.responder_checked,
+            ):
+                self.version += 1  # what the answer lets the decision conclude changed
             while len(self._items) > self.limit:
                 self._items.popitem(last=False)
 

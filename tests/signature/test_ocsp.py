@@ -194,6 +194,11 @@ def test_an_unchecked_delegates_good_answer_does_not_stand_in_for_the_crl(signer
     with pytest.raises(SignatureRefused) as err:
         trust.validate(signer.cert)
     assert err.value.error_code == "revocation_unknown"
+    # The same "good", from a responder that was checked: a new decision, which it carries.
+    version = answers.version
+    answers.put(signer.fingerprint, read(answer(signer.cert, ca), signer, ca, nonce=None))
+    assert answers.version > version
+    assert trust.validate(signer.cert).revocation == "ocsp"
     # Its "revoked" still refuses: believing it cannot let a revoked signer through.
     answers.put(
         signer.fingerprint,
