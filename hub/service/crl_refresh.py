@@ -51,6 +51,7 @@ from hub.signature.trust import (
     TrustStore,
     crl_newer,
     crl_urls,
+    expired_at,
     fingerprint,
     partial_crl,
     read_crl,
@@ -207,9 +208,9 @@ class CrlRefresher:
             raise CrlRefused(
                 f"the CRL is {partial}; the hub takes only complete CRLs", code="crl_partial"
             )
-        if crl.next_update_utc is not None and crl.next_update_utc < now:
+        if (expired := expired_at(crl, now)) is not None:
             raise CrlRefused(
-                f"the CRL went stale on {crl.next_update_utc.isoformat()} (its nextUpdate)",
+                f"the CRL went stale on {expired.isoformat()} (its nextUpdate)",
                 code="crl_expired",
             )
         held = self.trust().crl_for(issuer)

@@ -292,18 +292,20 @@ class Hub:
             log.info("ledger_final_seal", size=cp.size)
 
     async def ready(self) -> dict[str, str]:
+        async def blobs() -> None:  # below its reserve the hub takes no new package
+            self.blobs.check_room()
+
         checks: dict[str, str] = {}
-        for name, ping in (("store", self.store.ping), ("broker", self.broker.ping)):
+        for name, ping in (
+            ("store", self.store.ping),
+            ("broker", self.broker.ping),
+            ("blobs", blobs),
+        ):
             try:
                 await ping()
                 checks[name] = "ok"
             except HubError as exc:
                 checks[name] = exc.error_code
-        try:  # below its reserve the hub takes no new package: not ready for uploads
-            self.blobs.check_room()
-            checks["blobs"] = "ok"
-        except HubError as exc:
-            checks["blobs"] = exc.error_code
         return checks
 
     async def update_gauges(self) -> None:

@@ -51,7 +51,7 @@ from cryptography.x509 import ocsp
 from cryptography.x509.oid import AuthorityInformationAccessOID, ExtendedKeyUsageOID
 
 from hub.errors import OcspRefused
-from hub.signature.trust import fetchable, fingerprint, revoked_on
+from hub.signature.trust import expired_at, fetchable, fingerprint, revoked_on
 
 Status = Literal["good", "revoked", "unknown"]
 CLOCK_GRACE = dt.timedelta(minutes=5)
@@ -192,7 +192,7 @@ def _check_delegate(
             f"the OCSP responder {delegate.subject.rfc4514_string()} is on its CA's CRL "
             f"(revoked {on})",
         )
-    return crl.next_update_utc is None or now <= crl.next_update_utc
+    return expired_at(crl, now) is None
 
 
 def _single(

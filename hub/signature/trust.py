@@ -52,6 +52,12 @@ _SIGNING_EKUS = frozenset(
 )
 
 
+def expired_at(crl: x509.CertificateRevocationList, now: dt.datetime) -> dt.datetime | None:
+    """``crl``'s ``nextUpdate`` when it has passed (newer revocations may be missing)."""
+    next_update = crl.next_update_utc
+    return next_update if next_update is not None and now > next_update else None
+
+
 def revoked_on(crl: x509.CertificateRevocationList, cert: x509.Certificate) -> str | None:
     """When ``crl`` says ``cert`` was revoked (ISO 8601), or None when it does not list it."""
     entry = crl.get_revoked_certificate_by_serial_number(cert.serial_number)
@@ -472,12 +478,11 @@ class TrustStore:
             good = self._ocsp_says(cert, issuer, now)
             crl = self.crl_for(issuer)
             if crl is not None:
-                next_update = crl.next_update_utc
-                if next_update is not None and now > next_update and not good:
+                if (expired := expired_at(crl, now)) is not None and not good:
                     raise _refuse(
                         "revocation_unknown",
                         f"the CRL of {issuer.subject.rfc4514_string()} expired on "
-                        f"{next_update.isoformat()}; refresh the trust store",
+                        f"{expired.isoformat()}; refresh the trust store",
                     )
                 if (on := revoked_on(crl, cert)) is not None:
                     raise _refuse(
