@@ -122,6 +122,13 @@ class NetworkForbidden(Forbidden):
     vxp_code = "15"
 
 
+class SystemSuspended(Forbidden):
+    """A valid credential of a system an administrator suspended (``directory suspend``)."""
+
+    code = "system_suspended"
+    vxp_code = "15"
+
+
 class NotFound(HubError):
     code = "not_found"
     http_status = 404

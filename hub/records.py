@@ -54,6 +54,9 @@ class System:
     vxp_strict: bool = False  # VXP: fresh, never reused timestamps (lienthong peers only)
     may_register: bool = False  # VXP registerAgency / deleteAgency allowed
     networks: tuple[str, ...] = ()  # CIDRs it may connect from (hub/service/networks.py); any
+    # Set only by ``Store.set_suspended``, never by ``put_system``: why an administrator
+    # suspended the system (its credentials refused, nothing pushed to it); None: active.
+    suspended: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

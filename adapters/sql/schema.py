@@ -222,6 +222,11 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
     ),
     # 8: the networks a system may connect from (comma-separated CIDRs; empty: any)
     ("ALTER TABLE systems ADD COLUMN networks TEXT NOT NULL DEFAULT ''",),
+    # 9: a system an administrator suspended: why (NULL: active) and since when
+    (
+        "ALTER TABLE systems ADD COLUMN suspended TEXT",
+        "ALTER TABLE systems ADD COLUMN suspended_us BIGINT",
+    ),
 )
 
 

@@ -212,6 +212,7 @@ class SqlStore(SqlLedger, SqlAudit, abc.ABC):
                     vxp_strict=bool(r["vxp_strict"]),
                     may_register=bool(r["may_register"]),
                     networks=tuple(n for n in r["networks"].split(",") if n),
+                    suspended=r["suspended"],
                 )
                 for r in await tx.fetch("SELECT * FROM systems")
             }
@@ -263,12 +264,17 @@ class SqlStore(SqlLedger, SqlAudit, abc.ABC):
             await self._directory_write([e for _, e in items], *steps)
 
     async def put_system(self, system: System, event: Event) -> None:
+        # An upsert, not a replacement: a suspension (``set_suspended``) outlives saving
+        # the system's other settings again.
         await self._directory_write(
             [event],
-            ("DELETE FROM systems WHERE system_id = ?", (system.system_id,)),
             (
                 "INSERT INTO systems (system_id, name, role, signature_policy, vxp_strict, "
-                "may_register, networks) VALUES (?,?,?,?,?,?,?)",
+                "may_register, networks) VALUES (?,?,?,?,?,?,?) "
+                "ON CONFLICT (system_id) DO UPDATE SET name = excluded.name, "
+                "role = excluded.role, signature_policy = excluded.signature_policy, "
+                "vxp_strict = excluded.vxp_strict, may_register = excluded.may_register, "
+                "networks = excluded.networks",
                 (
                     system.system_id,
                     system.name,
@@ -280,6 +286,28 @@ class SqlStore(SqlLedger, SqlAudit, abc.ABC):
                 ),
             ),
         )
+
+    async def set_suspended(self, system_id: str, reason: str | None, event: Event) -> bool:
+        async def w(tx: Tx) -> bool:
+            if reason is None:
+                changed = await tx.execute(
+                    "UPDATE systems SET suspended = NULL, suspended_us = NULL "
+                    "WHERE system_id = ? AND suspended IS NOT NULL",
+                    system_id,
+                )
+            else:
+                changed = await tx.execute(
+                    "UPDATE systems SET suspended = ?, suspended_us = ? "
+                    "WHERE system_id = ? AND suspended IS NULL",
+                    reason,
+                    event.at_us,
+                    system_id,
+                )
+            if changed:
+                await _directory_changed(tx, [event])
+            return changed > 0
+
+        return await self._write(w)
 
     async def put_vxp_secret(self, system_id: str, sealed: str, event: Event) -> None:
         await self._directory_write(
@@ -333,6 +361,19 @@ class SqlStore(SqlLedger, SqlAudit, abc.ABC):
                 (binding.fingerprint.lower(), binding.organ_id),
             ),
         )
+
+    async def delete_binding(self, binding: CertBinding, event: Event) -> bool:
+        async def w(tx: Tx) -> bool:
+            gone = await tx.execute(
+                "DELETE FROM cert_bindings WHERE fingerprint = ? AND organ_id = ?",
+                binding.fingerprint.lower(),
+                binding.organ_id,
+            )
+            if gone:
+                await _directory_changed(tx, [event])
+            return gone > 0
+
+        return await self._write(w)
 
     async def put_client_cert(
         self, fingerprint: str, system_id: str, subject: str, event: Event
@@ -645,6 +686,25 @@ class SqlStore(SqlLedger, SqlAudit, abc.ABC):
                 f"SELECT {_DELIVERY_COLS} FROM deliveries WHERE state IN ('pending', 'retrying') "
                 "AND COALESCE(next_attempt_us, updated_us) <= ? ORDER BY seq LIMIT ?",
                 older_than_us,
+                limit,
+            )
+            return [_delivery(r) for r in rows]
+
+        return await self._read(q)
+
+    async def parked_pushes(
+        self, organs: Sequence[str], mark: str, limit: int
+    ) -> list[DeliveryRow]:
+        if not organs:
+            return []
+
+        async def q(tx: Tx) -> list[DeliveryRow]:
+            rows = await tx.fetch(
+                f"SELECT {_DELIVERY_COLS} FROM deliveries WHERE recipient IN "
+                f"({_marks(len(organs))}) AND state = 'available' AND route = 'push' "
+                "AND last_error = ? ORDER BY seq LIMIT ?",
+                *organs,
+                mark,
                 limit,
             )
             return [_delivery(r) for r in rows]

@@ -18,7 +18,7 @@ from hub.config import load
 from hub.errors import NotFound
 from hub.ports import Store, SystemClock
 from hub.records import Organ, System
-from hub.service.directory_admin import DirectoryAdmin
+from hub.service.directory_admin import DirectoryAdmin, directory_json
 
 T = TypeVar("T")
 
@@ -79,10 +79,7 @@ def register(sub: Any) -> None:
     v.add_argument("system_id")
     v.set_defaults(func=lambda a: _run(a, _vxp_secret))
 
-    b = acts.add_parser("bind", help="allow a signer certificate to sign for an organ")
-    b.add_argument("fingerprint", help="SHA-256 of the certificate (hex)")
-    b.add_argument("organ_id")
-    b.set_defaults(func=lambda a: _run(a, _bind))
+    _register_bindings_and_states(acts)
 
     c = acts.add_parser(
         "client-cert", help="let a TLS client certificate authenticate a system (mTLS)"
@@ -103,6 +100,33 @@ def register(sub: Any) -> None:
     ls.set_defaults(func=lambda a: _run(a, _list))
 
 
+def _register_bindings_and_states(acts: Any) -> None:
+    b = acts.add_parser("bind", help="allow a signer certificate to sign for an organ")
+    b.add_argument("fingerprint", help="SHA-256 of the certificate (hex)")
+    b.add_argument("organ_id")
+    b.set_defaults(func=lambda a: _run(a, _bind))
+
+    ub = acts.add_parser("unbind", help="stop a signer certificate signing for an organ")
+    ub.add_argument("fingerprint", help="SHA-256 of the certificate (hex)")
+    ub.add_argument("organ_id")
+    ub.set_defaults(func=lambda a: _run(a, _unbind))
+
+    sp = acts.add_parser(
+        "suspend",
+        help="refuse every credential of a system and push nothing to it; packages for its "
+        "organs are still accepted and wait",
+    )
+    sp.add_argument("system_id")
+    sp.add_argument("--reason", required=True, help="why (kept on the ledger)")
+    sp.set_defaults(func=lambda a: _run(a, _suspend))
+
+    rs = acts.add_parser(
+        "resume", help="end a system's suspension and send the pushes held meanwhile"
+    )
+    rs.add_argument("system_id")
+    rs.set_defaults(func=lambda a: _run(a, _resume))
+
+
 def _run(
     args: argparse.Namespace,
     fn: Callable[[argparse.Namespace, DirectoryAdmin, Store], Awaitable[int]],
@@ -113,13 +137,7 @@ def _run(
 
     async def main() -> int:
         async with opened_store(cfg) as store:
-            admin = DirectoryAdmin(
-                store,
-                SystemClock(),
-                f"cli:{getpass.getuser()}",
-                vxp_key=Path(cfg.vxp.key_file),
-                allow_http_push=cfg.delivery.allow_http_push,
-            )
+            admin = DirectoryAdmin.configured(store, SystemClock(), f"cli:{getpass.getuser()}", cfg)
             return await fn(args, admin, store)
 
     return asyncio.run(main())
@@ -196,6 +214,31 @@ async def _bind(a: argparse.Namespace, admin: DirectoryAdmin, _s: Store) -> int:
     return 0
 
 
+async def _unbind(a: argparse.Namespace, admin: DirectoryAdmin, _s: Store) -> int:
+    if not await admin.unbind(a.fingerprint, a.organ_id):
+        print(f"certificate {a.fingerprint[:16]}… was not bound to {a.organ_id}")
+        return 2
+    print(f"certificate {a.fingerprint[:16]}… may no longer sign for {a.organ_id}")
+    return 0
+
+
+async def _suspend(a: argparse.Namespace, admin: DirectoryAdmin, store: Store) -> int:
+    if not await _known(store, a.system_id):
+        return 2
+    changed = await admin.suspend(a.system_id, a.reason)
+    print(f"system {a.system_id} {'suspended' if changed else 'was already suspended'}")
+    return 0
+
+
+async def _resume(a: argparse.Namespace, admin: DirectoryAdmin, store: Store) -> int:
+    if not await _known(store, a.system_id):
+        return 2
+    changed, moved = await admin.resume(a.system_id)
+    state = "resumed" if changed else "was not suspended"
+    print(f"system {a.system_id} {state}; {moved} held push(es) sent again")
+    return 0
+
+
 async def _client_cert(a: argparse.Namespace, admin: DirectoryAdmin, _s: Store) -> int:
     fp = await admin.add_client_cert(a.system_id, a.cert.read_bytes())
     print(f"client certificate {fp} authenticates {a.system_id}")
@@ -217,44 +260,5 @@ async def _import(a: argparse.Namespace, admin: DirectoryAdmin, _s: Store) -> in
 
 
 async def _list(_a: argparse.Namespace, _admin: DirectoryAdmin, store: Store) -> int:
-    d = await store.directory()
-    out = {
-        "version": d.version,
-        "systems": [
-            {
-                "system_id": s.system_id,
-                "name": s.name,
-                "role": s.role,
-                "signature_policy": s.signature_policy,
-                "vxp_strict": s.vxp_strict,
-                "may_register": s.may_register,
-                "networks": list(s.networks),
-                "vxp_secret": s.system_id in d.vxp_secrets,
-                "organs": list(s.organs),
-            }
-            for s in d.systems.values()
-        ],
-        "organs": [
-            {
-                "organ_id": o.organ_id,
-                "name": o.name,
-                "system_id": o.system_id,
-                "location": o.location,
-                "parent": o.parent,
-                "closed": o.closed,
-                "push_url": o.push_url,
-                "aliases": list(o.aliases),
-            }
-            for o in d.organs.values()
-        ],
-        "tokens": [
-            {"token_id": c.token_id, "system_id": c.system_id, "revoked": c.revoked}
-            for c in d.credentials.values()
-        ],
-        "client_certs": [
-            {"fingerprint": fp, "system_id": system_id}
-            for fp, system_id in sorted(d.client_certs.items())
-        ],
-    }
-    print(json.dumps(out, ensure_ascii=False, indent=2))
+    print(json.dumps(directory_json(await store.directory()), ensure_ascii=False, indent=2))
     return 0

@@ -1,5 +1,6 @@
 """Administrator endpoints that change the directory and credentials (``/api/v1/admin``):
-systems, organs, bearer tokens and TLS client certificates.
+systems (and their suspension), organs, signer certificate bindings, bearer tokens and
+TLS client certificates; and the directory as it stands (administrators and auditors).
 
 Only the ``admin`` role; every change is a ledger event naming the administrator
 (``DirectoryAdmin``), and the directory cache is refreshed before answering, so the
@@ -8,7 +9,6 @@ change is in force when the call returns. Tokens are shown once, in the answer.
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 from aiohttp import web
@@ -17,7 +17,7 @@ from hub.errors import InputError
 from hub.http.app import json_answer
 from hub.http.native import _caller, json_object
 from hub.records import Organ, System
-from hub.service.directory_admin import DirectoryAdmin
+from hub.service.directory_admin import DirectoryAdmin, directory_json
 from hub.service.hub import Hub
 
 
@@ -25,13 +25,7 @@ async def _admin(request: web.Request) -> tuple[Hub, DirectoryAdmin, dict[str, A
     hub, caller = _caller(request)
     caller.require_role("admin")
     body = await json_object(request)
-    admin = DirectoryAdmin(
-        hub.store,
-        hub.clock,
-        f"system:{caller.system_id}",
-        vxp_key=Path(hub.cfg.vxp.key_file),
-        allow_http_push=hub.cfg.delivery.allow_http_push,
-    )
+    admin = DirectoryAdmin.configured(hub.store, hub.clock, f"system:{caller.system_id}", hub.cfg)
     return hub, admin, body
 
 
@@ -120,6 +114,59 @@ async def remove_client_cert(request: web.Request) -> web.Response:
     return json_answer({"fingerprint": request.match_info["id"], "removed": removed})
 
 
+async def directory(request: web.Request) -> web.Response:
+    """The directory as ``lienthong directory list`` prints it (no secrets); administrators
+    and auditors, as the console's directory page."""
+    hub, caller = _caller(request)
+    caller.require_role("admin", "auditor")
+    return json_answer(directory_json(hub.directory.current))
+
+
+def _binding(body: dict[str, Any]) -> tuple[str, str]:
+    fp = _str(body, "fingerprint", required=True) or ""
+    return fp, _str(body, "organ_id", required=True) or ""
+
+
+async def bind(request: web.Request) -> web.Response:
+    hub, admin, body = await _admin(request)
+    fp, organ = _binding(body)
+    await admin.bind(fp, organ)
+    await hub.directory.refresh()
+    return json_answer({"organ_id": organ, "bound": True}, status=201)
+
+
+async def unbind(request: web.Request) -> web.Response:
+    hub, admin, body = await _admin(request)
+    fp, organ = _binding(body)
+    removed = await admin.unbind(fp, organ)
+    await hub.directory.refresh()
+    return json_answer({"organ_id": organ, "removed": removed})
+
+
+async def suspend(request: web.Request) -> web.Response:
+    hub, admin, body = await _admin(request)
+    system_id = request.match_info["id"]
+    if admin.actor == f"system:{system_id}":
+        raise InputError(
+            "an administrator cannot suspend its own system (use the command line on the "
+            "hub's machine)",
+            code="cannot_suspend_self",
+        )
+    changed = await admin.suspend(system_id, _str(body, "reason", required=True) or "")
+    await hub.directory.refresh()
+    return json_answer({"system_id": system_id, "suspended": True, "changed": changed})
+
+
+async def resume(request: web.Request) -> web.Response:
+    hub, admin, _ = await _admin(request)
+    system_id = request.match_info["id"]
+    changed, moved = await admin.resume(system_id)
+    await hub.directory.refresh()
+    return json_answer(
+        {"system_id": system_id, "suspended": False, "changed": changed, "pushes_resent": moved}
+    )
+
+
 def setup(app: web.Application) -> None:
     r = app.router
     r.add_post("/api/v1/admin/systems", put_system)
@@ -128,3 +175,8 @@ def setup(app: web.Application) -> None:
     r.add_post("/api/v1/admin/tokens/{id}/revoke", revoke_token)
     r.add_post("/api/v1/admin/systems/{id}/client-certs", add_client_cert)
     r.add_post("/api/v1/admin/client-certs/{id}/remove", remove_client_cert)
+    r.add_get("/api/v1/admin/directory", directory)
+    r.add_post("/api/v1/admin/bindings", bind)
+    r.add_post("/api/v1/admin/bindings/remove", unbind)
+    r.add_post("/api/v1/admin/systems/{id}/suspend", suspend)
+    r.add_post("/api/v1/admin/systems/{id}/resume", resume)

@@ -17,7 +17,7 @@ import orjson
 import structlog
 from aiohttp import web
 
-from hub.errors import AuthenticationFailed, HubError, NetworkForbidden
+from hub.errors import AuthenticationFailed, HubError, NetworkForbidden, SystemSuspended
 from hub.ids import new_hex
 from hub.ports import Outgoing
 from hub.service.hub import Hub
@@ -117,8 +117,9 @@ def error_response(exc: HubError, request_id: str) -> web.Response:
 
 
 def log_credential_refusal(request: web.Request, exc: HubError) -> None:
-    """No caller (or one outside its networks): logged, not written to the ledger."""
-    if isinstance(exc, AuthenticationFailed | NetworkForbidden):
+    """No caller (or one suspended, or outside its networks): logged, not written to the
+    ledger."""
+    if isinstance(exc, AuthenticationFailed | NetworkForbidden | SystemSuspended):
         log.warning(
             "authentication_failed",
             code=exc.error_code,

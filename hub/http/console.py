@@ -21,7 +21,14 @@ import aiohttp_jinja2
 import jinja2
 from aiohttp import web
 
-from hub.errors import AuthenticationFailed, Forbidden, HubError, InputError, NetworkForbidden
+from hub.errors import (
+    AuthenticationFailed,
+    Forbidden,
+    HubError,
+    InputError,
+    NetworkForbidden,
+    SystemSuspended,
+)
 from hub.http.app import HUB, log_credential_refusal
 from hub.http.i18n import LANGS, translator
 from hub.http.ledger_api import audit_page, send_evidence, stream_export
@@ -32,6 +39,7 @@ from hub.service import audit
 from hub.service import delivery as dl
 from hub.service.audit import iso
 from hub.service.auth import Caller, authenticate
+from hub.service.directory_admin import DirectoryAdmin
 from hub.service.hub import Hub
 from hub.service.sessions import COOKIE, LIFETIME_S, require_console_role
 
@@ -61,7 +69,7 @@ def _session(request: web.Request) -> tuple[Hub, Caller, str]:
     cookie = request.cookies.get(COOKIE, "")
     try:
         caller = hub.sessions.open(hub.directory.current, cookie, peer=request.remote)
-    except NetworkForbidden:
+    except (NetworkForbidden, SystemSuspended):
         raise  # not a matter of logging in again: answered 403 and logged
     except (AuthenticationFailed, Forbidden) as exc:
         raise web.HTTPSeeOther(f"/admin/login?next={request.path}") from exc
@@ -263,6 +271,33 @@ async def directory_page(request: web.Request) -> web.Response:
     return _render(request, "directory.html", ctx, caller=caller, cookie=cookie)
 
 
+def _directory_admin(hub: Hub, caller: Caller) -> DirectoryAdmin:
+    return DirectoryAdmin.configured(hub.store, hub.clock, f"system:{caller.system_id}", hub.cfg)
+
+
+async def suspend_system(request: web.Request) -> web.Response:
+    hub, caller, cookie = _session(request)
+    caller.require_role("admin")
+    form = await _form(request, cookie)
+    system_id = request.match_info["id"]
+    if system_id == caller.system_id:
+        raise InputError(
+            "an administrator cannot suspend its own system", code="cannot_suspend_self"
+        )
+    await _directory_admin(hub, caller).suspend(system_id, form.get("reason", ""))
+    await hub.directory.refresh()
+    raise web.HTTPSeeOther("/admin/directory")
+
+
+async def resume_system(request: web.Request) -> web.Response:
+    hub, caller, cookie = _session(request)
+    caller.require_role("admin")
+    await _form(request, cookie)
+    await _directory_admin(hub, caller).resume(request.match_info["id"])
+    await hub.directory.refresh()
+    raise web.HTTPSeeOther("/admin/directory")
+
+
 async def ledger_page(request: web.Request) -> web.Response:
     hub, caller, cookie = _session(request)
     cp = await hub.store.latest_checkpoint()
@@ -369,6 +404,8 @@ def setup(app: web.Application) -> None:
     r.add_post("/admin/packages/{id}/hold", hold)
     r.add_get("/admin/packages/{id}/evidence", evidence_download)
     r.add_get("/admin/directory", directory_page)
+    r.add_post("/admin/systems/{id}/suspend", suspend_system)
+    r.add_post("/admin/systems/{id}/resume", resume_system)
     r.add_get("/admin/ledger", ledger_page)
     r.add_post("/admin/ledger/verify", ledger_verify)
     r.add_static("/admin/static", Path(__file__).parent / "static")

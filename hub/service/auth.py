@@ -12,7 +12,7 @@ import hmac
 import secrets
 from dataclasses import dataclass, field
 
-from hub.errors import AuthenticationFailed, Forbidden
+from hub.errors import AuthenticationFailed, Forbidden, SystemSuspended
 from hub.ports import Directory
 from hub.records import Credential, System
 from hub.service.networks import check_peer
@@ -48,6 +48,18 @@ class Caller:
             )
 
 
+def admit(system: System, peer: str | None) -> None:
+    """What every face asks once a credential names ``system``: refused while an
+    administrator has it suspended (403 ``system_suspended``), or from ``peer`` outside its
+    networks (403 ``source_network_forbidden``)."""
+    if system.suspended is not None:
+        raise SystemSuspended(
+            f"system {system.system_id} is suspended by the hub's administrator; "
+            "ask them to resume it",
+        )
+    check_peer(system, peer)
+
+
 def hash_secret(secret: str) -> str:
     return hashlib.sha256(secret.encode()).hexdigest()
 
@@ -67,14 +79,15 @@ def authenticate(
     peer: str | None,
 ) -> Caller:
     """The caller, from a bearer token, a verified TLS client certificate (DER), or both,
-    connecting from ``peer`` (refused outside the system's networks, when it has any).
+    connecting from ``peer`` (refused while the system is suspended, or outside its
+    networks when it has any).
 
     The TLS handshake has already checked the certificate's chain against the configured
     client CA; here its fingerprint must be registered to a system. When both are
     presented they must name the same system.
     """
     caller = _credential(directory, authorization, client_cert)
-    check_peer(caller.system, peer)
+    admit(caller.system, peer)
     return caller
 
 

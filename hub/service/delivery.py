@@ -9,6 +9,7 @@ count and total time), then handed to the broker as ``Retry`` / ``DeadLetter``.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
 import structlog
@@ -35,6 +36,9 @@ from hub.service.topology import routing_key
 log = structlog.get_logger(__name__)
 
 WAITING = frozenset({State.PENDING, State.RETRYING})
+# ``last_error`` of a push parked in its organ's inbox while the organ's system was
+# suspended; resuming the system puts exactly these back on their route.
+PARKED_SUSPENDED = "system_suspended"
 IN_INBOX = frozenset({State.AVAILABLE, State.FETCHED})
 
 
@@ -78,13 +82,20 @@ class Deliverer:
         return d, p
 
     async def _move(
-        self, d: DeliveryRow, allowed: frozenset[State], to: State, event: str, **data: object
+        self,
+        d: DeliveryRow,
+        allowed: frozenset[State],
+        to: State,
+        event: str,
+        last_error: str | None = None,
+        **data: object,
     ) -> bool:
         ok = await self.store.transition(
             d.id,
             allowed,
             to,
             Event(event, self.clock.now_us(), d.package_id, d.id, d.recipient, "hub", dict(data)),
+            last_error=last_error,
         )
         if ok:
             self.metrics.deliveries.labels(d.route, str(to)).inc()
@@ -132,7 +143,16 @@ class Deliverer:
         if loaded is None:
             return
         d, p = loaded
-        organ = self.directory.current.resolve(d.recipient)
+        directory = self.directory.current
+        organ = directory.resolve(d.recipient)
+        system = directory.systems.get(organ.system_id or "") if organ else None
+        if system is not None and system.suspended is not None:
+            # Nothing goes to a suspended system; the package waits in the inbox, and
+            # ``resume_pushes`` sends it once the system is resumed.
+            await self._move(
+                d, WAITING, State.AVAILABLE, "available", PARKED_SUSPENDED, note="system suspended"
+            )
+            return
         if organ is None or not organ.push_url or self.pusher is None:
             # The organ dropped its push endpoint: the package stays in its inbox.
             await self._move(d, WAITING, State.AVAILABLE, "available", note="no push endpoint")
@@ -235,6 +255,25 @@ async def resend(
     if not ok:
         raise Conflict(f"delivery {delivery_id} is {d.state}, not dead", code="not_dead")
     return item
+
+
+async def resume_pushes(store: Store, clock: Clock, organs: Sequence[str], actor: str) -> int:
+    """Put the pushes parked while a system was suspended back on their route (each a
+    ``push_resumed`` event and an outbox message, committed together); how many."""
+    moved = 0
+    while parked := await store.parked_pushes(organs, PARKED_SUSPENDED, 500):
+        for d in parked:
+            now = clock.now_us()
+            if await store.transition(
+                d.id,
+                frozenset({State.AVAILABLE}),
+                State.PENDING,
+                Event("push_resumed", now, d.package_id, d.id, d.recipient, actor, {}),
+                last_error="",
+                outbox=[outbox_for(d, now)],
+            ):
+                moved += 1
+    return moved
 
 
 async def acknowledge(

@@ -17,11 +17,13 @@ from typing import Any
 
 from cryptography import x509
 
+from hub.config import Config
 from hub.edxml.organ import classify
 from hub.errors import HubError, InputError, NotFound
-from hub.ports import Clock, Store
+from hub.ports import Clock, Directory, Store
 from hub.records import CertBinding, Event, Organ, System
 from hub.service.auth import new_token
+from hub.service.delivery import resume_pushes
 from hub.service.endpoints import check_push_url
 from hub.service.networks import normalise
 from hub.signature.trust import fingerprint
@@ -37,6 +39,18 @@ ORGAN_FIELDS = (
     "push_url",
     "aliases",
 )
+
+
+def _fingerprint(value: str) -> str:
+    """A signer certificate's SHA-256 fingerprint as the directory keeps it: 64 lower-case
+    hex digits (colons, as ``openssl x509 -fingerprint`` prints them, dropped)."""
+    fp = value.replace(":", "").strip().lower()
+    if len(fp) != 64 or any(c not in "0123456789abcdef" for c in fp):
+        raise InputError(
+            f"{value!r} is not a SHA-256 certificate fingerprint (64 hex digits)",
+            code="bad_fingerprint",
+        )
+    return fp
 
 
 def _parent(organ_id: str) -> str | None:
@@ -62,6 +76,17 @@ class DirectoryAdmin:
         self.actor = actor
         self.vxp_key = vxp_key
         self.allow_http_push = allow_http_push  # [delivery] allow_http_push
+
+    @classmethod
+    def configured(cls, store: Store, clock: Clock, actor: str, cfg: Config) -> DirectoryAdmin:
+        """As the hub's configuration says: its VXP key, whether http push URLs are allowed."""
+        return cls(
+            store,
+            clock,
+            actor,
+            vxp_key=Path(cfg.vxp.key_file),
+            allow_http_push=cfg.delivery.allow_http_push,
+        )
 
     def _event(self, type_: str, organ: str | None = None, **data: Any) -> Event:
         return Event(type_, self.clock.now_us(), organ=organ, actor=self.actor, data=data)
@@ -163,10 +188,49 @@ class DirectoryAdmin:
         return secret
 
     async def bind(self, fingerprint: str, organ_id: str) -> None:
-        fp = fingerprint.replace(":", "").lower()
+        fp = _fingerprint(fingerprint)
         await self.store.put_binding(
             CertBinding(fp, organ_id), self._event("directory_cert_bound", organ_id, fingerprint=fp)
         )
+
+    async def unbind(self, fingerprint: str, organ_id: str) -> bool:
+        """Stop a signer certificate signing for an organ (a clerk's certificate replaced or
+        compromised); False when it was not bound to it. Packages it signed before stay
+        as they were accepted; the next one it signs for the organ is refused."""
+        fp = _fingerprint(fingerprint)
+        return await self.store.delete_binding(
+            CertBinding(fp, organ_id),
+            self._event("directory_cert_unbound", organ_id, fingerprint=fp),
+        )
+
+    async def suspend(self, system_id: str, reason: str) -> bool:
+        """Suspend a system: every credential of it (bearer tokens, VXP secret, TLS client
+        certificates, console sessions) is refused with 403 ``system_suspended`` and nothing
+        is pushed to its organs, while packages for them are still accepted and wait in
+        their inboxes. False when it was suspended already."""
+        reason = reason.strip()[:500]
+        if not reason:
+            raise InputError("a suspension needs a reason", code="reason_required")
+        await self._known(system_id)
+        event = self._event("directory_system_suspended", system_id=system_id, reason=reason)
+        return await self.store.set_suspended(system_id, reason, event)
+
+    async def resume(self, system_id: str) -> tuple[bool, int]:
+        """End a suspension and send the pushes parked meanwhile; (whether the system was
+        suspended, how many pushes were put back on their route)."""
+        system = await self._known(system_id)
+        event = self._event("directory_system_resumed", system_id=system_id)
+        changed = await self.store.set_suspended(system_id, None, event)
+        # Also when it was not suspended: a resume cut short (the process stopped between
+        # the two steps) is finished by running it again.
+        moved = await resume_pushes(self.store, self.clock, system.organs, self.actor)
+        return changed, moved
+
+    async def _known(self, system_id: str) -> System:
+        system = (await self.store.directory()).systems.get(system_id)
+        if system is None:
+            raise NotFound(f"no system {system_id}", code="system_not_found")
+        return system
 
     async def add_client_cert(self, system_id: str, pem: bytes) -> str:
         """Let a TLS client certificate authenticate ``system_id`` (mTLS); returns its
@@ -176,8 +240,7 @@ class DirectoryAdmin:
             cert = x509.load_pem_x509_certificate(pem)
         except ValueError as exc:
             raise InputError(f"not a PEM certificate: {exc}", code="bad_certificate") from exc
-        if system_id not in (await self.store.directory()).systems:
-            raise NotFound(f"no system {system_id}", code="system_not_found")
+        await self._known(system_id)
         fp = fingerprint(cert)
         subject = cert.subject.rfc4514_string()
         await self.store.put_client_cert(
@@ -260,3 +323,51 @@ def organ_from(row: dict[str, Any]) -> Organ:
         push_url=row.get("push_url") or None,
         aliases=tuple(aliases),
     )
+
+
+def directory_json(d: Directory) -> dict[str, Any]:
+    """The directory as ``directory list`` prints it and ``GET /api/v1/admin/directory``
+    answers it: every setting, never a secret (tokens by id, the VXP secret's presence)."""
+    return {
+        "version": d.version,
+        "systems": [
+            {
+                "system_id": s.system_id,
+                "name": s.name,
+                "role": s.role,
+                "signature_policy": s.signature_policy,
+                "vxp_strict": s.vxp_strict,
+                "may_register": s.may_register,
+                "networks": list(s.networks),
+                "vxp_secret": s.system_id in d.vxp_secrets,
+                "organs": list(s.organs),
+                "suspended": s.suspended,
+            }
+            for s in sorted(d.systems.values(), key=lambda s: s.system_id)
+        ],
+        "organs": [
+            {
+                "organ_id": o.organ_id,
+                "name": o.name,
+                "system_id": o.system_id,
+                "location": o.location,
+                "parent": o.parent,
+                "closed": o.closed,
+                "push_url": o.push_url,
+                "aliases": list(o.aliases),
+            }
+            for o in sorted(d.organs.values(), key=lambda o: o.organ_id)
+        ],
+        "tokens": [
+            {"token_id": c.token_id, "system_id": c.system_id, "revoked": c.revoked}
+            for c in sorted(d.credentials.values(), key=lambda c: c.created_us)
+        ],
+        "bindings": [
+            {"fingerprint": b.fingerprint, "organ_id": b.organ_id}
+            for b in sorted(d.bindings, key=lambda b: (b.organ_id, b.fingerprint))
+        ],
+        "client_certs": [
+            {"fingerprint": fp, "system_id": system_id}
+            for fp, system_id in sorted(d.client_certs.items())
+        ],
+    }

@@ -20,8 +20,7 @@ from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from hub.errors import AuthenticationFailed, Forbidden
 from hub.ports import Directory
-from hub.service.auth import Caller
-from hub.service.networks import check_peer
+from hub.service.auth import Caller, admit
 
 COOKIE = "lt_console"
 LIFETIME_S = 8 * 3600
@@ -59,8 +58,9 @@ class Sessions:
         now: float | None = None,
     ) -> Caller:
         """The caller behind a session cookie; raise when it is absent, forged or stale, or
-        (``NetworkForbidden``) when ``peer`` is outside its system's networks: a session is
-        held to them on every request, as the token was at login."""
+        (``SystemSuspended``, ``NetworkForbidden``) when its system is suspended or ``peer``
+        is outside its system's networks: a session is held to them on every request, as
+        the token was at login."""
         if not cookie or cookie.count(".") != 2:
             raise AuthenticationFailed("please log in", code="missing_credentials")
         token_id, expiry, mac = cookie.split(".")
@@ -72,7 +72,7 @@ class Sessions:
         system = directory.systems.get(cred.system_id) if cred else None
         if cred is None or cred.revoked or system is None:
             raise AuthenticationFailed("the token was revoked", code="bad_credentials")
-        check_peer(system, peer)
+        admit(system, peer)
         caller = Caller(system, token_id)
         require_console_role(caller)
         return caller

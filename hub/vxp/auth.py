@@ -20,8 +20,7 @@ import structlog
 from hub.edxml.dates import VN_TZ
 from hub.errors import AuthenticationFailed
 from hub.ports import Directory, Store
-from hub.service.auth import Caller
-from hub.service.networks import check_peer
+from hub.service.auth import Caller, admit
 from hub.vxp import protocol as vxp
 from hub.vxp.secrets import SecretBox
 
@@ -92,7 +91,7 @@ async def authenticate(
         raise _refuse(f"unknown system {system_id!r} or no VXP secret", code="vxp_unknown_system")
     if not vxp.mac_ok(secret, raw, presented.decode("latin-1")):
         raise _refuse("wrong secret or altered signed header")
-    check_peer(system, peer)  # only once authenticated: it names the system's networks
+    admit(system, peer)  # only once authenticated: it names the system's state, networks
     params = vxp.params_of(signed)
     if system.vxp_strict:
         await _fresh(system_id, params, store, now_us, strict_window_s)

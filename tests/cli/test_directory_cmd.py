@@ -123,3 +123,46 @@ def test_a_system_is_bound_to_its_networks(
     sys_n = next(s for s in listing["systems"] if s["system_id"] == "sys-n")
     assert sys_n["networks"] == ["10.1.0.0/16", "10.9.9.9/32"]
     assert all(s["system_id"] != "sys-x" for s in listing["systems"])
+
+
+def test_suspend_resume_and_unbind_from_the_command_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("LIENTHONG_STORE_PATH", str(tmp_path / "hub.db"))
+    monkeypatch.setenv("LIENTHONG_BLOBS_PATH", str(tmp_path / "blobs"))
+    assert main(["directory", "system", "sys-s"]) == 0
+    assert main(["directory", "organ", "000.00.00.H22", "--name", "Q", "--system", "sys-s"]) == 0
+    fp = "ab" * 32
+    assert main(["directory", "bind", fp.upper(), "000.00.00.H22"]) == 0
+    assert main(["directory", "bind", "abc", "000.00.00.H22"]) == 1
+    assert "bad_fingerprint" in capsys.readouterr().err
+    assert main(["directory", "suspend", "nobody", "--reason", "x"]) == 2
+    assert main(["directory", "suspend", "sys-s", "--reason", " "]) == 1
+    assert "reason_required" in capsys.readouterr().err
+    assert main(["directory", "suspend", "sys-s", "--reason", "incident 7"]) == 0
+    assert capsys.readouterr().out.strip() == "system sys-s suspended"
+    assert main(["directory", "system", "sys-s", "--name", "renamed"]) == 0  # kept suspended
+    capsys.readouterr()
+    assert main(["directory", "list"]) == 0
+    listing = json.loads(capsys.readouterr().out)
+    assert listing["systems"][0]["suspended"] == "incident 7"
+    assert listing["systems"][0]["name"] == "renamed"
+    assert listing["bindings"] == [{"fingerprint": fp, "organ_id": "000.00.00.H22"}]
+    assert main(["directory", "resume", "sys-s"]) == 0
+    assert capsys.readouterr().out.strip() == "system sys-s resumed; 0 held push(es) sent again"
+    assert main(["directory", "resume", "sys-s"]) == 0
+    assert "was not suspended" in capsys.readouterr().out
+    assert main(["directory", "unbind", fp, "000.00.00.H22"]) == 0
+    assert main(["directory", "unbind", fp, "000.00.00.H22"]) == 2
+    assert "was not bound" in capsys.readouterr().out
+    with sqlite3.connect(tmp_path / "hub.db") as db:
+        types = [r[0] for r in db.execute("SELECT type FROM events ORDER BY seq")]
+        suspended = db.execute("SELECT suspended FROM systems").fetchall()
+    assert suspended == [(None,)]
+    assert [t for t in types if t.startswith(("directory_system_s", "directory_system_r"))] == [
+        "directory_system_saved",
+        "directory_system_suspended",
+        "directory_system_saved",
+        "directory_system_resumed",
+    ]
+    assert types.count("directory_cert_unbound") == 1

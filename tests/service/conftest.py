@@ -37,6 +37,17 @@ async def hut(
         await harness.drop_backends(cfg)
 
 
+@pytest.fixture(params=["embedded", "scaled"])
+async def pushed(
+    request: pytest.FixtureRequest, tmp_path: Path, pki_dir: tuple[Path, dict[str, str]]
+) -> AsyncIterator[tuple[HubUnderTest, harness.Endpoint]]:
+    """A hub whose organ PUSHED is delivered to a local endpoint, on each backend."""
+    if request.param == "scaled":
+        harness.require_services()
+    async with harness.pushed_hub(tmp_path, pki_dir, request.param) as pair:
+        yield pair
+
+
 @pytest.fixture
 def http_warnings(monkeypatch: pytest.MonkeyPatch) -> list[dict[str, Any]]:
     """What the HTTP layer logs as warnings, as event dicts. Its logger is replaced for

@@ -3,25 +3,12 @@ and 503 while the store is down (both backends)."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
-
-import pytest
 
 from hub.edxml import demo
 from tests.service import harness
 from tests.service.harness import PUSHED, A, B, C, Endpoint, HubUnderTest, eventually
-
-
-@pytest.fixture(params=["embedded", "scaled"])
-async def pushed(
-    request: pytest.FixtureRequest, tmp_path: Path, pki_dir: tuple[Path, dict[str, str]]
-) -> AsyncIterator[tuple[HubUnderTest, Endpoint]]:
-    if request.param == "scaled":
-        harness.require_services()
-    async with harness.pushed_hub(tmp_path, pki_dir, request.param) as pair:
-        yield pair
 
 
 async def _delivery(h: HubUnderTest, pid: str, organ: str) -> dict[str, Any]:
