@@ -33,6 +33,7 @@ from hub.ports import (
     UpstreamAxis,
 )
 from hub.records import Stats
+from hub.service import cert_expiry
 from hub.service.admission import UploadSlots
 from hub.service.breaker import CircuitBreaker
 from hub.service.crl_refresh import CrlRefresher
@@ -224,6 +225,7 @@ class Hub:
         await self.store.open()
         await self.broker.connect()
         await self.directory.load()
+        cert_expiry.measure_configured(self.metrics, self.cfg, self.signer.chain)
         if self.intake.examiners is not None:
             await self.intake.examiners.start()
         handlers = {

@@ -142,6 +142,14 @@ class Metrics:
             registry=r,
             multiprocess_mode="min",
         )
+        self.cert_expiry = Gauge(
+            "lienthong_certificate_expiry_timestamp_seconds",
+            "The earliest notAfter among the certificates the hub relies on, by role "
+            "(trust_anchor, ledger, server_tls, tls_client_ca, push_client)",
+            ["role"],
+            registry=r,
+            multiprocess_mode="min",
+        )
         self.trust_reload_failures = Counter(
             "lienthong_trust_reload_failures_total",
             "Changed trust store directories that could not be read (the old store stays)",

@@ -29,6 +29,7 @@ import structlog
 from hub.errors import ConfigError, HubError
 from hub.ports import Clock, Store
 from hub.records import Event
+from hub.service import cert_expiry
 from hub.service.metrics import Metrics
 from hub.signature.ocsp import OcspAnswers
 from hub.signature.trust import CrlUrls, TrustStore, directory_state
@@ -91,6 +92,7 @@ class TrustReloader:
     def _measure(self, trust: TrustStore) -> None:
         expiry = trust.crl_expiry()
         self.metrics.trust_crl_expiry.set(expiry.timestamp() if expiry else 0.0)
+        cert_expiry.measure(self.metrics, "trust_anchor", trust.anchors)
 
     async def check(self, reason: str = "changed") -> bool:
         """Reload if the directory changed; True when a new store is in use."""
