@@ -146,12 +146,6 @@ async def unbind(request: web.Request) -> web.Response:
 async def suspend(request: web.Request) -> web.Response:
     hub, admin, body = await _admin(request)
     system_id = request.match_info["id"]
-    if admin.actor == f"system:{system_id}":
-        raise InputError(
-            "an administrator cannot suspend its own system (use the command line on the "
-            "hub's machine)",
-            code="cannot_suspend_self",
-        )
     changed = await admin.suspend(system_id, _str(body, "reason", required=True) or "")
     await hub.directory.refresh()
     return json_answer({"system_id": system_id, "suspended": True, "changed": changed})

@@ -279,12 +279,7 @@ async def suspend_system(request: web.Request) -> web.Response:
     hub, caller, cookie = _session(request)
     caller.require_role("admin")
     form = await _form(request, cookie)
-    system_id = request.match_info["id"]
-    if system_id == caller.system_id:
-        raise InputError(
-            "an administrator cannot suspend its own system", code="cannot_suspend_self"
-        )
-    await _directory_admin(hub, caller).suspend(system_id, form.get("reason", ""))
+    await _directory_admin(hub, caller).suspend(request.match_info["id"], form.get("reason", ""))
     await hub.directory.refresh()
     raise web.HTTPSeeOther("/admin/directory")
 

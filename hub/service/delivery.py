@@ -27,7 +27,7 @@ from hub.ports import (
     Store,
     UpstreamAxis,
 )
-from hub.records import DeliveryRow, Event, OutboxItem, PackageRow, State
+from hub.records import DeliveryRow, Event, Organ, OutboxItem, PackageRow, State
 from hub.service.directory_cache import DirectoryCache
 from hub.service.metrics import Metrics
 from hub.service.retry import backoff
@@ -143,10 +143,8 @@ class Deliverer:
         if loaded is None:
             return
         d, p = loaded
-        directory = self.directory.current
-        organ = directory.resolve(d.recipient)
-        system = directory.systems.get(organ.system_id or "") if organ else None
-        if system is not None and system.suspended is not None:
+        organ = self.directory.current.resolve(d.recipient)
+        if await self._suspended(organ):
             # Nothing goes to a suspended system; the package waits in the inbox, and
             # ``resume_pushes`` sends it once the system is resumed.
             await self._move(
@@ -167,6 +165,19 @@ class Deliverer:
             await self._fail(d, p, f"{exc.error_code}: {exc.message}", permanent=True)
             return
         await self._move(d, WAITING, State.FETCHED, "pushed", url=organ.push_url)
+
+    async def _suspended(self, organ: Organ | None) -> bool:
+        """Whether the system serving ``organ`` is suspended, confirmed against the store:
+        this process's snapshot may be a poll behind a resume, whose pushes must not be
+        parked again (a read of the directory's version, and only for a suspended one)."""
+        if organ is None or organ.system_id is None:
+            return False
+        system = self.directory.current.systems.get(organ.system_id)
+        if system is None or system.suspended is None:
+            return False
+        await self.directory.refresh()
+        system = self.directory.current.systems.get(organ.system_id)
+        return system is not None and system.suspended is not None
 
     async def _fail(
         self, d: DeliveryRow, p: PackageRow, reason: str, *, permanent: bool = False

@@ -208,6 +208,12 @@ class DirectoryAdmin:
         certificates, console sessions) is refused with 403 ``system_suspended`` and nothing
         is pushed to its organs, while packages for them are still accepted and wait in
         their inboxes. False when it was suspended already."""
+        if self.actor == f"system:{system_id}":
+            raise InputError(
+                "an administrator cannot suspend its own system (the command line on the "
+                "hub's machine can, and can resume it)",
+                code="cannot_suspend_self",
+            )
         reason = reason.strip()[:500]
         if not reason:
             raise InputError("a suspension needs a reason", code="reason_required")

@@ -10,6 +10,7 @@ import pytest
 
 from hub.edxml import demo
 from hub.errors import HubError
+from hub.service.directory_admin import DirectoryAdmin
 from tests.service.harness import PUSHED, A, B, Endpoint, HubUnderTest, eventually, signed
 
 
@@ -236,3 +237,23 @@ async def test_the_console_suspends_and_resumes_a_system(hut: HubUnderTest) -> N
     assert (await hut.client.get("/api/v1/inbox", headers=hut.auth("sys-b"))).status == 200
     actors = {e.actor for e in await _events(hut, "directory_system_suspended")}
     assert actors == {"system:admin"}
+
+
+async def test_a_push_is_not_parked_on_a_snapshot_a_poll_behind_a_resume(
+    pushed: tuple[HubUnderTest, Endpoint],
+) -> None:
+    """Another process may resume the system; this one's directory snapshot still says
+    suspended until its next poll. The push looks at the store before parking."""
+    h, endpoint = pushed
+    for task in h.hub._tasks:  # no poll: the snapshot stays as it is
+        if task.get_name() == "directory-refresh":
+            task.cancel()
+    status, _ = await _post(h, "/api/v1/admin/systems/sys-p/suspend", {"reason": "audit"})
+    assert status == 200
+    other = DirectoryAdmin(h.hub.store, h.hub.clock, "cli:other-process")
+    assert (await other.resume("sys-p"))[0] is True
+    assert h.hub.directory.current.systems["sys-p"].suspended == "audit"  # a poll behind
+    data = demo.document_bytes(sender=A, to=(PUSHED,), number="77")
+    pid = (await (await h.submit("sys-a", data)).json())["id"]
+    d = await eventually(lambda: _delivery(h, pid), lambda d: d["state"] == "fetched")
+    assert not d["last_error"] and [b for _, b in endpoint.received] == [data]
