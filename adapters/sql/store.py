@@ -482,15 +482,15 @@ class SqlStore(SqlLedger, SqlAudit, abc.ABC):
 
         return await self._read(q)
 
-    async def deliveries(self, package_id: str) -> list[DeliveryRow]:
+    async def _deliveries_where(self, where: str, *params: Any) -> list[DeliveryRow]:
         async def q(tx: Tx) -> list[DeliveryRow]:
-            rows = await tx.fetch(
-                f"SELECT {_DELIVERY_COLS} FROM deliveries WHERE package_id = ? ORDER BY seq",
-                package_id,
-            )
+            rows = await tx.fetch(f"SELECT {_DELIVERY_COLS} FROM deliveries WHERE {where}", *params)
             return [_delivery(r) for r in rows]
 
         return await self._read(q)
+
+    async def deliveries(self, package_id: str) -> list[DeliveryRow]:
+        return await self._deliveries_where("package_id = ? ORDER BY seq", package_id)
 
     async def package_with_deliveries(
         self, package_id: str
@@ -681,35 +681,25 @@ class SqlStore(SqlLedger, SqlAudit, abc.ABC):
         await self._write_one(f"DELETE FROM outbox WHERE id IN ({_marks(len(ids))})", *ids)
 
     async def stuck_deliveries(self, older_than_us: int, limit: int) -> list[DeliveryRow]:
-        async def q(tx: Tx) -> list[DeliveryRow]:
-            rows = await tx.fetch(
-                f"SELECT {_DELIVERY_COLS} FROM deliveries WHERE state IN ('pending', 'retrying') "
-                "AND COALESCE(next_attempt_us, updated_us) <= ? ORDER BY seq LIMIT ?",
-                older_than_us,
-                limit,
-            )
-            return [_delivery(r) for r in rows]
-
-        return await self._read(q)
+        return await self._deliveries_where(
+            "state IN ('pending', 'retrying') AND COALESCE(next_attempt_us, updated_us) <= ? "
+            "ORDER BY seq LIMIT ?",
+            older_than_us,
+            limit,
+        )
 
     async def parked_pushes(
         self, organs: Sequence[str], mark: str, limit: int
     ) -> list[DeliveryRow]:
         if not organs:
             return []
-
-        async def q(tx: Tx) -> list[DeliveryRow]:
-            rows = await tx.fetch(
-                f"SELECT {_DELIVERY_COLS} FROM deliveries WHERE recipient IN "
-                f"({_marks(len(organs))}) AND state = 'available' AND route = 'push' "
-                "AND last_error = ? ORDER BY seq LIMIT ?",
-                *organs,
-                mark,
-                limit,
-            )
-            return [_delivery(r) for r in rows]
-
-        return await self._read(q)
+        return await self._deliveries_where(
+            f"recipient IN ({_marks(len(organs))}) AND state = 'available' AND route = 'push' "
+            "AND last_error = ? ORDER BY seq LIMIT ?",
+            *organs,
+            mark,
+            limit,
+        )
 
     async def stats(self, now_us: int, overdue_before_us: int) -> Stats:
         async def q(tx: Tx) -> Stats:

@@ -222,18 +222,22 @@ async def _unbind(a: argparse.Namespace, admin: DirectoryAdmin, _s: Store) -> in
     return 0
 
 
-async def _suspend(a: argparse.Namespace, admin: DirectoryAdmin, store: Store) -> int:
-    if not await _known(store, a.system_id):
+async def _suspend(a: argparse.Namespace, admin: DirectoryAdmin, _s: Store) -> int:
+    try:  # the admin looks the system up itself
+        changed = await admin.suspend(a.system_id, a.reason)
+    except NotFound:
+        print(f"no system {a.system_id}")
         return 2
-    changed = await admin.suspend(a.system_id, a.reason)
     print(f"system {a.system_id} {'suspended' if changed else 'was already suspended'}")
     return 0
 
 
-async def _resume(a: argparse.Namespace, admin: DirectoryAdmin, store: Store) -> int:
-    if not await _known(store, a.system_id):
+async def _resume(a: argparse.Namespace, admin: DirectoryAdmin, _s: Store) -> int:
+    try:
+        changed, moved = await admin.resume(a.system_id)
+    except NotFound:
+        print(f"no system {a.system_id}")
         return 2
-    changed, moved = await admin.resume(a.system_id)
     state = "resumed" if changed else "was not suspended"
     print(f"system {a.system_id} {state}; {moved} held push(es) sent again")
     return 0
