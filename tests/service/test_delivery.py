@@ -7,6 +7,9 @@ from pathlib import Path
 from typing import Any
 
 from hub.edxml import demo
+from hub.ports import SystemClock
+from hub.records import DeliveryRow, State
+from hub.service.delivery import resume_pushes
 from tests.service import harness
 from tests.service.harness import PUSHED, A, B, C, Endpoint, HubUnderTest, eventually
 
@@ -175,3 +178,37 @@ async def test_a_plain_http_endpoint_is_refused_when_saved_and_dead_at_once_when
         assert dead["attempts"] == 1 and "push_url_not_https" in dead["last_error"]
         assert endpoint.received == []  # nothing crossed the network in the clear
         assert "dead" in [e.type for e in await h.hub.store.events(pid)]
+
+
+async def test_resuming_a_system_of_many_organs_asks_in_chunks_and_moves_every_push() -> None:
+    """A system serving more organs than one query names: its parked pushes are found
+    chunk by chunk, a page at a time, and each moved once with its outbox message."""
+    organs = [f"000.00.{i // 100:02d}.H{i % 100:02d}" for i in range(1_203)]
+    parked = {
+        o: [DeliveryRow(f"d-{o}-{k}", "p", o, "push", State.AVAILABLE) for k in range(2)]
+        for o in organs[::7]
+    }
+
+    class Store:
+        def __init__(self) -> None:
+            self.asked: list[int] = []
+            self.moved: list[tuple[str, int]] = []
+
+        async def parked_pushes(self, names: Any, mark: str, limit: int) -> list[DeliveryRow]:
+            assert mark == "system_suspended"
+            self.asked.append(len(names))
+            found = [d for o in names for d in parked.get(o, [])]
+            return found[:limit]
+
+        async def transition(self, delivery_id: str, *_: Any, **kw: Any) -> bool:
+            d = next(d for ds in parked.values() for d in ds if d.id == delivery_id)
+            parked[d.recipient].remove(d)
+            self.moved.append((delivery_id, len(kw["outbox"])))
+            return True
+
+    store = Store()
+    n = await resume_pushes(store, SystemClock(), organs, "system:admin")  # type: ignore[arg-type]
+    assert n == 2 * len(organs[::7]) == len(store.moved)
+    assert {count for _, count in store.moved} == {1}
+    assert max(store.asked) <= 500 and sum(1 for a in store.asked if a) >= 3
+    assert all(not ds for ds in parked.values())
