@@ -189,6 +189,13 @@ class WorkdayConfig:
 
 
 @dataclass
+class AuthConfig:
+    # How long a bearer token issued by the hub stays valid (``directory token``, the admin
+    # API, imports); 0: no end. A token's own ``--days`` overrides it.
+    token_days: int = 365
+
+
+@dataclass
 class LogConfig:
     format: str = "auto"  # auto | json | console
     level: str = "info"
@@ -207,6 +214,7 @@ class Config:
     vxp: VxpConfig = field(default_factory=VxpConfig)
     ledger: LedgerConfig = field(default_factory=LedgerConfig)
     workday: WorkdayConfig = field(default_factory=WorkdayConfig)
+    auth: AuthConfig = field(default_factory=AuthConfig)
     log: LogConfig = field(default_factory=LogConfig)
 
     def redacted(self) -> dict[str, Any]:

@@ -68,6 +68,10 @@ class Credential:
     secret_sha256: str
     created_us: int
     revoked: bool = False
+    expires_us: int | None = None  # refused from then on (``[auth] token_days``); None: never
+
+    def expired(self, now_us: int) -> bool:
+        return self.expires_us is not None and now_us >= self.expires_us
 
     def __repr__(self) -> str:  # never print the hash either
         return f"Credential(token_id={self.token_id!r}, system_id={self.system_id!r})"

@@ -227,6 +227,8 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         "ALTER TABLE systems ADD COLUMN suspended TEXT",
         "ALTER TABLE systems ADD COLUMN suspended_us BIGINT",
     ),
+    # 10: when a bearer token stops being accepted (NULL: never; tokens issued before)
+    ("ALTER TABLE credentials ADD COLUMN expires_us BIGINT",),
 )
 
 

@@ -223,6 +223,7 @@ class SqlStore(SqlLedger, SqlAudit, abc.ABC):
                     r["secret_sha256"],
                     r["created_us"],
                     bool(r["revoked"]),
+                    r["expires_us"],
                 )
                 for r in await tx.fetch("SELECT * FROM credentials")
             }
@@ -341,13 +342,14 @@ class SqlStore(SqlLedger, SqlAudit, abc.ABC):
             ("DELETE FROM credentials WHERE token_id = ?", (cred.token_id,)),
             (
                 "INSERT INTO credentials (token_id, system_id, secret_sha256, created_us, "
-                "revoked) VALUES (?,?,?,?,?)",
+                "revoked, expires_us) VALUES (?,?,?,?,?,?)",
                 (
                     cred.token_id,
                     cred.system_id,
                     cred.secret_sha256,
                     cred.created_us,
                     int(cred.revoked),
+                    cred.expires_us,
                 ),
             ),
         )

@@ -10,6 +10,7 @@ import argparse
 import asyncio
 import getpass
 import json
+import sys
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any, TypeVar
@@ -18,6 +19,7 @@ from hub.config import load
 from hub.errors import NotFound
 from hub.ports import Store, SystemClock
 from hub.records import Organ, System
+from hub.service.audit import iso
 from hub.service.directory_admin import DirectoryAdmin, directory_json
 
 T = TypeVar("T")
@@ -64,6 +66,12 @@ def register(sub: Any) -> None:
 
     t = acts.add_parser("token", help="issue a new bearer token for a system (printed once)")
     t.add_argument("system_id")
+    t.add_argument(
+        "--days",
+        type=int,
+        default=None,
+        help="valid this many days (default: [auth] token_days, 365; 0: no end)",
+    )
     t.set_defaults(func=lambda a: _run(a, _token))
 
     rt = acts.add_parser(
@@ -186,7 +194,9 @@ async def _known(store: Store, system_id: str) -> bool:
 async def _token(a: argparse.Namespace, admin: DirectoryAdmin, store: Store) -> int:
     if not await _known(store, a.system_id):
         return 2
-    print(await admin.issue_token(a.system_id))
+    token, cred = await admin.issue_token(a.system_id, a.days)
+    print(token)  # alone on stdout, for scripts; when it ends on stderr
+    print(f"expires {iso(cred.expires_us) or 'never'}", file=sys.stderr)
     return 0
 
 

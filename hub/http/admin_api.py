@@ -17,6 +17,7 @@ from hub.errors import InputError
 from hub.http.app import json_answer
 from hub.http.native import _caller, json_object
 from hub.records import Organ, System
+from hub.service.audit import iso
 from hub.service.directory_admin import DirectoryAdmin, directory_json
 from hub.service.hub import Hub
 
@@ -83,13 +84,24 @@ async def put_organ(request: web.Request) -> web.Response:
 
 
 async def issue_token(request: web.Request) -> web.Response:
-    hub, admin, _ = await _admin(request)
+    hub, admin, body = await _admin(request)
     system_id = request.match_info["id"]
     if system_id not in hub.directory.current.systems:
         raise InputError(f"no system {system_id}", code="unknown_system")
-    token = await admin.issue_token(system_id)
+    days = body.get("days")
+    if days is not None and (not isinstance(days, int) or isinstance(days, bool)):
+        raise InputError("days must be a whole number (0: no end)", code="bad_parameter")
+    token, cred = await admin.issue_token(system_id, days)
     await hub.directory.refresh()
-    return json_answer({"system_id": system_id, "token": token}, status=201)
+    return json_answer(
+        {
+            "system_id": system_id,
+            "token_id": cred.token_id,
+            "token": token,
+            "expires": iso(cred.expires_us),
+        },
+        status=201,
+    )
 
 
 async def revoke_token(request: web.Request) -> web.Response:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import math
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -38,7 +39,7 @@ from hub.records import AuditQuery, Event, State
 from hub.service import audit
 from hub.service import delivery as dl
 from hub.service.audit import iso
-from hub.service.auth import Caller, authenticate
+from hub.service.auth import Caller, access_ends, authenticate
 from hub.service.directory_admin import DirectoryAdmin
 from hub.service.hub import Hub
 from hub.service.sessions import COOKIE, LIFETIME_S, require_console_role
@@ -121,7 +122,9 @@ async def login(request: web.Request) -> web.Response:
     token = str(form.get("token", "")).strip()
     nxt = str(form.get("next", ""))
     try:
-        caller = authenticate(hub.directory.current, f"Bearer {token}", peer=request.remote)
+        caller = authenticate(
+            hub.directory.current, f"Bearer {token}", peer=request.remote, now_us=hub.clock.now_us()
+        )
         require_console_role(caller)
     except HubError as exc:
         await hub.store.append_events(
@@ -267,6 +270,10 @@ async def directory_page(request: web.Request) -> web.Response:
         "organs": sorted(d.organs.values(), key=lambda o: o.organ_id),
         "systems": sorted(d.systems.values(), key=lambda s: s.system_id),
         "version": d.version,
+        # Per system, when its bearer tokens stop working (the alert's figure, as a date).
+        "tokens_until": access_ends(d.credentials.values()),
+        "now_s": hub.clock.now_us() / 1e6,
+        "inf": math.inf,
     }
     return _render(request, "directory.html", ctx, caller=caller, cookie=cookie)
 

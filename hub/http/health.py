@@ -33,6 +33,7 @@ async def metrics_handler(request: web.Request) -> web.Response:
         request.headers.get("Authorization"),
         peer_certificate(request),
         peer=request.remote,
+        now_us=hub.clock.now_us(),
     )
     caller.require_role("admin", "auditor")
     with contextlib.suppress(HubError):  # store down: serve the last values; /readyz says why

@@ -52,6 +52,7 @@ def _caller(request: web.Request) -> tuple[Hub, Caller]:
         request.headers.get("Authorization"),
         peer_certificate(request),
         peer=request.remote,
+        now_us=hub.clock.now_us(),
     )
     structlog.contextvars.bind_contextvars(system=caller.system_id)
     return hub, caller

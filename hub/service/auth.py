@@ -2,17 +2,22 @@
 
 A token is ``<token_id>.<secret>``. The store keeps only the SHA-256 of the secret
 (tokens are 256-bit random, so a fast hash is enough; there is nothing to brute
-force); comparison is constant-time. The token is never logged.
+force); comparison is constant-time. The token is never logged. A token may carry an
+expiry (``[auth] token_days``, ``directory token --days``); past it the token is refused
+with 401 ``token_expired``, as a revoked one is, so a leaked token does not work forever.
 """
 
 from __future__ import annotations
 
 import hashlib
 import hmac
+import math
 import secrets
+import time
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from hub.errors import AuthenticationFailed, Forbidden, SystemSuspended
+from hub.errors import AuthenticationFailed, Forbidden, InputError, SystemSuspended
 from hub.ports import Directory
 from hub.records import Credential, System
 from hub.service.networks import check_peer
@@ -64,11 +69,34 @@ def hash_secret(secret: str) -> str:
     return hashlib.sha256(secret.encode()).hexdigest()
 
 
-def new_token(system_id: str, now_us: int) -> tuple[str, Credential]:
-    """Return (the token to hand out once, the credential to store)."""
+def new_token(system_id: str, now_us: int, days: int = 0) -> tuple[str, Credential]:
+    """Return (the token to hand out once, the credential to store): valid for ``days``
+    days from ``now_us``, or without an end when ``days`` is 0."""
+    if days < 0:
+        raise InputError(
+            f"a token's validity is a number of days, 0 for none; got {days}", code="bad_days"
+        )
     token_id = "lt" + secrets.token_hex(8)
     secret = secrets.token_urlsafe(32)
-    return f"{token_id}.{secret}", Credential(token_id, system_id, hash_secret(secret), now_us)
+    expires = now_us + days * 86_400_000_000 if days else None
+    cred = Credential(token_id, system_id, hash_secret(secret), now_us, expires_us=expires)
+    return f"{token_id}.{secret}", cred
+
+
+def access_ends(credentials: Iterable[Credential]) -> dict[str, float]:
+    """Per system, when its bearer-token access ends as things stand: the latest expiry
+    among its tokens not revoked (a Unix time; ``inf`` when one of them never expires, or
+    none is left to expire). Every system that was ever given a token is named."""
+    ends: dict[str, float] = {}
+    for c in credentials:
+        at = ends.setdefault(c.system_id, -math.inf)
+        if not c.revoked:
+            ends[c.system_id] = max(at, math.inf if c.expires_us is None else c.expires_us / 1e6)
+    return {system: (math.inf if at == -math.inf else at) for system, at in ends.items()}
+
+
+def _now_us(now_us: int | None) -> int:
+    return time.time_ns() // 1000 if now_us is None else now_us
 
 
 def authenticate(
@@ -77,22 +105,24 @@ def authenticate(
     client_cert: bytes | None = None,
     *,
     peer: str | None,
+    now_us: int | None = None,
 ) -> Caller:
     """The caller, from a bearer token, a verified TLS client certificate (DER), or both,
     connecting from ``peer`` (refused while the system is suspended, or outside its
-    networks when it has any).
+    networks when it has any), at ``now_us`` (the wall clock when not given: a token
+    past its expiry is refused).
 
     The TLS handshake has already checked the certificate's chain against the configured
     client CA; here its fingerprint must be registered to a system. When both are
     presented they must name the same system.
     """
-    caller = _credential(directory, authorization, client_cert)
+    caller = _credential(directory, authorization, client_cert, _now_us(now_us))
     admit(caller.system, peer)
     return caller
 
 
 def _credential(
-    directory: Directory, authorization: str | None, client_cert: bytes | None
+    directory: Directory, authorization: str | None, client_cert: bytes | None, now_us: int
 ) -> Caller:
     by_cert: System | None = None
     if client_cert is not None:
@@ -105,7 +135,7 @@ def _credential(
                     code="unknown_client_cert",
                 )
             return Caller(by_cert, "cert:" + fp[:16])
-    caller = _by_token(directory, authorization)
+    caller = _by_token(directory, authorization, now_us)
     if by_cert is not None and by_cert.system_id != caller.system_id:
         raise AuthenticationFailed(
             "the token and the TLS client certificate belong to different systems",
@@ -114,7 +144,7 @@ def _credential(
     return caller
 
 
-def _by_token(directory: Directory, authorization: str | None) -> Caller:
+def _by_token(directory: Directory, authorization: str | None, now_us: int) -> Caller:
     if not authorization:
         raise AuthenticationFailed("missing Authorization header", code="missing_credentials")
     scheme, _, token = authorization.partition(" ")
@@ -129,7 +159,17 @@ def _by_token(directory: Directory, authorization: str | None) -> Caller:
     expected = cred.secret_sha256 if cred else hash_secret(secrets.token_hex(16))
     if cred is None or not hmac.compare_digest(presented, expected) or cred.revoked:
         raise AuthenticationFailed("invalid or revoked token", code="bad_credentials")
+    check_unexpired(cred, now_us)
     system = directory.systems.get(cred.system_id)
     if system is None:
         raise AuthenticationFailed("the token's system no longer exists", code="bad_credentials")
     return Caller(system, token_id)
+
+
+def check_unexpired(cred: Credential, now_us: int) -> None:
+    """Refuse a token (or a console session opened with it) past its expiry."""
+    if cred.expired(now_us):
+        raise AuthenticationFailed(
+            f"token {cred.token_id} expired; ask the hub's administrator for a new one",
+            code="token_expired",
+        )

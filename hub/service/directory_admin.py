@@ -17,11 +17,12 @@ from typing import Any
 
 from cryptography import x509
 
-from hub.config import Config
+from hub.config import AuthConfig, Config
 from hub.edxml.organ import classify
 from hub.errors import HubError, InputError, NotFound
 from hub.ports import Clock, Directory, Store
-from hub.records import CertBinding, Event, Organ, System
+from hub.records import CertBinding, Credential, Event, Organ, System
+from hub.service.audit import iso
 from hub.service.auth import new_token
 from hub.service.delivery import resume_pushes
 from hub.service.endpoints import check_push_url
@@ -70,22 +71,26 @@ class DirectoryAdmin:
         *,
         vxp_key: Path | None = None,
         allow_http_push: bool = False,
+        token_days: int = AuthConfig.token_days,
     ) -> None:
         self.store = store
         self.clock = clock
         self.actor = actor
         self.vxp_key = vxp_key
         self.allow_http_push = allow_http_push  # [delivery] allow_http_push
+        self.token_days = token_days  # [auth] token_days
 
     @classmethod
     def configured(cls, store: Store, clock: Clock, actor: str, cfg: Config) -> DirectoryAdmin:
-        """As the hub's configuration says: its VXP key, whether http push URLs are allowed."""
+        """As the hub's configuration says: its VXP key, whether http push URLs are allowed,
+        how long new tokens last."""
         return cls(
             store,
             clock,
             actor,
             vxp_key=Path(cfg.vxp.key_file),
             allow_http_push=cfg.delivery.allow_http_push,
+            token_days=cfg.auth.token_days,
         )
 
     def _event(self, type_: str, organ: str | None = None, **data: Any) -> Event:
@@ -156,12 +161,22 @@ class DirectoryAdmin:
         await self.store.put_organs(changes)
         return refused
 
-    async def issue_token(self, system_id: str) -> str:
-        token, cred = new_token(system_id, self.clock.now_us())
-        await self.store.put_credential(
-            cred, self._event("directory_token_issued", system_id=system_id, token_id=cred.token_id)
+    async def issue_token(self, system_id: str, days: int | None = None) -> tuple[str, Credential]:
+        """A new bearer token for ``system_id``, valid ``days`` days (``[auth] token_days``
+        when not given; 0: no end): the token to hand out once, and what is stored of it."""
+        token, cred = new_token(
+            system_id, self.clock.now_us(), self.token_days if days is None else days
         )
-        return token
+        await self.store.put_credential(
+            cred,
+            self._event(
+                "directory_token_issued",
+                system_id=system_id,
+                token_id=cred.token_id,
+                expires_us=cred.expires_us,
+            ),
+        )
+        return token, cred
 
     async def revoke_token(self, token_id: str) -> bool:
         """Revoke a bearer token; False when it was already revoked."""
@@ -279,7 +294,7 @@ class DirectoryAdmin:
             await self.put_organ(o)
         for organ, fp in bindings.items():
             await self.bind(fp, organ)
-        return {s.system_id: await self.issue_token(s.system_id) for s in systems}
+        return {s.system_id: (await self.issue_token(s.system_id))[0] for s in systems}
 
     async def import_file(self, path: Path) -> dict[str, int]:
         text = await asyncio.to_thread(path.read_text, encoding="utf-8-sig")
@@ -365,7 +380,13 @@ def directory_json(d: Directory) -> dict[str, Any]:
             for o in sorted(d.organs.values(), key=lambda o: o.organ_id)
         ],
         "tokens": [
-            {"token_id": c.token_id, "system_id": c.system_id, "revoked": c.revoked}
+            {
+                "token_id": c.token_id,
+                "system_id": c.system_id,
+                "created": iso(c.created_us),
+                "expires": iso(c.expires_us),
+                "revoked": c.revoked,
+            }
             for c in sorted(d.credentials.values(), key=lambda c: c.created_us)
         ],
         "bindings": [

@@ -35,6 +35,7 @@ from hub.ports import (
 from hub.records import Stats
 from hub.service import cert_expiry
 from hub.service.admission import UploadSlots
+from hub.service.auth import access_ends
 from hub.service.breaker import CircuitBreaker
 from hub.service.crl_refresh import CrlRefresher
 from hub.service.delivery import Deliverer, RetryBudget
@@ -314,6 +315,9 @@ class Hub:
         m = self.metrics
         if self._breaker is not None:  # first: it matters most when something is down
             m.upstream_circuit.set(float(self._breaker.is_open))
+        # From the directory in memory: measured even while the store is down.
+        for system, at in access_ends(self.directory.current.credentials.values()).items():
+            m.token_expiry.labels(system).set(at)
         now = self.clock.now_us()
         s = await self.stats(now)
         m.pending.set(s.pending)

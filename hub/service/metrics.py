@@ -150,6 +150,12 @@ class Metrics:
             registry=r,
             multiprocess_mode="min",
         )
+        self.token_expiry = shared(
+            "lienthong_token_expiry_timestamp_seconds",
+            "When each system's bearer-token access ends: the latest expiry among its tokens "
+            "not revoked (+Inf: one has no end, or none is left to expire)",
+            ["system"],
+        )
         self.trust_reload_failures = Counter(
             "lienthong_trust_reload_failures_total",
             "Changed trust store directories that could not be read (the old store stays)",

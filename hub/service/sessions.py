@@ -20,7 +20,7 @@ from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from hub.errors import AuthenticationFailed, Forbidden
 from hub.ports import Directory
-from hub.service.auth import Caller, admit
+from hub.service.auth import Caller, admit, check_unexpired
 
 COOKIE = "lt_console"
 LIFETIME_S = 8 * 3600
@@ -72,6 +72,7 @@ class Sessions:
         system = directory.systems.get(cred.system_id) if cred else None
         if cred is None or cred.revoked or system is None:
             raise AuthenticationFailed("the token was revoked", code="bad_credentials")
+        check_unexpired(cred, int((now or time.time()) * 1e6))
         admit(system, peer)
         caller = Caller(system, token_id)
         require_console_role(caller)

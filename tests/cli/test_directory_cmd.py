@@ -41,6 +41,13 @@ def test_directory_commands_manage_and_audit(
     token = capsys.readouterr().out.strip()
     assert token.startswith("lt") and "." in token
     assert main(["directory", "token", "nobody"]) == 2
+    assert capsys.readouterr().out.strip() == "no system nobody"
+    for days, ends in (("7", "expires 20"), ("0", "expires never")):
+        assert main(["directory", "token", "sys-q", "--days", days]) == 0
+        out = capsys.readouterr()
+        assert out.out.strip().startswith("lt") and out.err.startswith(ends), out
+    assert main(["directory", "token", "sys-q", "--days", "-1"]) != 0
+    assert "0 for none" in capsys.readouterr().err
     (tmp_path / "organs.csv").write_text(
         "organ_id,name,system_id,location\n000.00.00.G01,Bo Ngoai giao,,upstream\n",
         encoding="utf-8",

@@ -113,7 +113,7 @@ async def build(
             for organ, fp in bindings.items():
                 if organ in (A1, B1):
                     await admin.bind(fp, organ)
-            tokens = {system: await admin.issue_token(system)}
+            tokens = {system: (await admin.issue_token(system))[0]}
             tokens["vxp:" + system] = await admin.issue_vxp_secret(system)
         port = free_port()
         proc = HubProcess(write_config(cfg, tmp / f"{name}.toml"), port, tmp / f"{name}.log")
