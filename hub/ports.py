@@ -57,6 +57,8 @@ class Directory:
     vxp_secrets: dict[str, str] = field(default_factory=dict)  # system id -> sealed secret
     # TLS client certificate SHA-256 fingerprint -> the system it authenticates (mTLS)
     client_certs: dict[str, str] = field(default_factory=dict)
+    # system id -> (its sealed VXP secret before the last rotation, accepted until then, µs)
+    vxp_previous: dict[str, tuple[str, int]] = field(default_factory=dict)
 
     def resolve(self, organ_id: str) -> Organ | None:
         organ = self.organs.get(organ_id)
@@ -179,7 +181,13 @@ class Store(LedgerStore, AuditStore, Protocol):
         """False when no such certificate was registered (nothing written)."""
         ...
 
-    async def put_vxp_secret(self, system_id: str, sealed: str, event: Event) -> None: ...
+    async def put_vxp_secret(
+        self, system_id: str, sealed: str, event: Event, previous_until_us: int | None = None
+    ) -> None:
+        """A system's VXP secret; with ``previous_until_us`` the one it replaces is still
+        accepted until then (without, it is refused at once)."""
+        ...
+
     async def use_stamp(
         self, system_id: str, stamp: str, now_us: int, forget_before_us: int
     ) -> bool:

@@ -229,6 +229,12 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
     ),
     # 10: when a bearer token stops being accepted (NULL: never; tokens issued before)
     ("ALTER TABLE credentials ADD COLUMN expires_us BIGINT",),
+    # 11: a system's VXP secret before the last rotation, accepted until a time (an overlap
+    # for the agency to change its SDK configuration); NULL: none
+    (
+        "ALTER TABLE vxp_secrets ADD COLUMN previous TEXT",
+        "ALTER TABLE vxp_secrets ADD COLUMN previous_until_us BIGINT",
+    ),
 )
 
 

@@ -231,16 +231,21 @@ class SqlStore(SqlLedger, SqlAudit, abc.ABC):
                 CertBinding(r["fingerprint"], r["organ_id"])
                 for r in await tx.fetch("SELECT fingerprint, organ_id FROM cert_bindings")
             )
-            sealed = {
-                r["system_id"]: r["sealed"]
-                for r in await tx.fetch("SELECT system_id, sealed FROM vxp_secrets")
+            vxp_rows = await tx.fetch(
+                "SELECT system_id, sealed, previous, previous_until_us FROM vxp_secrets"
+            )
+            sealed = {r["system_id"]: r["sealed"] for r in vxp_rows}
+            previous = {
+                r["system_id"]: (r["previous"], int(r["previous_until_us"]))
+                for r in vxp_rows
+                if r["previous"] is not None
             }
             client_certs = {
                 r["fingerprint"]: r["system_id"]
                 for r in await tx.fetch("SELECT fingerprint, system_id FROM client_certs")
             }
             return Directory(
-                version, organs, aliases, systems, creds, bindings, sealed, client_certs
+                version, organs, aliases, systems, creds, bindings, sealed, client_certs, previous
             )
 
         return await self._read(q)
@@ -310,15 +315,25 @@ class SqlStore(SqlLedger, SqlAudit, abc.ABC):
 
         return await self._write(w)
 
-    async def put_vxp_secret(self, system_id: str, sealed: str, event: Event) -> None:
-        await self._directory_write(
-            [event],
-            ("DELETE FROM vxp_secrets WHERE system_id = ?", (system_id,)),
-            (
-                "INSERT INTO vxp_secrets (system_id, sealed, created_us) VALUES (?,?,?)",
+    async def put_vxp_secret(
+        self, system_id: str, sealed: str, event: Event, previous_until_us: int | None = None
+    ) -> None:
+        insert = "INSERT INTO vxp_secrets (system_id, sealed, created_us) VALUES (?,?,?) "
+        step: tuple[str, tuple[Any, ...]]
+        if previous_until_us is None:
+            step = (
+                insert + "ON CONFLICT (system_id) DO UPDATE SET sealed = excluded.sealed, "
+                "created_us = excluded.created_us, previous = NULL, previous_until_us = NULL",
                 (system_id, sealed, event.at_us),
-            ),
-        )
+            )
+        else:  # the secret in force becomes the previous one, until then
+            step = (
+                insert + "ON CONFLICT (system_id) DO UPDATE SET previous = vxp_secrets.sealed, "
+                "previous_until_us = ?, sealed = excluded.sealed, "
+                "created_us = excluded.created_us",
+                (system_id, sealed, event.at_us, previous_until_us),
+            )
+        await self._directory_write([event], step)
 
     async def use_stamp(
         self, system_id: str, stamp: str, now_us: int, forget_before_us: int

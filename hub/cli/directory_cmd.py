@@ -85,6 +85,13 @@ def register(sub: Any) -> None:
         "vxp-secret", help="issue a new VXP secret for a system (printed once; replaces the old)"
     )
     v.add_argument("system_id")
+    v.add_argument(
+        "--overlap-days",
+        type=int,
+        default=0,
+        help="keep accepting the secret it replaces this many days, while the agency changes "
+        "its SDK configuration (default 0: refused at once)",
+    )
     v.set_defaults(func=lambda a: _run(a, _vxp_secret))
 
     _register_bindings_and_states(acts)
@@ -214,7 +221,10 @@ async def _revoke_token(a: argparse.Namespace, admin: DirectoryAdmin, _s: Store)
 async def _vxp_secret(a: argparse.Namespace, admin: DirectoryAdmin, store: Store) -> int:
     if not await _known(store, a.system_id):
         return 2
-    print(await admin.issue_vxp_secret(a.system_id))
+    secret, until = await admin.issue_vxp_secret(a.system_id, a.overlap_days)
+    print(secret)  # alone on stdout, for scripts
+    if until is not None:
+        print(f"the previous secret is accepted until {iso(until)}", file=sys.stderr)
     return 0
 
 

@@ -223,7 +223,7 @@ async def seed(cfg: Config, base: Path, bindings: dict[str, str]) -> dict[str, s
         tokens = await admin.seed(DEMO_SYSTEMS, DEMO_ORGANS, bindings)
         for s in DEMO_SYSTEMS:
             if s.role == "agency":
-                tokens[s.system_id + ".vxp-secret"] = await admin.issue_vxp_secret(s.system_id)
+                tokens[s.system_id + ".vxp-secret"] = (await admin.issue_vxp_secret(s.system_id))[0]
     tdir = base / "tokens"
     tdir.mkdir(parents=True, exist_ok=True)
     for system_id, token in tokens.items():

@@ -41,6 +41,13 @@ def _str(body: dict[str, Any], key: str, *, required: bool = False) -> str | Non
     return value
 
 
+def _days(body: dict[str, Any], key: str) -> int | None:
+    value = body.get(key)
+    if value is not None and (not isinstance(value, int) or isinstance(value, bool)):
+        raise InputError(f"{key} must be a whole number of days", code="bad_parameter")
+    return value
+
+
 async def put_system(request: web.Request) -> web.Response:
     hub, admin, body = await _admin(request)
     system_id = _str(body, "system_id", required=True) or ""
@@ -88,10 +95,7 @@ async def issue_token(request: web.Request) -> web.Response:
     system_id = request.match_info["id"]
     if system_id not in hub.directory.current.systems:
         raise InputError(f"no system {system_id}", code="unknown_system")
-    days = body.get("days")
-    if days is not None and (not isinstance(days, int) or isinstance(days, bool)):
-        raise InputError("days must be a whole number (0: no end)", code="bad_parameter")
-    token, cred = await admin.issue_token(system_id, days)
+    token, cred = await admin.issue_token(system_id, _days(body, "days"))
     await hub.directory.refresh()
     return json_answer(
         {
@@ -101,6 +105,18 @@ async def issue_token(request: web.Request) -> web.Response:
             "expires": iso(cred.expires_us),
         },
         status=201,
+    )
+
+
+async def issue_vxp_secret(request: web.Request) -> web.Response:
+    hub, admin, body = await _admin(request)
+    system_id = request.match_info["id"]
+    if system_id not in hub.directory.current.systems:
+        raise InputError(f"no system {system_id}", code="unknown_system")
+    secret, until = await admin.issue_vxp_secret(system_id, _days(body, "overlap_days") or 0)
+    await hub.directory.refresh()
+    return json_answer(
+        {"system_id": system_id, "secret": secret, "previous_until": iso(until)}, status=201
     )
 
 
@@ -179,6 +195,7 @@ def setup(app: web.Application) -> None:
     r.add_post("/api/v1/admin/organs", put_organ)
     r.add_post("/api/v1/admin/systems/{id}/tokens", issue_token)
     r.add_post("/api/v1/admin/tokens/{id}/revoke", revoke_token)
+    r.add_post("/api/v1/admin/systems/{id}/vxp-secret", issue_vxp_secret)
     r.add_post("/api/v1/admin/systems/{id}/client-certs", add_client_cert)
     r.add_post("/api/v1/admin/client-certs/{id}/remove", remove_client_cert)
     r.add_get("/api/v1/admin/directory", directory)

@@ -466,6 +466,9 @@ async def dispatch(request: web.Request) -> web.StreamResponse:
             peer=request.remote,
         )
         structlog.contextvars.bind_contextvars(system=vc.caller.system_id, vxp_op=op)
+        if vc.previous_secret:
+            hub.metrics.vxp_previous_secret.labels(vc.caller.system_id).inc()
+            log.info("vxp_previous_secret_used")
         return await handler(hub, vc, request)
     except HubError as exc:
         if request.can_read_body and not request.content.at_eof():

@@ -22,6 +22,8 @@ from hub.ports import Directory
 from hub.records import Credential, System
 from hub.service.networks import check_peer
 
+DAY_US = 86_400_000_000
+
 
 @dataclass(frozen=True, slots=True)
 class Caller:
@@ -78,7 +80,7 @@ def new_token(system_id: str, now_us: int, days: int = 0) -> tuple[str, Credenti
         )
     token_id = "lt" + secrets.token_hex(8)
     secret = secrets.token_urlsafe(32)
-    expires = now_us + days * 86_400_000_000 if days else None
+    expires = now_us + days * DAY_US if days else None
     cred = Credential(token_id, system_id, hash_secret(secret), now_us, expires_us=expires)
     return f"{token_id}.{secret}", cred
 

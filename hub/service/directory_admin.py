@@ -23,7 +23,7 @@ from hub.errors import HubError, InputError, NotFound
 from hub.ports import Clock, Directory, Store
 from hub.records import CertBinding, Credential, Event, Organ, System
 from hub.service.audit import iso
-from hub.service.auth import new_token
+from hub.service.auth import DAY_US, new_token
 from hub.service.delivery import resume_pushes
 from hub.service.endpoints import check_push_url
 from hub.service.networks import normalise
@@ -191,16 +191,32 @@ class DirectoryAdmin:
         )
         return True
 
-    async def issue_vxp_secret(self, system_id: str) -> str:
-        """A new VXP secret for ``system_id``, stored sealed; returned once."""
+    async def issue_vxp_secret(
+        self, system_id: str, overlap_days: int = 0
+    ) -> tuple[str, int | None]:
+        """A new VXP secret for ``system_id``, stored sealed: returned once, with until when
+        the one it replaces is still accepted (``overlap_days`` from now, for the agency to
+        change its SDK configuration; None: no overlap, or there was none to replace)."""
         if self.vxp_key is None:
             raise InputError("no VXP key file configured", code="vxp_key_missing")
+        if overlap_days < 0:
+            raise InputError(
+                f"the overlap is a number of days, 0 for none; got {overlap_days}",
+                code="bad_days",
+            )
+        had = system_id in (await self.store.directory()).vxp_secrets
+        until = self.clock.now_us() + overlap_days * DAY_US if overlap_days and had else None
         secret = new_secret()
         sealed = SecretBox(load_or_create_key(self.vxp_key)).seal(system_id, secret)
         await self.store.put_vxp_secret(
-            system_id, sealed, self._event("directory_vxp_secret_issued", system_id=system_id)
+            system_id,
+            sealed,
+            self._event(
+                "directory_vxp_secret_issued", system_id=system_id, previous_until_us=until
+            ),
+            until,
         )
-        return secret
+        return secret, until
 
     async def bind(self, fingerprint: str, organ_id: str) -> None:
         fp = _fingerprint(fingerprint)
@@ -361,6 +377,10 @@ def directory_json(d: Directory) -> dict[str, Any]:
                 "may_register": s.may_register,
                 "networks": list(s.networks),
                 "vxp_secret": s.system_id in d.vxp_secrets,
+                # until when the secret before the last rotation is still accepted
+                "vxp_previous_until": iso(d.vxp_previous[s.system_id][1])
+                if s.system_id in d.vxp_previous
+                else None,
                 "organs": list(s.organs),
                 "suspended": s.suspended,
             }

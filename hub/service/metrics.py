@@ -150,6 +150,13 @@ class Metrics:
             registry=r,
             multiprocess_mode="min",
         )
+        self.vxp_previous_secret = Counter(
+            "lienthong_vxp_previous_secret_total",
+            "VXP calls signed with the secret a rotation replaced, during its overlap, by "
+            "system (not zero: the agency has not changed its SDK configuration yet)",
+            ["system"],
+            registry=r,
+        )
         self.token_expiry = shared(
             "lienthong_token_expiry_timestamp_seconds",
             "When each system's bearer-token access ends: the latest expiry among its tokens "

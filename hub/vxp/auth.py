@@ -35,6 +35,7 @@ SYSTEM_HEADER = (vxp.PREFIX + "systemid").lower().encode("latin-1")
 class VxpCaller:
     caller: Caller
     params: dict[str, str]  # from the signed JSON, without the XroadVnpt- prefix
+    previous_secret: bool = False  # signed with the secret a rotation replaced (its overlap)
 
 
 def header(raw_headers: Iterable[tuple[bytes, bytes]], name: bytes) -> bytes | None:
@@ -89,13 +90,21 @@ async def authenticate(
         # Compute a MAC anyway so timing does not tell which system ids exist.
         vxp.mac_ok(secrets.token_hex(16), raw, presented.decode("latin-1"))
         raise _refuse(f"unknown system {system_id!r} or no VXP secret", code="vxp_unknown_system")
-    if not vxp.mac_ok(secret, raw, presented.decode("latin-1")):
-        raise _refuse("wrong secret or altered signed header")
+    mac = presented.decode("latin-1")
+    previous = False
+    if not vxp.mac_ok(secret, raw, mac):
+        # The secret before a rotation, during its overlap (``directory vxp-secret
+        # --overlap-days``): the agency may not have changed its configuration yet.
+        sealed_old, until = directory.vxp_previous.get(system_id, ("", 0))
+        old = box.open(system_id, sealed_old) if sealed_old and now_us < until else None
+        if old is None or not vxp.mac_ok(old, raw, mac):  # never a MAC with no secret
+            raise _refuse("wrong secret or altered signed header")
+        previous = True
     admit(system, peer)  # only once authenticated: it names the system's state, networks
     params = vxp.params_of(signed)
     if system.vxp_strict:
         await _fresh(system_id, params, store, now_us, strict_window_s)
-    return VxpCaller(Caller(system, "vxp"), params)
+    return VxpCaller(Caller(system, "vxp"), params, previous)
 
 
 async def _fresh(

@@ -114,6 +114,17 @@ def test_vxp_secret_is_printed_once_and_stored_sealed(
     sys_v = next(s for s in listing["systems"] if s["system_id"] == "sys-v")
     assert sys_v["vxp_secret"] and sys_v["vxp_strict"] and sys_v["may_register"]
     assert secret not in json.dumps(listing)
+    assert sys_v["vxp_previous_until"] is None
+    # Rotated with an overlap: the new secret alone on stdout, the overlap's end on stderr.
+    assert main(["directory", "vxp-secret", "sys-v", "--overlap-days", "14"]) == 0
+    out = capsys.readouterr()
+    assert len(out.out.strip()) >= 32 and out.out.strip() != secret
+    assert out.err.startswith("the previous secret is accepted until 20"), out.err
+    assert main(["directory", "list"]) == 0
+    sys_v = next(
+        s for s in json.loads(capsys.readouterr().out)["systems"] if s["system_id"] == "sys-v"
+    )
+    assert sys_v["vxp_previous_until"] and out.err.strip().endswith(sys_v["vxp_previous_until"])
 
 
 def test_a_system_is_bound_to_its_networks(

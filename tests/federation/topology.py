@@ -80,7 +80,7 @@ async def build(
         admin = DirectoryAdmin(store, SystemClock(), "test", vxp_key=Path(n_cfg.vxp.key_file))
         for sid in ("hub-a", "hub-b"):
             await admin.put_system(System(sid, sid, vxp_strict=True))
-            secrets[sid] = await admin.issue_vxp_secret(sid)
+            secrets[sid] = (await admin.issue_vxp_secret(sid))[0]
         for organ, name, sid in (
             (A1, "UBND tinh Tay Ninh", "hub-a"),
             (A2, "So Noi vu Tay Ninh", "hub-a"),
@@ -114,7 +114,7 @@ async def build(
                 if organ in (A1, B1):
                     await admin.bind(fp, organ)
             tokens = {system: (await admin.issue_token(system))[0]}
-            tokens["vxp:" + system] = await admin.issue_vxp_secret(system)
+            tokens["vxp:" + system] = (await admin.issue_vxp_secret(system))[0]
         port = free_port()
         proc = HubProcess(write_config(cfg, tmp / f"{name}.toml"), port, tmp / f"{name}.log")
         provinces.append(Hub(name, cfg, proc, tokens))

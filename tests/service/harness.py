@@ -146,7 +146,7 @@ async def seed_directory(
         )
         tokens = await admin.seed(systems, organs, bindings)
         for system in ("sys-a", "sys-b", "sys-x"):
-            tokens["vxp:" + system] = await admin.issue_vxp_secret(system)
+            tokens["vxp:" + system] = (await admin.issue_vxp_secret(system))[0]
         return tokens
 
 
