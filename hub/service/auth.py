@@ -85,16 +85,17 @@ def new_token(system_id: str, now_us: int, days: int = 0) -> tuple[str, Credenti
     return f"{token_id}.{secret}", cred
 
 
-def access_ends(credentials: Iterable[Credential]) -> dict[str, float]:
-    """Per system, when its bearer-token access ends as things stand: the latest expiry
-    among its tokens not revoked (a Unix time; ``inf`` when one of them never expires, or
-    none is left to expire). Every system that was ever given a token is named."""
-    ends: dict[str, float] = {}
+def access_ends(credentials: Iterable[Credential]) -> dict[str, float | None]:
+    """Per system that was ever given a token, when its bearer-token access ends as things
+    stand: the latest expiry among its tokens not revoked (a Unix time; ``inf`` when one of
+    them never expires), or None when none is left (every one revoked)."""
+    ends: dict[str, float | None] = {}
     for c in credentials:
-        at = ends.setdefault(c.system_id, -math.inf)
+        at = ends.setdefault(c.system_id, None)
         if not c.revoked:
-            ends[c.system_id] = max(at, math.inf if c.expires_us is None else c.expires_us / 1e6)
-    return {system: (math.inf if at == -math.inf else at) for system, at in ends.items()}
+            end = math.inf if c.expires_us is None else c.expires_us / 1e6
+            ends[c.system_id] = end if at is None else max(at, end)
+    return ends
 
 
 def _now_us(now_us: int | None) -> int:

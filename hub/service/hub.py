@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -317,7 +318,7 @@ class Hub:
             m.upstream_circuit.set(float(self._breaker.is_open))
         # From the directory in memory: measured even while the store is down.
         for system, at in access_ends(self.directory.current.credentials.values()).items():
-            m.token_expiry.labels(system).set(at)
+            m.token_expiry.labels(system).set(math.inf if at is None else at)  # none: no alert
         now = self.clock.now_us()
         s = await self.stats(now)
         m.pending.set(s.pending)

@@ -120,7 +120,8 @@ def test_access_ends_takes_the_latest_live_token_of_each_system() -> None:
     _, new = new_token("sys-a", now, 40)
     _, gone = new_token("sys-b", now, 0)
     ends = access_ends([old, new, Credential(gone.token_id, "sys-b", "x", now, revoked=True)])
-    assert ends == {"sys-a": (now + 40 * DAY_US) / 1e6, "sys-b": math.inf}
+    assert ends == {"sys-a": (now + 40 * DAY_US) / 1e6, "sys-b": None}  # b: every one revoked
+    assert access_ends([old, gone]) == {"sys-a": (now + 10 * DAY_US) / 1e6, "sys-b": math.inf}
     with pytest.raises(InputError) as err:
         new_token("sys-a", now, -5)
     assert err.value.error_code == "bad_days"
@@ -158,5 +159,11 @@ async def test_the_console_shows_when_each_systems_tokens_end(hut: HubUnderTest)
     assert await cell("sys-a") == iso(creds["sys-a"].expires_us)
     assert (await _issue(hut, "sys-a", {"days": 0}))[0] == 201
     assert await cell("sys-a") == "No end"
+    x_token = hut.tokens["sys-x"].split(".")[0]
+    r = await hut.client.post(
+        f"/api/v1/admin/tokens/{x_token}/revoke", json={}, headers=hut.auth("admin")
+    )
+    assert r.status == 200
+    assert await cell("sys-x") == "—"  # every token revoked: no access to end
     hut.hub.clock = LaterClock(366)  # the console's own session runs on the wall clock
     assert await cell("sys-b") == f"<strong>Expired</strong> {iso(creds['sys-b'].expires_us)}"
