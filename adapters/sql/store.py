@@ -293,27 +293,34 @@ class SqlStore(SqlLedger, SqlAudit, abc.ABC):
             ),
         )
 
-    async def set_suspended(self, system_id: str, reason: str | None, event: Event) -> bool:
+    async def _directory_write_if(self, event: Event, sql: str, *params: Any) -> bool:
+        """One conditional change to the directory: the event (and a new directory
+        version) only when it changed a row; whether it did."""
+
         async def w(tx: Tx) -> bool:
-            if reason is None:
-                changed = await tx.execute(
-                    "UPDATE systems SET suspended = NULL, suspended_us = NULL "
-                    "WHERE system_id = ? AND suspended IS NOT NULL",
-                    system_id,
-                )
-            else:
-                changed = await tx.execute(
-                    "UPDATE systems SET suspended = ?, suspended_us = ? "
-                    "WHERE system_id = ? AND suspended IS NULL",
-                    reason,
-                    event.at_us,
-                    system_id,
-                )
+            changed = await tx.execute(sql, *params)
             if changed:
                 await _directory_changed(tx, [event])
             return changed > 0
 
         return await self._write(w)
+
+    async def set_suspended(self, system_id: str, reason: str | None, event: Event) -> bool:
+        if reason is None:
+            return await self._directory_write_if(
+                event,
+                "UPDATE systems SET suspended = NULL, suspended_us = NULL "
+                "WHERE system_id = ? AND suspended IS NOT NULL",
+                system_id,
+            )
+        return await self._directory_write_if(
+            event,
+            "UPDATE systems SET suspended = ?, suspended_us = ? "
+            "WHERE system_id = ? AND suspended IS NULL",
+            reason,
+            event.at_us,
+            system_id,
+        )
 
     async def put_vxp_secret(
         self, system_id: str, sealed: str, event: Event, previous_until_us: int | None = None
@@ -380,17 +387,12 @@ class SqlStore(SqlLedger, SqlAudit, abc.ABC):
         )
 
     async def delete_binding(self, binding: CertBinding, event: Event) -> bool:
-        async def w(tx: Tx) -> bool:
-            gone = await tx.execute(
-                "DELETE FROM cert_bindings WHERE fingerprint = ? AND organ_id = ?",
-                binding.fingerprint.lower(),
-                binding.organ_id,
-            )
-            if gone:
-                await _directory_changed(tx, [event])
-            return gone > 0
-
-        return await self._write(w)
+        return await self._directory_write_if(
+            event,
+            "DELETE FROM cert_bindings WHERE fingerprint = ? AND organ_id = ?",
+            binding.fingerprint.lower(),
+            binding.organ_id,
+        )
 
     async def put_client_cert(
         self, fingerprint: str, system_id: str, subject: str, event: Event
@@ -406,13 +408,9 @@ class SqlStore(SqlLedger, SqlAudit, abc.ABC):
         )
 
     async def delete_client_cert(self, fingerprint: str, event: Event) -> bool:
-        async def w(tx: Tx) -> bool:
-            gone = await tx.execute("DELETE FROM client_certs WHERE fingerprint = ?", fingerprint)
-            if gone:
-                await _directory_changed(tx, [event])
-            return gone > 0
-
-        return await self._write(w)
+        return await self._directory_write_if(
+            event, "DELETE FROM client_certs WHERE fingerprint = ?", fingerprint
+        )
 
     # ---------------------------------------------------------------- intake
     async def _intake_call(self, commit: IntakeCommit) -> bool:

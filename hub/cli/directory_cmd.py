@@ -242,22 +242,28 @@ async def _unbind(a: argparse.Namespace, admin: DirectoryAdmin, _s: Store) -> in
     return 0
 
 
-async def _suspend(a: argparse.Namespace, admin: DirectoryAdmin, _s: Store) -> int:
-    try:  # the admin looks the system up itself
-        changed = await admin.suspend(a.system_id, a.reason)
+async def _or_no_system(system_id: str, call: Awaitable[T]) -> T | None:
+    """``call``'s answer; None, said on stdout, when the admin finds no such system."""
+    try:
+        return await call
     except NotFound:
-        print(f"no system {a.system_id}")
+        print(f"no system {system_id}")
+        return None
+
+
+async def _suspend(a: argparse.Namespace, admin: DirectoryAdmin, _s: Store) -> int:
+    changed = await _or_no_system(a.system_id, admin.suspend(a.system_id, a.reason))
+    if changed is None:
         return 2
     print(f"system {a.system_id} {'suspended' if changed else 'was already suspended'}")
     return 0
 
 
 async def _resume(a: argparse.Namespace, admin: DirectoryAdmin, _s: Store) -> int:
-    try:
-        changed, moved = await admin.resume(a.system_id)
-    except NotFound:
-        print(f"no system {a.system_id}")
+    resumed = await _or_no_system(a.system_id, admin.resume(a.system_id))
+    if resumed is None:
         return 2
+    changed, moved = resumed
     state = "resumed" if changed else "was not suspended"
     print(f"system {a.system_id} {state}; {moved} held push(es) sent again")
     return 0

@@ -26,7 +26,7 @@ async def _admin(request: web.Request) -> tuple[Hub, DirectoryAdmin, dict[str, A
     hub, caller = _caller(request)
     caller.require_role("admin")
     body = await json_object(request)
-    admin = DirectoryAdmin.configured(hub.store, hub.clock, f"system:{caller.system_id}", hub.cfg)
+    admin = DirectoryAdmin.configured(hub.store, hub.clock, caller.actor, hub.cfg)
     return hub, admin, body
 
 
@@ -39,6 +39,14 @@ def _str(body: dict[str, Any], key: str, *, required: bool = False) -> str | Non
     if not isinstance(value, str):
         raise InputError(f"{key} must be a string", code="bad_parameter")
     return value
+
+
+def _known_system(hub: Hub, request: web.Request) -> str:
+    """The system named in the path, which must be in the directory (400 otherwise)."""
+    system_id = request.match_info["id"]
+    if system_id not in hub.directory.current.systems:
+        raise InputError(f"no system {system_id}", code="unknown_system")
+    return system_id
 
 
 def _days(body: dict[str, Any], key: str) -> int | None:
@@ -92,9 +100,7 @@ async def put_organ(request: web.Request) -> web.Response:
 
 async def issue_token(request: web.Request) -> web.Response:
     hub, admin, body = await _admin(request)
-    system_id = request.match_info["id"]
-    if system_id not in hub.directory.current.systems:
-        raise InputError(f"no system {system_id}", code="unknown_system")
+    system_id = _known_system(hub, request)
     token, cred = await admin.issue_token(system_id, _days(body, "days"))
     await hub.directory.refresh()
     return json_answer(
@@ -110,9 +116,7 @@ async def issue_token(request: web.Request) -> web.Response:
 
 async def issue_vxp_secret(request: web.Request) -> web.Response:
     hub, admin, body = await _admin(request)
-    system_id = request.match_info["id"]
-    if system_id not in hub.directory.current.systems:
-        raise InputError(f"no system {system_id}", code="unknown_system")
+    system_id = _known_system(hub, request)
     secret, until = await admin.issue_vxp_secret(system_id, _days(body, "overlap_days") or 0)
     await hub.directory.refresh()
     return json_answer(

@@ -139,9 +139,7 @@ async def login(request: web.Request) -> web.Response:
         )
         ctx = {"error": exc.message, "next": nxt}
         return _render(request, "login.html", ctx, status=exc.http_status)
-    await hub.store.append_events(
-        [Event("console_login", hub.clock.now_us(), actor=f"system:{caller.system_id}")]
-    )
+    await hub.store.append_events([Event("console_login", hub.clock.now_us(), actor=caller.actor)])
     resp = web.HTTPSeeOther(nxt if nxt.startswith("/admin/") else "/admin/")
     resp.set_cookie(
         COOKIE,
@@ -220,9 +218,7 @@ async def package_page(request: web.Request) -> web.Response:
     if found is None:
         raise web.HTTPNotFound(text=f"no package {pid}")
     p, deliveries = found
-    await audit.record(
-        hub.store, hub.clock, f"system:{caller.system_id}", AuditQuery(), f"timeline:{pid}"
-    )
+    await audit.record(hub.store, hub.clock, caller.actor, AuditQuery(), f"timeline:{pid}")
     ctx = {
         "p": p,
         "deliveries": deliveries,
@@ -239,7 +235,7 @@ async def resend(request: web.Request) -> web.Response:
     form = await _form(request, cookie)
     pid, did = request.match_info["id"], request.match_info["delivery"]
     reason = form.get("reason") or "resent from the console"
-    item = await dl.resend(hub.store, hub.clock, did, f"system:{caller.system_id}", reason)
+    item = await dl.resend(hub.store, hub.clock, did, caller.actor, reason)
     hub.relay.kick([item])
     raise web.HTTPSeeOther(f"/admin/packages/{pid}?msg=resent")
 
@@ -252,9 +248,7 @@ async def hold(request: web.Request) -> web.Response:
     reason = form.get("reason", "").strip() or None
     if form.get("action") == "place" and reason is None:
         raise InputError("a legal hold needs a reason", code="reason_required")
-    await hub.retention.hold(
-        pid, reason if form.get("action") == "place" else None, f"system:{caller.system_id}"
-    )
+    await hub.retention.hold(pid, reason if form.get("action") == "place" else None, caller.actor)
     raise web.HTTPSeeOther(f"/admin/packages/{pid}?msg=hold")
 
 
@@ -279,7 +273,7 @@ async def directory_page(request: web.Request) -> web.Response:
 
 
 def _directory_admin(hub: Hub, caller: Caller) -> DirectoryAdmin:
-    return DirectoryAdmin.configured(hub.store, hub.clock, f"system:{caller.system_id}", hub.cfg)
+    return DirectoryAdmin.configured(hub.store, hub.clock, caller.actor, hub.cfg)
 
 
 async def suspend_system(request: web.Request) -> web.Response:

@@ -9,8 +9,8 @@ from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST
 
 from hub.errors import HubError
-from hub.http.app import HUB, json_answer, peer_certificate
-from hub.service.auth import authenticate
+from hub.http.app import HUB, json_answer
+from hub.http.native import _caller
 from hub.service.metrics import exposition
 
 
@@ -27,14 +27,7 @@ async def readyz(request: web.Request) -> web.Response:
 
 
 async def metrics_handler(request: web.Request) -> web.Response:
-    hub = request.app[HUB]
-    caller = authenticate(
-        hub.directory.current,
-        request.headers.get("Authorization"),
-        peer_certificate(request),
-        peer=request.remote,
-        now_us=hub.clock.now_us(),
-    )
+    hub, caller = _caller(request)  # as every authenticated route
     caller.require_role("admin", "auditor")
     with contextlib.suppress(HubError):  # store down: serve the last values; /readyz says why
         await hub.update_gauges()

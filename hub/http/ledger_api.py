@@ -98,7 +98,7 @@ async def send_evidence(
     """An evidence bundle as an attachment, written as the package's bytes are read (a
     64 MB package is never in memory whole); the export is an ``audit_query`` event."""
     bundle = await evidence.export_bundle(hub.store, hub.blobs, pid)
-    actor = f"system:{caller.system_id}"
+    actor = caller.actor
     await audit.record(hub.store, hub.clock, actor, AuditQuery(), f"evidence:{pid}")
     resp = web.StreamResponse(
         headers={
@@ -130,7 +130,7 @@ async def audit_page(
     return await audit.page(
         hub.store,
         hub.clock,
-        f"system:{caller.system_id}",
+        caller.actor,
         audit.parse_query(params, overdue_before_us=_overdue_before(hub)),
         after=request.query.get("after"),
         limit=limit,
@@ -144,7 +144,7 @@ async def stream_export(
     hub = request.app[HUB]
     fmt = request.match_info["fmt"]
     query = audit.parse_query(params, overdue_before_us=_overdue_before(hub))
-    chunks = audit.export(hub.store, hub.clock, f"system:{caller.system_id}", query, fmt)
+    chunks = audit.export(hub.store, hub.clock, caller.actor, query, fmt)
     # The first step validates the format and records the export; a JSON Lines export
     # that matches nothing ends there, an empty body.
     first = await anext(chunks, b"")
@@ -172,7 +172,7 @@ async def hold(request: web.Request) -> web.Response:
         reason = str((await json_object(request)).get("reason") or "").strip()
         if not reason:
             raise InputError("a legal hold needs a reason", code="reason_required")
-    changed = await hub.retention.hold(pid, reason, f"system:{caller.system_id}")
+    changed = await hub.retention.hold(pid, reason, caller.actor)
     return json_answer({"package_id": pid, "legal_hold": reason is not None, "changed": changed})
 
 

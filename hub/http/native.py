@@ -323,7 +323,7 @@ async def fetch(request: web.Request) -> web.StreamResponse:
 async def _mark_fetched(hub: Hub, caller: Caller, ds: list[DeliveryRow]) -> None:
     for d in ds:
         if d.recipient in caller.organs:
-            await dl.mark_fetched(hub.store, hub.clock, d, f"system:{caller.system_id}")
+            await dl.mark_fetched(hub.store, hub.clock, d, caller.actor)
 
 
 _SUMMARIES: OrderedDict[str, dict[str, Any]] = OrderedDict()  # sha256 -> summary (LRU)
@@ -401,7 +401,7 @@ async def ack(request: web.Request) -> web.Response:
             hub.store,
             hub.clock,
             d,
-            f"system:{caller.system_id}",
+            caller.actor,
             result=body["result"],
             reason=body.get("reason"),
         )
@@ -433,9 +433,7 @@ async def resend(request: web.Request) -> web.Response:
     caller.require_role("admin")
     body = await json_object(request)
     reason = str(body.get("reason") or "resent by an administrator")
-    item = await dl.resend(
-        hub.store, hub.clock, request.match_info["id"], f"system:{caller.system_id}", reason
-    )
+    item = await dl.resend(hub.store, hub.clock, request.match_info["id"], caller.actor, reason)
     hub.relay.kick([item])
     d = await hub.store.delivery(request.match_info["id"])
     assert d is not None

@@ -186,7 +186,7 @@ async def _take(hub: Hub, vc: VxpCaller) -> Outgoing:
     """The received document's bytes; the delivery becomes ``fetched``."""
     d, p = await _my_delivery(hub, vc, _doc_id(vc.params))
     body = await Outgoing.of(hub.blobs, p.sha256, p.size)
-    await dl.mark_fetched(hub.store, hub.clock, d, f"system:{vc.caller.system_id}")
+    await dl.mark_fetched(hub.store, hub.clock, d, vc.caller.actor)
     return body
 
 
@@ -221,7 +221,7 @@ async def update_status(hub: Hub, vc: VxpCaller, request: web.Request) -> web.Re
     if status not in ("done", "fail", "processing"):
         raise InputError("status must be done, fail or processing", code="vxp_bad_status")
     d, _ = await _my_delivery(hub, vc, _doc_id(vc.params))
-    actor = f"system:{vc.caller.system_id}"
+    actor = vc.caller.actor
     if status == "processing":
         if d.state not in _IN_INBOX:
             raise StatusBackwards(d.state)
@@ -386,7 +386,7 @@ def _admin(hub: Hub, vc: VxpCaller) -> DirectoryAdmin:
             f"system {vc.caller.system_id} may not register or delete agencies",
             code="register_not_allowed",
         )
-    return DirectoryAdmin(hub.store, hub.clock, f"system:{vc.caller.system_id}")
+    return DirectoryAdmin(hub.store, hub.clock, vc.caller.actor)
 
 
 async def register_agency(hub: Hub, vc: VxpCaller, request: web.Request) -> web.Response:

@@ -38,6 +38,11 @@ class Caller:
     def system_id(self) -> str:
         return self.system.system_id
 
+    @property
+    def actor(self) -> str:
+        """Who acted, as the ledger's events name a system: ``system:<id>``."""
+        return f"system:{self.system.system_id}"
+
     def require_role(self, *roles: str) -> None:
         if self.system.role not in roles:
             raise Forbidden(

@@ -331,7 +331,7 @@ class Intake:
         if existing is None:
             return None
         data = {"key": "upstream_echo", "upstream_id": sub.upstream_id}
-        return await self._answer_duplicate(existing, f"system:{caller.system_id}", data)
+        return await self._answer_duplicate(existing, caller.actor, data)
 
     async def _commit(self, sub: Submission, caller: Caller, ex: _Examined) -> Accepted:
         pkg = ex.package
@@ -354,7 +354,7 @@ class Intake:
             DeliveryRow(new_id(), row.id, t.recipient, t.route, State.PENDING, updated_us=now)
             for t in ex.targets
         )
-        actor = f"system:{caller.system_id}"
+        actor = caller.actor
         events = [
             Event(
                 "received",
@@ -512,7 +512,7 @@ class Intake:
         event = Event(
             "refused",
             self.clock.now_us(),
-            actor=f"system:{caller.system_id}",
+            actor=caller.actor,
             data={
                 "code": exc.error_code,
                 "message": exc.message[:500],
