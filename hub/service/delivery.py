@@ -113,13 +113,29 @@ class Deliverer:
         return ok
 
     async def local(self, msg: Message) -> None:
-        # The message carries what the transition needs: no reads on this path. A
-        # redelivered message finds the state already moved and changes nothing.
+        # The message carries what the transitions need: no reads on this path. A
+        # redelivered message finds the states already moved and changes nothing; one
+        # whose handling failed part-way moves only what is left.
         b = msg.body
-        d = DeliveryRow(
-            str(b["delivery_id"]), str(b["package_id"]), str(b["recipient"]), "local", State.PENDING
+        package_id = str(b["package_id"])
+        refs: list[dict[str, object]] = b.get("deliveries") or [b]
+        rows = [
+            DeliveryRow(
+                str(r["delivery_id"]), package_id, str(r["recipient"]), "local", State.PENDING
+            )
+            for r in refs
+        ]
+        if len(rows) == 1:
+            await self._move(rows[0], WAITING, State.AVAILABLE, "available")
+            return
+        # Together, so the store's group commit takes them in one statement.
+        done = await asyncio.gather(
+            *(self._move(d, WAITING, State.AVAILABLE, "available") for d in rows),
+            return_exceptions=True,
         )
-        await self._move(d, WAITING, State.AVAILABLE, "available")
+        for outcome in done:
+            if isinstance(outcome, BaseException):
+                raise outcome
 
     async def upstream_forward(self, msg: Message) -> None:
         loaded = await self._load(msg)
@@ -248,6 +264,23 @@ def outbox_for(d: DeliveryRow, now: int) -> OutboxItem:
         {"delivery_id": d.id, "package_id": d.package_id, "recipient": d.recipient},
         now,
     )
+
+
+def outbox_for_package(deliveries: Sequence[DeliveryRow], now: int) -> tuple[OutboxItem, ...]:
+    """The broker messages that start a new package's deliveries: one for all its local
+    recipients (their work is one transition each, taken together), and one per push or
+    upstream delivery, each of which is tried, retried and dead-lettered on its own."""
+    local = [d for d in deliveries if d.route == "local"]
+    items = [outbox_for(d, now) for d in deliveries if d.route != "local"]
+    if len(local) == 1:
+        items.insert(0, outbox_for(local[0], now))
+    elif local:
+        body = {
+            "package_id": local[0].package_id,
+            "deliveries": [{"delivery_id": d.id, "recipient": d.recipient} for d in local],
+        }
+        items.insert(0, OutboxItem(new_id(), routing_key("local"), body, now))
+    return tuple(items)
 
 
 async def resend(

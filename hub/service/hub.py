@@ -76,14 +76,13 @@ class Components:
 
 
 def _with_context(handler: Handler, route: str) -> Handler:
-    """Bind the message's package and delivery ids to every log line of its handling."""
+    """Bind the message's package and delivery ids to every log line of its handling (a
+    message for several of a package's local deliveries names no one delivery: each of
+    its log lines names its own)."""
 
     async def run(msg: Message) -> None:
-        with structlog.contextvars.bound_contextvars(
-            package_id=msg.body.get("package_id"),
-            delivery_id=msg.body.get("delivery_id"),
-            route=route,
-        ):
+        ids = {k: msg.body[k] for k in ("package_id", "delivery_id") if k in msg.body}
+        with structlog.contextvars.bound_contextvars(**ids, route=route):
             await handler(msg)
 
     return run

@@ -38,7 +38,7 @@ from hub.records import (
     StatusUpdate,
 )
 from hub.service.auth import Caller
-from hub.service.delivery import outbox_for
+from hub.service.delivery import outbox_for_package
 from hub.service.directory_cache import DirectoryCache
 from hub.service.examination import Examination, ExamineRequest, ExamineSettings, examine
 from hub.service.examiners import ProcessExaminers
@@ -416,7 +416,7 @@ class Intake:
                     },
                 )
             )
-        outbox = tuple(outbox_for(d, now) for d in deliveries)
+        outbox = outbox_for_package(deliveries, now)
         if sub.spool is not None:
             await self.blobs.adopt(row.sha256, sub.spool)
         else:

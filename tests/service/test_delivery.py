@@ -6,12 +6,16 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from hub.edxml import demo
-from hub.ports import SystemClock
+from hub.errors import Unavailable
+from hub.ports import Message, SystemClock
 from hub.records import DeliveryRow, State
-from hub.service.delivery import resume_pushes
+from hub.service.delivery import Deliverer, RetryBudget, outbox_for_package, resume_pushes
+from hub.service.metrics import Metrics
 from tests.service import harness
-from tests.service.harness import PUSHED, A, B, C, Endpoint, HubUnderTest, eventually
+from tests.service.harness import PUSHED, A, B, C, Endpoint, HubUnderTest, X, eventually
 
 
 async def _delivery(h: HubUnderTest, pid: str, organ: str) -> dict[str, Any]:
@@ -212,3 +216,90 @@ async def test_resuming_a_system_of_many_organs_asks_in_chunks_and_moves_every_p
     assert {count for _, count in store.moved} == {1}
     assert max(store.asked) <= 500 and sum(1 for a in store.asked if a) >= 3
     assert all(not ds for ds in parked.values())
+
+
+def test_a_package_starts_its_local_deliveries_with_one_message() -> None:
+    """One broker message (and outbox row) for all of a package's local recipients; one
+    per push or upstream delivery, each with its own retry budget."""
+    rows = [
+        DeliveryRow("d-b", "p", B, "local", State.PENDING),
+        DeliveryRow("d-c", "p", C, "upstream", State.PENDING),
+        DeliveryRow("d-x", "p", X, "local", State.PENDING),
+        DeliveryRow("d-p", "p", PUSHED, "push", State.PENDING),
+    ]
+    items = outbox_for_package(rows, 7)
+    assert [i.routing_key for i in items] == [
+        "delivery.local",
+        "delivery.upstream",
+        "delivery.push",
+    ]
+    assert items[0].body == {
+        "package_id": "p",
+        "deliveries": [
+            {"delivery_id": "d-b", "recipient": B},
+            {"delivery_id": "d-x", "recipient": X},
+        ],
+    }
+    assert items[1].body == {"delivery_id": "d-c", "package_id": "p", "recipient": C}
+    assert len({i.id for i in items}) == 3 and {i.created_us for i in items} == {7}
+    single = outbox_for_package(rows[:2], 7)  # one local recipient: the plain reference
+    assert single[0].body == {"delivery_id": "d-b", "package_id": "p", "recipient": B}
+
+
+async def test_one_message_makes_every_local_delivery_available_once(hut: HubUnderTest) -> None:
+    """The grouped message moves each local delivery once; delivered again (a broker
+    redelivery, a sweep) it changes nothing, and a plain per-delivery reference (what the
+    sweeper re-announces, what an older hub left queued) is still understood."""
+    pid = (await (await hut.submit("sys-a", demo.document_bytes(sender=A, to=(B, X, C)))).json())[
+        "id"
+    ]
+    for organ in (B, X):
+        await eventually(lambda o=organ: _delivery(hut, pid, o), lambda d: d["state"] != "pending")
+    rows = [d for d in await hut.hub.store.deliveries(pid) if d.route == "local"]
+    assert len(rows) == 2
+    (grouped,) = [i for i in outbox_for_package(rows, 1) if i.routing_key == "delivery.local"]
+    await hut.hub.deliverer.local(Message(grouped.routing_key, grouped.body))
+    single = outbox_for_package(rows[:1], 1)[0]
+    await hut.hub.deliverer.local(Message(single.routing_key, single.body))
+    available = [e.delivery_id for e in await hut.hub.store.events(pid) if e.type == "available"]
+    assert sorted(available) == sorted(d.id for d in rows)
+
+
+async def test_a_grouped_message_that_fails_part_way_moves_the_rest_when_redelivered() -> None:
+    """A transition that fails (the store went away) fails the message, so the broker
+    delivers it again; the deliveries already moved are not moved twice."""
+
+    class Store:
+        def __init__(self) -> None:
+            self.state = {"d-1": State.PENDING, "d-2": State.PENDING}
+            self.down = {"d-2"}
+
+        async def transition(
+            self, delivery_id: str, allowed: Any, to: State, *_: Any, **__: Any
+        ) -> bool:
+            if delivery_id in self.down:
+                raise Unavailable("store down", code="store_unavailable")
+            if self.state[delivery_id] not in allowed:
+                return False
+            self.state[delivery_id] = to
+            return True
+
+    store = Store()
+    deliverer = Deliverer(
+        store=store,  # type: ignore[arg-type]
+        blobs=None,  # type: ignore[arg-type]
+        clock=SystemClock(),
+        metrics=Metrics(),
+        directory=None,  # type: ignore[arg-type]
+        upstream=None,
+        pusher=None,
+        budget=RetryBudget(),
+    )
+    rows = [DeliveryRow(f"d-{i}", "p", o, "local", State.PENDING) for i, o in ((1, B), (2, X))]
+    (msg,) = outbox_for_package(rows, 1)
+    with pytest.raises(Unavailable):
+        await deliverer.local(Message(msg.routing_key, msg.body))
+    assert store.state == {"d-1": State.AVAILABLE, "d-2": State.PENDING}
+    store.down.clear()
+    await deliverer.local(Message(msg.routing_key, msg.body))
+    assert store.state == {"d-1": State.AVAILABLE, "d-2": State.AVAILABLE}
