@@ -58,18 +58,23 @@ R = TypeVar("R")
 log = structlog.get_logger(__name__)
 
 
-def disk_failure(action: str, exc: OSError) -> Unavailable:
-    """The blob volume failed ``action``: ``blob_store_full`` or ``blob_store_unavailable``."""
-    full = exc.errno in _FULL
+def _log_failure(action: str, exc: OSError) -> None:
     log.warning(
         "blob_store_failed",
         action=action,
         errno=errno.errorcode.get(exc.errno or 0, str(exc.errno)),
         error=exc.strerror or str(exc),
     )
+
+
+def disk_failure(action: str, exc: OSError, *, logged: bool = True) -> Unavailable:
+    """The blob volume failed ``action``: ``blob_store_full`` or ``blob_store_unavailable``
+    (logged unless the caller logs it itself)."""
+    if logged:
+        _log_failure(action, exc)
     return Unavailable(
         f"the package store could not {action}: {exc.strerror or exc}; retry later",
-        code="blob_store_full" if full else "blob_store_unavailable",
+        code="blob_store_full" if exc.errno in _FULL else "blob_store_unavailable",
     )
 
 
@@ -347,7 +352,10 @@ class FileBlobStore:
         try:
             free = self.free_bytes()
         except OSError as exc:
-            err = disk_failure("look at its volume", exc)
+            # Asked again every second while the volume fails: one log line per change.
+            err = disk_failure("look at its volume", exc, logged=False)
+            if before != (err.error_code, err.message):
+                _log_failure("look at its volume", exc)
             return err.error_code, err.message
         if free >= self._min_free:
             if before is not None:

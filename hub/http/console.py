@@ -69,7 +69,9 @@ def _session(request: web.Request) -> tuple[Hub, Caller, str]:
     hub = request.app[HUB]
     cookie = request.cookies.get(COOKIE, "")
     try:
-        caller = hub.sessions.open(hub.directory.current, cookie, peer=request.remote)
+        caller = hub.sessions.open(
+            hub.directory.current, cookie, peer=request.remote, now=hub.clock.now_us() / 1e6
+        )
     except (NetworkForbidden, SystemSuspended):
         raise  # not a matter of logging in again: answered 403 and logged
     except (AuthenticationFailed, Forbidden) as exc:
@@ -143,7 +145,7 @@ async def login(request: web.Request) -> web.Response:
     resp = web.HTTPSeeOther(nxt if nxt.startswith("/admin/") else "/admin/")
     resp.set_cookie(
         COOKIE,
-        hub.sessions.issue(caller),
+        hub.sessions.issue(caller, hub.clock.now_us() / 1e6),
         max_age=LIFETIME_S,
         httponly=True,
         samesite="Strict",

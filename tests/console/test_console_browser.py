@@ -192,7 +192,10 @@ async def test_auditor_sees_the_console_in_english_but_cannot_change_anything(
     await page.goto(f"{base}/admin/?lang=en")
     assert await page.text_content("#overdue") == "0"  # received just now
     h.hub.clock = harness.LaterClock(7)
-    await page.reload()
+    await page.reload()  # a week on, by the hub's clock: the 8-hour session has ended
+    assert "/admin/login" in page.url
+    await page.context.clear_cookies()
+    await _login(page, base, h.tokens["auditor"])
     assert await page.text_content("#overdue") == "1"  # the dead delivery does not count
     await page.click("#overdue")
     await page.wait_for_selector("#results")

@@ -245,6 +245,33 @@ async def test_below_its_reserve_the_store_refuses_new_packages(tmp_path: Path) 
     blobs.check_room()
 
 
+async def test_a_volume_that_cannot_be_looked_at_is_logged_once_per_change(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every put looks at the volume (here at once, not a second apart): a volume that
+    keeps failing is one log line, not one per look; it is logged again once it has
+    come back and failed anew."""
+    import structlog  # noqa: PLC0415
+
+    from adapters import blobs as blobs_module  # noqa: PLC0415
+
+    monkeypatch.setattr(blobs_module, "_ROOM_CHECK_S", 0.0)
+    blobs = FileBlobStore(tmp_path / "vol")
+    with structlog.testing.capture_logs() as logs:
+        os.rmdir(tmp_path / "vol")
+        for _ in range(5):
+            with pytest.raises(Unavailable) as err:
+                blobs.check_room()
+            assert err.value.error_code == "blob_store_unavailable"
+        (tmp_path / "vol").mkdir()
+        blobs.check_room()  # back: room again
+        os.rmdir(tmp_path / "vol")
+        with pytest.raises(Unavailable):
+            blobs.check_room()
+    failed = [e for e in logs if e["event"] == "blob_store_failed"]
+    assert len(failed) == 2 and failed[0]["errno"] == "ENOENT"
+
+
 async def test_a_volume_that_fails_otherwise_is_unavailable(tmp_path: Path) -> None:
     blobs = FileBlobStore(tmp_path / "gone")
     os.rmdir(tmp_path / "gone")  # the mount went away under the hub

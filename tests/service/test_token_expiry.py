@@ -165,5 +165,19 @@ async def test_the_console_shows_when_each_systems_tokens_end(hut: HubUnderTest)
     )
     assert r.status == 200
     assert await cell("sys-x") == "—"  # every token revoked: no access to end
-    hut.hub.clock = LaterClock(366)  # the console's own session runs on the wall clock
+    status, lasting = await _issue(hut, "auditor", {"days": 0})
+    assert status == 201
+    hut.hub.clock = LaterClock(366)
+    # The session runs on the hub's clock too: a year on, it has ended; the auditor's
+    # token of a year has as well, so it logs in with the new one, which has no end.
+    html = await (await hut.client.get("/admin/directory?lang=en", cookies=cookie)).text()
+    assert 'action="/admin/login"' in html
+    r = await hut.client.post(
+        "/admin/login", data={"token": hut.tokens["auditor"]}, allow_redirects=False
+    )
+    assert r.status == 401 and "lt_console" not in r.cookies
+    r = await hut.client.post(
+        "/admin/login", data={"token": lasting["token"]}, allow_redirects=False
+    )
+    cookie = {"lt_console": r.cookies["lt_console"].value}
     assert await cell("sys-b") == f"<strong>Expired</strong> {iso(creds['sys-b'].expires_us)}"
