@@ -1,6 +1,7 @@
 """Where delivery messages go: one routing key and one work queue per route.
 
-The broker carries only references (``{"delivery_id": ..., "package_id": ...}``);
+The broker carries only references (``{"delivery_id": ..., "package_id": ...}``, or for
+a new package's local recipients together ``{"package_id": ..., "deliveries": [...]}``);
 workers read the package bytes from the blob store.
 """
 
