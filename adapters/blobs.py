@@ -67,15 +67,18 @@ def _log_failure(action: str, exc: OSError) -> None:
     )
 
 
-def disk_failure(action: str, exc: OSError, *, logged: bool = True) -> Unavailable:
-    """The blob volume failed ``action``: ``blob_store_full`` or ``blob_store_unavailable``
-    (logged unless the caller logs it itself)."""
-    if logged:
-        _log_failure(action, exc)
-    return Unavailable(
-        f"the package store could not {action}: {exc.strerror or exc}; retry later",
-        code="blob_store_full" if exc.errno in _FULL else "blob_store_unavailable",
-    )
+def _failure(action: str, exc: OSError) -> tuple[str, str]:
+    """(code, message) of the blob volume failing ``action``."""
+    code = "blob_store_full" if exc.errno in _FULL else "blob_store_unavailable"
+    return code, f"the package store could not {action}: {exc.strerror or exc}; retry later"
+
+
+def disk_failure(action: str, exc: OSError) -> Unavailable:
+    """The blob volume failed ``action``: ``blob_store_full`` or ``blob_store_unavailable``,
+    logged."""
+    _log_failure(action, exc)
+    code, message = _failure(action, exc)
+    return Unavailable(message, code=code)
 
 
 def _on_disk(
@@ -353,10 +356,10 @@ class FileBlobStore:
             free = self.free_bytes()
         except OSError as exc:
             # Asked again every second while the volume fails: one log line per change.
-            err = disk_failure("look at its volume", exc, logged=False)
-            if before != (err.error_code, err.message):
+            failing = _failure("look at its volume", exc)
+            if before != failing:
                 _log_failure("look at its volume", exc)
-            return err.error_code, err.message
+            return failing
         if free >= self._min_free:
             if before is not None:
                 log.info("blob_store_room_again", free_bytes=free, min_free_bytes=self._min_free)

@@ -218,10 +218,11 @@ async def _revoke_token(a: argparse.Namespace, admin: DirectoryAdmin, _s: Store)
     return 0
 
 
-async def _vxp_secret(a: argparse.Namespace, admin: DirectoryAdmin, store: Store) -> int:
-    if not await _known(store, a.system_id):
+async def _vxp_secret(a: argparse.Namespace, admin: DirectoryAdmin, _s: Store) -> int:
+    issued = await _or_no_system(a.system_id, admin.issue_vxp_secret(a.system_id, a.overlap_days))
+    if issued is None:
         return 2
-    secret, until = await admin.issue_vxp_secret(a.system_id, a.overlap_days)
+    secret, until = issued
     print(secret)  # alone on stdout, for scripts
     if until is not None:
         print(f"the previous secret is accepted until {iso(until)}", file=sys.stderr)

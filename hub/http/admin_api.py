@@ -26,7 +26,7 @@ async def _admin(request: web.Request) -> tuple[Hub, DirectoryAdmin, dict[str, A
     hub, caller = _caller(request)
     caller.require_role("admin")
     body = await json_object(request)
-    admin = DirectoryAdmin.configured(hub.store, hub.clock, caller.actor, hub.cfg)
+    admin = hub.directory_admin(caller.actor)
     return hub, admin, body
 
 

@@ -40,7 +40,6 @@ from hub.service import audit
 from hub.service import delivery as dl
 from hub.service.audit import iso
 from hub.service.auth import Caller, access_ends, authenticate
-from hub.service.directory_admin import DirectoryAdmin
 from hub.service.hub import Hub
 from hub.service.sessions import COOKIE, LIFETIME_S, require_console_role
 
@@ -274,15 +273,12 @@ async def directory_page(request: web.Request) -> web.Response:
     return _render(request, "directory.html", ctx, caller=caller, cookie=cookie)
 
 
-def _directory_admin(hub: Hub, caller: Caller) -> DirectoryAdmin:
-    return DirectoryAdmin.configured(hub.store, hub.clock, caller.actor, hub.cfg)
-
-
 async def suspend_system(request: web.Request) -> web.Response:
     hub, caller, cookie = _session(request)
     caller.require_role("admin")
     form = await _form(request, cookie)
-    await _directory_admin(hub, caller).suspend(request.match_info["id"], form.get("reason", ""))
+    admin = hub.directory_admin(caller.actor)
+    await admin.suspend(request.match_info["id"], form.get("reason", ""))
     await hub.directory.refresh()
     raise web.HTTPSeeOther("/admin/directory")
 
@@ -291,7 +287,7 @@ async def resume_system(request: web.Request) -> web.Response:
     hub, caller, cookie = _session(request)
     caller.require_role("admin")
     await _form(request, cookie)
-    await _directory_admin(hub, caller).resume(request.match_info["id"])
+    await hub.directory_admin(caller.actor).resume(request.match_info["id"])
     await hub.directory.refresh()
     raise web.HTTPSeeOther("/admin/directory")
 

@@ -386,7 +386,7 @@ def _admin(hub: Hub, vc: VxpCaller) -> DirectoryAdmin:
             f"system {vc.caller.system_id} may not register or delete agencies",
             code="register_not_allowed",
         )
-    return DirectoryAdmin.configured(hub.store, hub.clock, vc.caller.actor, hub.cfg)
+    return hub.directory_admin(vc.caller.actor)
 
 
 async def register_agency(hub: Hub, vc: VxpCaller, request: web.Request) -> web.Response:

@@ -25,6 +25,11 @@ from hub.service.networks import check_peer
 DAY_US = 86_400_000_000
 
 
+def system_actor(system_id: str) -> str:
+    """Who acted, as the ledger's events name a system: ``system:<id>``."""
+    return f"system:{system_id}"
+
+
 @dataclass(frozen=True, slots=True)
 class Caller:
     system: System
@@ -40,8 +45,7 @@ class Caller:
 
     @property
     def actor(self) -> str:
-        """Who acted, as the ledger's events name a system: ``system:<id>``."""
-        return f"system:{self.system.system_id}"
+        return system_actor(self.system.system_id)
 
     def require_role(self, *roles: str) -> None:
         if self.system.role not in roles:
@@ -76,16 +80,20 @@ def hash_secret(secret: str) -> str:
     return hashlib.sha256(secret.encode()).hexdigest()
 
 
+def days_us(days: int, what: str) -> int:
+    """``days`` in microseconds; ``bad_days`` when negative (0 means none)."""
+    if days < 0:
+        raise InputError(f"{what} is a number of days, 0 for none; got {days}", code="bad_days")
+    return days * DAY_US
+
+
 def new_token(system_id: str, now_us: int, days: int = 0) -> tuple[str, Credential]:
     """Return (the token to hand out once, the credential to store): valid for ``days``
     days from ``now_us``, or without an end when ``days`` is 0."""
-    if days < 0:
-        raise InputError(
-            f"a token's validity is a number of days, 0 for none; got {days}", code="bad_days"
-        )
+    span = days_us(days, "a token's validity")
     token_id = "lt" + secrets.token_hex(8)
     secret = secrets.token_urlsafe(32)
-    expires = now_us + days * DAY_US if days else None
+    expires = now_us + span if span else None
     cred = Credential(token_id, system_id, hash_secret(secret), now_us, expires_us=expires)
     return f"{token_id}.{secret}", cred
 

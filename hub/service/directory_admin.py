@@ -23,7 +23,7 @@ from hub.errors import HubError, InputError, NotFound
 from hub.ports import Clock, Directory, Store
 from hub.records import CertBinding, Credential, Event, Organ, System
 from hub.service.audit import iso
-from hub.service.auth import DAY_US, new_token
+from hub.service.auth import days_us, new_token, system_actor
 from hub.service.delivery import resume_pushes
 from hub.service.endpoints import check_push_url
 from hub.service.networks import normalise
@@ -196,16 +196,16 @@ class DirectoryAdmin:
     ) -> tuple[str, int | None]:
         """A new VXP secret for ``system_id``, stored sealed: returned once, with until when
         the one it replaces is still accepted (``overlap_days`` from now, for the agency to
-        change its SDK configuration; None: no overlap, or there was none to replace)."""
+        change its SDK configuration; None: no overlap, or there was none to replace).
+        ``system_not_found`` when there is no such system."""
         if self.vxp_key is None:
             raise InputError("no VXP key file configured", code="vxp_key_missing")
-        if overlap_days < 0:
-            raise InputError(
-                f"the overlap is a number of days, 0 for none; got {overlap_days}",
-                code="bad_days",
-            )
-        had = system_id in (await self.store.directory()).vxp_secrets
-        until = self.clock.now_us() + overlap_days * DAY_US if overlap_days and had else None
+        overlap = days_us(overlap_days, "the overlap")
+        directory = await self.store.directory()
+        if system_id not in directory.systems:
+            raise NotFound(f"no system {system_id}", code="system_not_found")
+        had = system_id in directory.vxp_secrets
+        until = self.clock.now_us() + overlap if overlap and had else None
         secret = new_secret()
         sealed = SecretBox(load_or_create_key(self.vxp_key)).seal(system_id, secret)
         await self.store.put_vxp_secret(
@@ -239,7 +239,7 @@ class DirectoryAdmin:
         certificates, console sessions) is refused with 403 ``system_suspended`` and nothing
         is pushed to its organs, while packages for them are still accepted and wait in
         their inboxes. False when it was suspended already."""
-        if self.actor == f"system:{system_id}":
+        if self.actor == system_actor(system_id):
             raise InputError(
                 "an administrator cannot suspend its own system (the command line on the "
                 "hub's machine can, and can resume it)",

@@ -40,6 +40,7 @@ from hub.service.auth import access_ends
 from hub.service.breaker import CircuitBreaker
 from hub.service.crl_refresh import CrlRefresher
 from hub.service.delivery import Deliverer, RetryBudget
+from hub.service.directory_admin import DirectoryAdmin
 from hub.service.directory_cache import DirectoryCache
 from hub.service.examination import ExamineSettings
 from hub.service.examiners import ProcessExaminers, auto_count
@@ -293,6 +294,10 @@ class Hub:
             return
         if cp is not None:
             log.info("ledger_final_seal", size=cp.size)
+
+    def directory_admin(self, actor: str) -> DirectoryAdmin:
+        """Directory changes made by ``actor``, checked as this hub is configured."""
+        return DirectoryAdmin.configured(self.store, self.clock, actor, self.cfg)
 
     async def ready(self) -> dict[str, str]:
         async def blobs() -> None:  # below its reserve the hub takes no new package

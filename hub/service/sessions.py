@@ -45,7 +45,7 @@ class Sessions:
         return base64.urlsafe_b64encode(digest).decode().rstrip("=")
 
     def issue(self, caller: Caller, now: float | None = None) -> str:
-        expiry = int((now or time.time()) + LIFETIME_S)
+        expiry = int((time.time() if now is None else now) + LIFETIME_S)
         payload = f"{caller.token_id}.{expiry}"
         return f"{payload}.{self._mac(payload)}"
 
@@ -61,18 +61,19 @@ class Sessions:
         (``SystemSuspended``, ``NetworkForbidden``) when its system is suspended or ``peer``
         is outside its system's networks: a session is held to them on every request, as
         the token was at login."""
+        now = time.time() if now is None else now
         if not cookie or cookie.count(".") != 2:
             raise AuthenticationFailed("please log in", code="missing_credentials")
         token_id, expiry, mac = cookie.split(".")
         if not hmac.compare_digest(mac, self._mac(f"{token_id}.{expiry}")):
             raise AuthenticationFailed("invalid session", code="bad_credentials")
-        if not expiry.isdigit() or int(expiry) < (now or time.time()):
+        if not expiry.isdigit() or int(expiry) < now:
             raise AuthenticationFailed("the session has expired", code="session_expired")
         cred = directory.credentials.get(token_id)
         system = directory.systems.get(cred.system_id) if cred else None
         if cred is None or cred.revoked or system is None:
             raise AuthenticationFailed("the token was revoked", code="bad_credentials")
-        check_unexpired(cred, int((now or time.time()) * 1e6))
+        check_unexpired(cred, int(now * 1e6))
         admit(system, peer)
         caller = Caller(system, token_id)
         require_console_role(caller)
