@@ -24,6 +24,7 @@ from typing import Any, TypeVar
 import structlog
 
 from adapters.package_cache import Move, PackageCache
+from adapters.sql.rows import written_delivery, written_package
 from adapters.sql.schema import MIGRATIONS, statements
 from adapters.sql.store import SqlStore
 from adapters.sql.tx import Row, Tx
@@ -275,6 +276,20 @@ class SqliteStore(SqlStore):
 
     def _written_move(self, move: Move) -> None:
         self._after.append(functools.partial(self._cache.moved, move))
+
+    async def _written_intake(
+        self, tx: Tx, package: tuple[Any, ...], deliveries: Sequence[DeliveryRow]
+    ) -> None:
+        # Kept from the start: a new package is fetched by each of its recipients, and the
+        # first fetch would otherwise read the package and its deliveries back from the file
+        # (the costliest read on the event loop). The deliveries were inserted by one
+        # statement on this, the file's one writer connection, in order; AUTOINCREMENT
+        # numbered them consecutively, up to the last row it inserted.
+        last = int((await tx.fetch("SELECT last_insert_rowid() AS s"))[0][0])
+        first = last - len(deliveries) + 1
+        kept = written_package(package)
+        rows = [written_delivery(d, first + i) for i, d in enumerate(deliveries)]
+        self._after.append(functools.partial(self._cache.keep, kept.id, (kept, rows)))
 
     def _written_change(self, package_id: str) -> None:
         self._after.append(functools.partial(self._cache.forget, package_id))

@@ -28,6 +28,9 @@ class State(enum.StrEnum):
 
 FINAL_STATES = frozenset({State.DONE, State.FAILED_BY_RECIPIENT, State.DEAD})
 OPEN_STATES = tuple(sorted(str(s) for s in State if s not in FINAL_STATES))
+# What an inbox lists unless asked for more: delivered to the recipient's system and not yet
+# acknowledged (the stores keep an index of exactly these, ``adapters/sql/schema.py``).
+INBOX_STATES = frozenset({State.AVAILABLE, State.FETCHED})
 
 
 @dataclass(frozen=True, slots=True)

@@ -134,18 +134,33 @@ if tuple(f.name for f in fields(PackageRow)) != _PACKAGE_NAMES or tuple(
     raise RuntimeError("PackageRow/DeliveryRow fields and their SQL columns are out of order")
 
 
-def _package(r: Row, at: int = 0) -> PackageRow:
+def _package(r: Row | tuple[Any, ...], at: int = 0) -> PackageRow:
     """A package from ``_PACKAGE_COLS`` starting at column ``at``."""
     v = r[at : at + _N_PACKAGE]
     values = (*v[:_SIGNATURE_AT], _signature(v[_SIGNATURE_AT]), *v[_SIGNATURE_AT + 1 :])
     return PackageRow(*values)
 
 
-def _delivery(r: Row) -> DeliveryRow:
+def _delivery(r: Row | tuple[Any, ...]) -> DeliveryRow:
     """A delivery from ``_DELIVERY_COLS`` (the first columns of an inbox/join row too)."""
     v = r[:_N_DELIVERY]
     values = (*v[1:_STATE_AT], State(v[_STATE_AT]), *v[_STATE_AT + 1 :], v[0])
     return DeliveryRow(*values)
+
+
+def written_package(values: tuple[Any, ...]) -> PackageRow:
+    """The package ``package_values`` wrote, as a read of it answers: not purged (the
+    outcome column that ends the written values is not read back)."""
+    return _package((*values[: _N_PACKAGE - 1], None))
+
+
+def written_delivery(d: DeliveryRow, seq: int) -> DeliveryRow:
+    """The delivery ``delivery_values`` wrote, numbered ``seq``, as a read of it answers:
+    the columns intake does not write hold their defaults (no attempts, error or status)."""
+    i, package_id, recipient, route, state, updated_us = delivery_values(d)
+    return _delivery(
+        (seq, i, package_id, recipient, route, state, 0, None, updated_us, None, None, None)
+    )
 
 
 def _event(r: Row) -> Event:

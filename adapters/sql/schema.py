@@ -235,6 +235,16 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         "ALTER TABLE vxp_secrets ADD COLUMN previous TEXT",
         "ALTER TABLE vxp_secrets ADD COLUMN previous_until_us BIGINT",
     ),
+    # 12: the deliveries waiting in an inbox (INBOX_STATES, local), by recipient in
+    # order: a page of an inbox reads its own rows, however long the recipient's backlog
+    # or history (``deliveries_inbox`` has the state before the order, so every waiting
+    # delivery was read and sorted for each page). Its terms are repeated word for word
+    # by the inbox queries (``WAITING`` in ``adapters/sql/store.py``): both engines use a
+    # partial index only for queries whose own terms imply its WHERE.
+    (
+        "CREATE INDEX deliveries_waiting ON deliveries (recipient, seq) "
+        "WHERE state IN ('available', 'fetched') AND route = 'local'",
+    ),
 )
 
 

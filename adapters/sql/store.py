@@ -40,6 +40,7 @@ from adapters.sql.rows import (
 from adapters.sql.tx import Row, Tx
 from hub.ports import Directory, Duplicate
 from hub.records import (
+    INBOX_STATES,
     CertBinding,
     Credential,
     DeliveryRow,
@@ -125,6 +126,40 @@ OVERDUE_COUNT = (
 )
 
 
+# The partial index ``deliveries_waiting``'s own terms, word for word (migration 12).
+WAITING = "d.state IN ('available', 'fetched') AND d.route = 'local'"
+# Up to this many organs, a page of waiting deliveries is one index range per organ; a
+# system serving more pages through the general query (each waiting delivery read, sorted).
+WAITING_ARMS = 32
+_FROM_INBOX = f"SELECT {_INBOX_COLS} FROM deliveries d JOIN packages p ON p.id = d.package_id"
+
+
+def _inbox_page(
+    organs: Sequence[str],
+    states: frozenset[State],
+    filters: list[str],
+    params: list[Any],
+    limit: int,
+) -> tuple[str, list[Any]]:
+    """One page of an inbox in delivery order: the query and its arguments.
+
+    The waiting deliveries (the default) come from ``deliveries_waiting``, one organ's in
+    order at a time, each read no further than the page (a UNION ALL, one arm per organ, is
+    what lets both engines stop early: an ``IN`` over organs makes them read every match
+    and sort it). Other states go through the general query."""
+    extra = "".join(f" AND {f}" for f in filters)
+    if states != INBOX_STATES or len(organs) > WAITING_ARMS:
+        where, args = SqlStore._inbox_where(organs, None, states)
+        sql = f"{_FROM_INBOX} WHERE {' AND '.join(where)}{extra} ORDER BY d.seq LIMIT ?"
+        return sql, [*args, *params, limit]
+    arm = f"{_FROM_INBOX} WHERE d.recipient = ? AND {WAITING}{extra} ORDER BY d.seq LIMIT ?"
+    if len(organs) == 1:
+        return arm, [organs[0], *params, limit]
+    sql = " UNION ALL ".join(f"SELECT * FROM ({arm}) AS a{i}" for i in range(len(organs)))
+    args = [a for organ in organs for a in (organ, *params, limit)]
+    return f"{sql} ORDER BY d_seq LIMIT ?", [*args, limit]
+
+
 class SqlStore(SqlLedger, SqlAudit, abc.ABC):
     """Shared implementation of ``hub.ports.Store``."""
 
@@ -139,6 +174,12 @@ class SqlStore(SqlLedger, SqlAudit, abc.ABC):
     def _written_move(self, move: Move) -> None:
         """A write unit moved a delivery (called inside the unit, before it commits; the
         SQLite store keeps what it read, ``adapters/package_cache.py``)."""
+
+    async def _written_intake(
+        self, tx: Tx, package: tuple[Any, ...], deliveries: Sequence[DeliveryRow]
+    ) -> None:
+        """An intake wrote a package (its ``package_values``) and, by the statement just
+        run, its deliveries (called inside the unit, before it commits)."""
 
     async def _transition_call(self, update: tuple[Any, ...], event: Event) -> bool | None:
         """A transition with no outbox rows in one call, where the store has one (``None``:
@@ -424,9 +465,8 @@ class SqlStore(SqlLedger, SqlAudit, abc.ABC):
         p = commit.package
 
         async def w(tx: Tx) -> None:
-            inserted = await tx.execute(
-                _PACKAGE_INSERT + " ON CONFLICT DO NOTHING", *package_values(p)
-            )
+            values = package_values(p)
+            inserted = await tx.execute(_PACKAGE_INSERT + " ON CONFLICT DO NOTHING", *values)
             if not inserted:
                 same = await tx.fetch(
                     "SELECT id FROM packages WHERE sender_organ = ? AND sha256 = ?",
@@ -438,6 +478,7 @@ class SqlStore(SqlLedger, SqlAudit, abc.ABC):
                 other = await tx.fetch("SELECT id FROM packages WHERE dedupe_key = ?", p.dedupe_key)
                 raise Duplicate("same_key", other[0]["id"] if other else None)
             await tx.executemany(_DELIVERY_INSERT, [delivery_values(d) for d in commit.deliveries])
+            await self._written_intake(tx, values, commit.deliveries)
             await tx.executemany(_EVENT_INSERT, [_event_params(e) for e in commit.events])
             await _insert_outbox(tx, commit.outbox)
             s = commit.status_update
@@ -581,13 +622,14 @@ class SqlStore(SqlLedger, SqlAudit, abc.ABC):
     def _inbox_where(
         organs: Sequence[str], kind: str | None, states: frozenset[State]
     ) -> tuple[list[str], list[Any]]:
-        state_list = sorted(str(s) for s in states)
-        where = [
-            f"d.recipient IN ({_marks(len(organs))})",
-            f"d.state IN ({_marks(len(state_list))})",
-            "d.route = 'local'",
-        ]
-        params: list[Any] = [*organs, *state_list]
+        where = [f"d.recipient IN ({_marks(len(organs))})"]
+        params: list[Any] = [*organs]
+        if states == INBOX_STATES:
+            where.append(WAITING)
+        else:
+            state_list = sorted(str(s) for s in states)
+            where += [f"d.state IN ({_marks(len(state_list))})", "d.route = 'local'"]
+            params += state_list
         if kind:
             where.append("p.kind = ?")
             params.append(kind)
@@ -605,21 +647,21 @@ class SqlStore(SqlLedger, SqlAudit, abc.ABC):
     ) -> list[InboxItem]:
         if not organs:
             return []
-        where, params = self._inbox_where(organs, kind, states)
+        filters: list[str] = []
+        params: list[Any] = []
+        if kind:
+            filters.append("p.kind = ?")
+            params.append(kind)
         if since_us is not None:
-            where.append("p.received_us >= ?")
+            filters.append("p.received_us >= ?")
             params.append(since_us)
         if after_seq is not None:
-            where.append("d.seq > ?")
+            filters.append("d.seq > ?")
             params.append(after_seq)
-        sql = (
-            f"SELECT {_INBOX_COLS} FROM deliveries d JOIN packages p ON p.id = d.package_id "
-            f"WHERE {' AND '.join(where)} ORDER BY d.seq LIMIT ?"
-        )
-        params.append(limit)
+        sql, args = _inbox_page(organs, states, filters, params, limit)
 
         async def q(tx: Tx) -> list[InboxItem]:
-            rows = await tx.fetch(sql, *params)
+            rows = await tx.fetch(sql, *args)
             return [InboxItem(_delivery(r), _package(r, INBOX_PACKAGE_AT)) for r in rows]
 
         return await self._read(q)

@@ -29,7 +29,7 @@ from hub.errors import Forbidden, Gone, HubError, InputError, NotFound
 from hub.http.app import HUB, json_answer, peer_certificate, send_package
 from hub.params import int_parameter
 from hub.ports import STREAM_ABOVE, BlobStore, Outgoing, Spool
-from hub.records import DeliveryRow, InboxItem, PackageRow, State
+from hub.records import INBOX_STATES, DeliveryRow, InboxItem, PackageRow, State
 from hub.service import delivery as dl
 from hub.service.audit import iso
 from hub.service.auth import Caller, authenticate
@@ -42,7 +42,6 @@ log = structlog.get_logger(__name__)
 
 OPENAPI = Path(__file__).resolve().parents[2] / "schemas" / "openapi.json"
 _CHUNK = 256 * 1024
-_INBOX_STATES = frozenset({State.AVAILABLE, State.FETCHED})
 
 
 def _caller(request: web.Request) -> tuple[Hub, Caller]:
@@ -282,7 +281,7 @@ async def inbox(request: web.Request) -> web.Response:
     if kind not in (None, "edoc", "status"):
         raise InputError("kind must be edoc or status", code="bad_parameter")
     limit = max(1, min(_int(request, "limit", 100) or 100, 1000))
-    states = _INBOX_STATES
+    states = INBOX_STATES
     if request.query.get("state") == "all":
         states = frozenset(State)
     items = await hub.store.inbox(

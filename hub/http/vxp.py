@@ -37,7 +37,7 @@ from hub.errors import (
 from hub.http.app import HUB, error_headers, send_package, send_stream
 from hub.http.native import read_body, receive, spooled
 from hub.ports import Outgoing
-from hub.records import DeliveryRow, Event, Organ, PackageRow, State
+from hub.records import INBOX_STATES, DeliveryRow, Event, Organ, PackageRow, State
 from hub.service import delivery as dl
 from hub.service.directory_admin import DirectoryAdmin
 from hub.service.hub import Hub
@@ -48,7 +48,6 @@ from hub.vxp.auth import SYSTEM_HEADER, VxpCaller, authenticate, header
 log = structlog.get_logger(__name__)
 
 Op = Callable[[Hub, VxpCaller, web.Request], Awaitable[web.StreamResponse]]
-_IN_INBOX = frozenset({State.AVAILABLE, State.FETCHED})
 _STATE_DESC = {
     State.PENDING: "accepted, being routed",
     State.AVAILABLE: "waiting for the recipient",
@@ -177,7 +176,7 @@ async def received_list(hub: Hub, vc: VxpCaller, request: web.Request) -> web.Re
         since_us=None,
         after_seq=None,
         limit=hub.cfg.vxp.list_limit,
-        states=_IN_INBOX,
+        states=INBOX_STATES,
     )
     return answer(vxp.ok(data=[_received_item(i.delivery, i.package) for i in items]))
 
@@ -223,7 +222,7 @@ async def update_status(hub: Hub, vc: VxpCaller, request: web.Request) -> web.Re
     d, _ = await _my_delivery(hub, vc, _doc_id(vc.params))
     actor = vc.caller.actor
     if status == "processing":
-        if d.state not in _IN_INBOX:
+        if d.state not in INBOX_STATES:
             raise StatusBackwards(d.state)
         await dl.mark_fetched(hub.store, hub.clock, d, actor)
     else:
@@ -305,7 +304,7 @@ async def count_status(hub: Hub, vc: VxpCaller, request: web.Request) -> web.Res
 
 
 async def _count(hub: Hub, vc: VxpCaller, kind: str) -> web.Response:
-    n = await hub.store.inbox_count(sorted(vc.caller.organs), kind=kind, states=_IN_INBOX)
+    n = await hub.store.inbox_count(sorted(vc.caller.organs), kind=kind, states=INBOX_STATES)
     return answer(vxp.ok(count=n))
 
 

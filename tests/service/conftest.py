@@ -8,6 +8,8 @@ from typing import Any
 
 import pytest
 
+from adapters.sql.store import SqlStore
+from adapters.sqlite_store import SqliteStore
 from hub.http import app
 from tests.service import harness
 from tests.service.harness import HubUnderTest
@@ -17,6 +19,16 @@ from tests.service.harness import HubUnderTest
 def pki_dir(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, str]]:
     root = tmp_path_factory.mktemp("pki")
     return root, harness.make_pki(root)
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[SqlStore]:
+    """A bare store, on each engine (a module may define its own ``store`` instead)."""
+    s: SqlStore = (
+        harness.pg_store() if request.param == "postgres" else SqliteStore(tmp_path / "hub.db")
+    )
+    async with harness.opened(s) as opened:
+        yield opened
 
 
 @pytest.fixture(params=["embedded", "scaled"])

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +18,6 @@ from adapters.sqlite_store import SqliteStore
 from hub.errors import Unavailable
 from hub.ports import Duplicate
 from hub.records import DeliveryRow, Event, IntakeCommit, OutboxItem, PackageRow, State
-from tests.service import harness
 
 
 class _Recorder:
@@ -108,15 +107,6 @@ async def test_closing_tells_every_waiter_unavailable() -> None:
 
 
 # ------------------------------------------------------------------ on the stores
-@pytest.fixture(params=["sqlite", "postgres"])
-async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[SqlStore]:
-    s: SqlStore = (
-        harness.pg_store() if request.param == "postgres" else SqliteStore(tmp_path / "hub.db")
-    )
-    async with harness.opened(s) as opened:
-        yield opened
-
-
 def _commit(n: int, sha: str | None = None) -> IntakeCommit:
     pid = str(uuid.uuid4())
     p = PackageRow(

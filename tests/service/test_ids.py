@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+import operator
 import os
 import uuid
 
@@ -14,8 +16,17 @@ def test_identifiers_are_version_4_uuids_and_do_not_repeat() -> None:
     for i in ids[:300]:
         u = uuid.UUID(i)
         assert str(u) == i and u.version == 4 and u.variant == uuid.RFC_4122
-    h = new_hex()
-    assert len(h) == 32 and uuid.UUID(h).version == 4
+    hexes = [new_hex() for _ in range(300)]
+    for h in hexes:
+        u = uuid.UUID(h)
+        assert u.hex == h and u.version == 4 and u.variant == uuid.RFC_4122
+    # Only the version and variant bits are fixed: every other bit takes both values.
+    bits = [int(h, 16) for h in hexes]
+    fixed = (0xF << 76) | (0x3 << 62)
+    assert all(b & fixed == (0x4 << 76) | (0x2 << 62) for b in bits)
+    varying = ~fixed & ((1 << 128) - 1)
+    assert functools.reduce(operator.or_, bits) & varying == varying
+    assert functools.reduce(operator.and_, bits) & varying == 0
 
 
 def test_a_forked_child_does_not_hand_out_its_parents_next_ids() -> None:

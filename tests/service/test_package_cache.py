@@ -4,6 +4,7 @@ after every kind of change, what it answers equals a fresh read of the file."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -14,6 +15,7 @@ import pytest
 from adapters.package_cache import Move
 from adapters.sql.store import SqlStore
 from adapters.sqlite_store import SqliteStore
+from hub.ports import Duplicate
 from hub.records import (
     DeliveryRow,
     Event,
@@ -34,11 +36,25 @@ async def store(tmp_path: Path) -> AsyncIterator[SqliteStore]:
         yield s
 
 
-def _intake(n: int, status_for: str | None = None) -> IntakeCommit:
+def _intake(
+    n: int, status_for: str | None = None, recipients: tuple[str, ...] = (B, C)
+) -> IntakeCommit:
     pid = str(uuid.uuid4())
-    p = PackageRow(pid, f"{n:064x}", 100, "edoc", A, "sys-a", n, dedupe_key=f"key-{n}")
+    p = PackageRow(
+        pid,
+        f"{n:064x}",
+        100,
+        "edoc",
+        A,
+        "sys-a",
+        n,
+        subject="Công văn",
+        signature={"outcome": "verified", "chain": ["CN=a", "CN=ca"]},
+        dedupe_key=f"key-{n}",
+    )
     ds = tuple(
-        DeliveryRow(str(uuid.uuid4()), pid, r, "local", State.PENDING, updated_us=n) for r in (B, C)
+        DeliveryRow(str(uuid.uuid4()), pid, r, "local", State.PENDING, updated_us=n)
+        for r in recipients
     )
     update = StatusUpdate(status_for, B, "03", n) if status_for else None
     return IntakeCommit(
@@ -57,6 +73,21 @@ async def _same_as_the_file(store: SqliteStore, package_id: str) -> Any:
     return kept
 
 
+_FILE_READ = SqlStore.package_with_deliveries
+
+
+def _file_reads(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The packages read from the file from now on (the store's own reads, not kept)."""
+    reads: list[str] = []
+
+    async def counted(self: SqlStore, package_id: str) -> Any:
+        reads.append(package_id)
+        return await _FILE_READ(self, package_id)
+
+    monkeypatch.setattr(SqlStore, "package_with_deliveries", counted)
+    return reads
+
+
 def _move(store: SqliteStore, d: DeliveryRow, frm: State, to: State, at: int, **kw: Any) -> Any:
     ev = Event(str(to), at, d.package_id, d.id, d.recipient, "test", {"to": str(to)})
     return store.transition(d.id, frozenset({frm}), to, ev, **kw)
@@ -65,14 +96,7 @@ def _move(store: SqliteStore, d: DeliveryRow, frm: State, to: State, at: int, **
 async def test_kept_packages_follow_every_committed_change(
     store: SqliteStore, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    reads: list[str] = []
-    file_read = SqlStore.package_with_deliveries
-
-    async def counted(self: SqlStore, package_id: str) -> Any:
-        reads.append(package_id)
-        return await file_read(self, package_id)
-
-    monkeypatch.setattr(SqlStore, "package_with_deliveries", counted)
+    reads = _file_reads(monkeypatch)
     commit = _intake(1)
     await store.commit_intake(commit)
     pid = commit.package.id
@@ -114,6 +138,32 @@ async def test_kept_packages_follow_every_committed_change(
     await store.mark_purged(pid, Event("purged", 30, pid, actor="retention", data={}))
     kept = await _same_as_the_file(store, pid)
     assert kept[0].purged_us == 30
+
+
+async def test_a_package_is_kept_from_its_intake(
+    store: SqliteStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each recipient fetches a new package: the first fetch is answered without reading
+    the file, with what a read would answer (the deliveries' numbers included), for
+    packages committed together in one batch, beside a duplicate refused in it."""
+    await store.commit_intake(_intake(10))  # numbers already taken before the batch
+    commits = [_intake(11), _intake(12, recipients=(B,)), _intake(13, recipients=()), _intake(14)]
+    duplicate = dataclasses.replace(
+        _intake(99), package=dataclasses.replace(_intake(99).package, dedupe_key="key-11")
+    )
+    reads = _file_reads(monkeypatch)
+    got = await asyncio.gather(
+        *(store.commit_intake(c) for c in (commits[0], duplicate, *commits[1:])),
+        return_exceptions=True,
+    )
+    assert isinstance(got[1], Duplicate) and [g for g in got if g is not got[1]] == [None] * 4
+    kept = [await store.package_with_deliveries(c.package.id) for c in commits]
+    assert reads == [], "a new package is answered without reading the file"
+    for c, k in zip(commits, kept, strict=True):
+        assert k == await _FILE_READ(store, c.package.id)
+    seqs = [d.seq for k in kept if k is not None for d in k[1]]
+    assert len(seqs) == 5 and seqs == sorted(set(seqs)) and seqs[0] > 2
+    assert await store.package_with_deliveries(duplicate.package.id) is None
 
 
 async def test_a_change_whose_caller_went_away_is_followed_all_the_same(

@@ -15,7 +15,9 @@ import pytest
 
 from adapters import postgres_store
 from adapters.postgres_store import PostgresStore
+from adapters.sql.store import _inbox_page
 from hub.errors import Unavailable
+from hub.records import INBOX_STATES
 from tests.service import harness
 
 PACKAGES = 20_000
@@ -150,3 +152,37 @@ async def test_a_store_whose_package_connections_cannot_open_is_not_left_half_op
     assert refused.value.error_code == "store_unavailable"
     assert store._pool is None and store._fresh_plans is None
     assert len(opened) == 1 and opened[0]._closed  # the first pool's connections are gone
+
+
+async def test_an_inbox_page_reads_the_waiting_deliveries_of_its_organs_in_order(
+    pg: PostgresStore,
+) -> None:
+    # 20,000 waiting deliveries for each of two organs, no statistics: a page of 100 is
+    # read from the waiting deliveries' index, in order, not sorted out of all of them.
+    organs_cases = (["000.00.00.H53"], ["000.00.00.H53", "000.00.00.X01"])
+    for organs in organs_cases:
+        sql, args = _inbox_page(organs, INBOX_STATES, ["d.seq > ?"], [10], 100)
+        async with pg._connection() as conn:
+            answer = await conn.fetchval(
+                "EXPLAIN (FORMAT JSON, ANALYZE) " + postgres_store._pg(sql), *args
+            )
+        plan = orjson.loads(answer)[0]["Plan"]
+        nodes = _nodes(plan)
+        assert ("Seq Scan", "deliveries") not in nodes, nodes
+        assert ("Sort", None) not in nodes or len(organs) > 1, nodes
+        scans = _scans(plan, "deliveries")
+        assert scans and all(s.get("Index Name") == "deliveries_waiting" for s in scans), scans
+        # Each organ's range is read no further than the page.
+        assert all(s["Actual Rows"] <= 100 for s in scans), scans
+        page = await pg.inbox(
+            organs, kind=None, since_us=None, after_seq=10, limit=100, states=INBOX_STATES
+        )
+        seqs = [i.delivery.seq for i in page]
+        assert len(seqs) == 100 and seqs == sorted(seqs) and seqs[0] > 10
+
+
+def _scans(plan: dict[str, Any], relation: str) -> list[dict[str, Any]]:
+    found = [plan] if plan.get("Relation Name") == relation else []
+    for child in plan.get("Plans", []):
+        found += _scans(child, relation)
+    return found
