@@ -134,6 +134,24 @@ WAITING_ARMS = 32
 _FROM_INBOX = f"SELECT {_INBOX_COLS} FROM deliveries d JOIN packages p ON p.id = d.package_id"
 
 
+def _inbox_where(
+    organs: Sequence[str], kind: str | None, states: frozenset[State]
+) -> tuple[list[str], list[Any]]:
+    """The terms an inbox's deliveries meet (the waiting ones by the index's own words)."""
+    where = [f"d.recipient IN ({_marks(len(organs))})"]
+    params: list[Any] = [*organs]
+    if states == INBOX_STATES:
+        where.append(WAITING)
+    else:
+        state_list = sorted(str(s) for s in states)
+        where += [f"d.state IN ({_marks(len(state_list))})", "d.route = 'local'"]
+        params += state_list
+    if kind:
+        where.append("p.kind = ?")
+        params.append(kind)
+    return where, params
+
+
 def _inbox_page(
     organs: Sequence[str],
     states: frozenset[State],
@@ -149,7 +167,7 @@ def _inbox_page(
     and sort it). Other states go through the general query."""
     extra = "".join(f" AND {f}" for f in filters)
     if states != INBOX_STATES or len(organs) > WAITING_ARMS:
-        where, args = SqlStore._inbox_where(organs, None, states)
+        where, args = _inbox_where(organs, None, states)
         sql = f"{_FROM_INBOX} WHERE {' AND '.join(where)}{extra} ORDER BY d.seq LIMIT ?"
         return sql, [*args, *params, limit]
     arm = f"{_FROM_INBOX} WHERE d.recipient = ? AND {WAITING}{extra} ORDER BY d.seq LIMIT ?"
@@ -618,23 +636,6 @@ class SqlStore(SqlLedger, SqlAudit, abc.ABC):
 
         return await self._write(w)
 
-    @staticmethod
-    def _inbox_where(
-        organs: Sequence[str], kind: str | None, states: frozenset[State]
-    ) -> tuple[list[str], list[Any]]:
-        where = [f"d.recipient IN ({_marks(len(organs))})"]
-        params: list[Any] = [*organs]
-        if states == INBOX_STATES:
-            where.append(WAITING)
-        else:
-            state_list = sorted(str(s) for s in states)
-            where += [f"d.state IN ({_marks(len(state_list))})", "d.route = 'local'"]
-            params += state_list
-        if kind:
-            where.append("p.kind = ?")
-            params.append(kind)
-        return where, params
-
     async def inbox(
         self,
         organs: Sequence[str],
@@ -671,7 +672,7 @@ class SqlStore(SqlLedger, SqlAudit, abc.ABC):
     ) -> int:
         if not organs:
             return 0
-        where, params = self._inbox_where(organs, kind, states)
+        where, params = _inbox_where(organs, kind, states)
         sql = (
             "SELECT COUNT(*) AS n FROM deliveries d JOIN packages p ON p.id = d.package_id "
             f"WHERE {' AND '.join(where)}"
