@@ -239,7 +239,7 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
     # order: a page of an inbox reads its own rows, however long the recipient's backlog
     # or history (``deliveries_inbox`` has the state before the order, so every waiting
     # delivery was read and sorted for each page). Its terms are repeated word for word
-    # by the inbox queries (``WAITING`` in ``adapters/sql/store.py``): both engines use a
+    # by the inbox queries (``IN_INBOX_TERMS`` in ``adapters/sql/store.py``): both engines use a
     # partial index only for queries whose own terms imply its WHERE.
     (
         "CREATE INDEX deliveries_waiting ON deliveries (recipient, seq) "

@@ -126,30 +126,43 @@ OVERDUE_COUNT = (
 )
 
 
-# The partial index ``deliveries_waiting``'s own terms, word for word (migration 12).
-WAITING = "d.state IN ('available', 'fetched') AND d.route = 'local'"
+# INBOX_STATES as the partial index ``deliveries_waiting`` says them, word for word
+# (migration 12): an engine uses that index only for a query with these very terms.
+IN_INBOX_TERMS = "d.state IN ('available', 'fetched') AND d.route = 'local'"
 # Up to this many organs, a page of waiting deliveries is one index range per organ; a
 # system serving more pages through the general query (each waiting delivery read, sorted).
-WAITING_ARMS = 32
+INBOX_ARMS = 32
 _FROM_INBOX = f"SELECT {_INBOX_COLS} FROM deliveries d JOIN packages p ON p.id = d.package_id"
 
 
-def _inbox_where(
-    organs: Sequence[str], kind: str | None, states: frozenset[State]
-) -> tuple[list[str], list[Any]]:
-    """The terms an inbox's deliveries meet (the waiting ones by the index's own words)."""
+def _inbox_where(organs: Sequence[str], states: frozenset[State]) -> tuple[list[str], list[Any]]:
+    """The recipients and states an inbox lists (the default ones by the index's own words)."""
     where = [f"d.recipient IN ({_marks(len(organs))})"]
     params: list[Any] = [*organs]
     if states == INBOX_STATES:
-        where.append(WAITING)
+        where.append(IN_INBOX_TERMS)
     else:
         state_list = sorted(str(s) for s in states)
         where += [f"d.state IN ({_marks(len(state_list))})", "d.route = 'local'"]
         params += state_list
-    if kind:
-        where.append("p.kind = ?")
-        params.append(kind)
     return where, params
+
+
+def _inbox_filters(
+    kind: str | None, since_us: int | None = None, after_seq: int | None = None
+) -> tuple[list[str], list[Any]]:
+    """An inbox's optional filters: the packages' kind and age, the keyset cursor."""
+    filters: list[str] = []
+    params: list[Any] = []
+    for term, value in (
+        ("p.kind = ?", kind or None),
+        ("p.received_us >= ?", since_us),
+        ("d.seq > ?", after_seq),
+    ):
+        if value is not None:
+            filters.append(term)
+            params.append(value)
+    return filters, params
 
 
 def _inbox_page(
@@ -166,11 +179,11 @@ def _inbox_page(
     what lets both engines stop early: an ``IN`` over organs makes them read every match
     and sort it). Other states go through the general query."""
     extra = "".join(f" AND {f}" for f in filters)
-    if states != INBOX_STATES or len(organs) > WAITING_ARMS:
-        where, args = _inbox_where(organs, None, states)
+    if states != INBOX_STATES or len(organs) > INBOX_ARMS:
+        where, args = _inbox_where(organs, states)
         sql = f"{_FROM_INBOX} WHERE {' AND '.join(where)}{extra} ORDER BY d.seq LIMIT ?"
         return sql, [*args, *params, limit]
-    arm = f"{_FROM_INBOX} WHERE d.recipient = ? AND {WAITING}{extra} ORDER BY d.seq LIMIT ?"
+    arm = f"{_FROM_INBOX} WHERE d.recipient = ? AND {IN_INBOX_TERMS}{extra} ORDER BY d.seq LIMIT ?"
     if len(organs) == 1:
         return arm, [organs[0], *params, limit]
     sql = " UNION ALL ".join(f"SELECT * FROM ({arm}) AS a{i}" for i in range(len(organs)))
@@ -648,17 +661,7 @@ class SqlStore(SqlLedger, SqlAudit, abc.ABC):
     ) -> list[InboxItem]:
         if not organs:
             return []
-        filters: list[str] = []
-        params: list[Any] = []
-        if kind:
-            filters.append("p.kind = ?")
-            params.append(kind)
-        if since_us is not None:
-            filters.append("p.received_us >= ?")
-            params.append(since_us)
-        if after_seq is not None:
-            filters.append("d.seq > ?")
-            params.append(after_seq)
+        filters, params = _inbox_filters(kind, since_us, after_seq)
         sql, args = _inbox_page(organs, states, filters, params, limit)
 
         async def q(tx: Tx) -> list[InboxItem]:
@@ -672,11 +675,13 @@ class SqlStore(SqlLedger, SqlAudit, abc.ABC):
     ) -> int:
         if not organs:
             return 0
-        where, params = _inbox_where(organs, kind, states)
+        where, params = _inbox_where(organs, states)
+        filters, more = _inbox_filters(kind)
         sql = (
             "SELECT COUNT(*) AS n FROM deliveries d JOIN packages p ON p.id = d.package_id "
-            f"WHERE {' AND '.join(where)}"
+            f"WHERE {' AND '.join(where + filters)}"
         )
+        params += more
 
         async def q(tx: Tx) -> int:
             return int((await tx.fetch(sql, *params))[0]["n"])

@@ -191,17 +191,11 @@ async def _organ(a: argparse.Namespace, admin: DirectoryAdmin, _s: Store) -> int
     return 0
 
 
-async def _known(store: Store, system_id: str) -> bool:
-    if system_id in (await store.directory()).systems:
-        return True
-    print(f"no system {system_id}")
-    return False
-
-
-async def _token(a: argparse.Namespace, admin: DirectoryAdmin, store: Store) -> int:
-    if not await _known(store, a.system_id):
+async def _token(a: argparse.Namespace, admin: DirectoryAdmin, _s: Store) -> int:
+    issued = await _or_no_system(a.system_id, admin.issue_token(a.system_id, a.days))
+    if issued is None:
         return 2
-    token, cred = await admin.issue_token(a.system_id, a.days)
+    token, cred = issued
     print(token)  # alone on stdout, for scripts; when it ends on stderr
     print(f"expires {iso(cred.expires_us) or 'never'}", file=sys.stderr)
     return 0

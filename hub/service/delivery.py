@@ -28,7 +28,7 @@ from hub.ports import (
     Store,
     UpstreamAxis,
 )
-from hub.records import DeliveryRow, Event, Organ, OutboxItem, PackageRow, State
+from hub.records import INBOX_STATES, DeliveryRow, Event, Organ, OutboxItem, PackageRow, State
 from hub.service.directory_cache import DirectoryCache
 from hub.service.metrics import Metrics
 from hub.service.retry import backoff
@@ -40,7 +40,6 @@ WAITING = frozenset({State.PENDING, State.RETRYING})
 # ``last_error`` of a push parked in its organ's inbox while the organ's system was
 # suspended; resuming the system puts exactly these back on their route.
 PARKED_SUSPENDED = "system_suspended"
-IN_INBOX = frozenset({State.AVAILABLE, State.FETCHED})
 # Organs named in one query for a system's parked pushes (well under the stores' limits
 # on bound parameters, for a system serving thousands of organs).
 _ORGANS_PER_QUERY = 500
@@ -339,7 +338,7 @@ async def acknowledge(
     now = clock.now_us()
     ok = await store.transition(
         d.id,
-        IN_INBOX,
+        INBOX_STATES,
         target,
         Event(
             "acknowledged",

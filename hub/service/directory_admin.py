@@ -163,7 +163,9 @@ class DirectoryAdmin:
 
     async def issue_token(self, system_id: str, days: int | None = None) -> tuple[str, Credential]:
         """A new bearer token for ``system_id``, valid ``days`` days (``[auth] token_days``
-        when not given; 0: no end): the token to hand out once, and what is stored of it."""
+        when not given; 0: no end): the token to hand out once, and what is stored of it.
+        ``system_not_found`` when there is no such system."""
+        await self._known(system_id)
         token, cred = new_token(
             system_id, self.clock.now_us(), self.token_days if days is None else days
         )

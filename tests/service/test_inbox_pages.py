@@ -10,7 +10,7 @@ import sqlite3
 import uuid
 from pathlib import Path
 
-from adapters.sql.store import WAITING_ARMS, SqlStore, _inbox_page
+from adapters.sql.store import INBOX_ARMS, SqlStore, _inbox_page
 from adapters.sql.tx import Row, Tx
 from adapters.sqlite_store import SqliteStore
 from hub.records import INBOX_STATES, DeliveryRow, Event, IntakeCommit, PackageRow, State
@@ -103,7 +103,7 @@ async def test_every_page_holds_the_right_deliveries_in_order(store: SqlStore) -
         got = await _pages(store, organs, states, kind, since_us, limit)
         assert got == want, (organs, sorted(states), kind, since_us, limit)
     # A system with more organs than one query has arms: the general query, same answer.
-    many = [f"000.00.{i:02d}.X99" for i in range(WAITING_ARMS)] + list(ORGANS)
+    many = [f"000.00.{i:02d}.X99" for i in range(INBOX_ARMS)] + list(ORGANS)
     want = [r[1] for r in every if r[5] in INBOX_STATES]
     assert await _pages(store, many, INBOX_STATES, None, None, 5) == want
 
