@@ -364,7 +364,7 @@ class FileBlobStore:
             if before is not None:
                 log.info("blob_store_room_again", free_bytes=free, min_free_bytes=self._min_free)
             return None
-        if before is None:
+        if before is None or before[0] != "blob_store_full":  # had room, or had failed
             log.warning("blob_store_low", free_bytes=free, min_free_bytes=self._min_free)
         return "blob_store_full", (
             f"the package store has {free // 2**20} MiB free, below its reserve of "

@@ -16,6 +16,7 @@ import statistics
 import tempfile
 import time
 import uuid
+from collections.abc import Coroutine
 from pathlib import Path
 from typing import Any
 
@@ -87,6 +88,23 @@ async def _consume(s: aiohttp.ClientSession, url: str, token: str, n: int) -> No
         await asyncio.gather(*(one(pid) for pid in items))
 
 
+async def _round(
+    s: aiohttp.ClientSession,
+    url: str,
+    tokens: dict[str, str],
+    submitting: Coroutine[Any, Any, list[float]],
+    n: int,
+) -> list[float]:
+    """Submit, while both recipients fetch and acknowledge ``n`` packages each; the
+    submit latencies. A refused submission ends the round (and the run) with its error
+    at once: the consumers would otherwise wait for packages that never come."""
+    async with asyncio.TaskGroup() as tg:
+        sub = tg.create_task(submitting)
+        tg.create_task(_consume(s, url, tokens["sys-b"], n))
+        tg.create_task(_consume(s, url, tokens["sys-x"], n))
+    return sub.result()
+
+
 async def _submit_all(
     s: aiohttp.ClientSession,
     url: str,
@@ -103,8 +121,8 @@ async def _submit_all(
         async with sem:
             t = time.perf_counter()
             async with s.post(f"{url}/api/v1/packages", data=data, headers=h) as r:
-                await r.read()
-                assert r.status == 202, r.status
+                answer = await r.read()
+                assert r.status == 202, f"submit answered {r.status}: {answer[:300]!r}"
             lat.append(time.perf_counter() - t)
 
     if rate is None:
@@ -149,20 +167,14 @@ async def _backend(backend: str, workers: int = 1) -> None:
     try:
         async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=600)) as s:
             # warm-up
-            await _submit_all(s, hub.url, tokens["sys-a"], _packages(root, 10240, 50, "w"), 16)
-            await asyncio.gather(
-                _consume(s, hub.url, tokens["sys-b"], 50), _consume(s, hub.url, tokens["sys-x"], 50)
-            )
+            warm = _packages(root, 10240, 50, "w")
+            await _round(s, hub.url, tokens, _submit_all(s, hub.url, tokens["sys-a"], warm, 16), 50)
             max_rate = 0.0
             for label, size, n, conc in SIZES if workers == 1 else SIZES[:1]:
                 pkgs = _packages(root, size, n, f"{label[:2].strip()}{uuid.uuid4().hex[:6]}")
                 t0 = time.perf_counter()
-                sub_task = asyncio.create_task(_submit_all(s, hub.url, tokens["sys-a"], pkgs, conc))
-                await asyncio.gather(
-                    _consume(s, hub.url, tokens["sys-b"], n),
-                    _consume(s, hub.url, tokens["sys-x"], n),
-                )
-                lat = await sub_task
+                submitting = _submit_all(s, hub.url, tokens["sys-a"], pkgs, conc)
+                lat = await _round(s, hub.url, tokens, submitting, n)
                 e2e = n / (time.perf_counter() - t0)
                 submit_rate = n / sum(lat) * conc if lat else 0.0
                 if size == 10 * 1024:
@@ -173,14 +185,8 @@ async def _backend(backend: str, workers: int = 1) -> None:
                 )
             half = max_rate / 2
             pkgs = _packages(root, 10 * 1024, int(half * 5), f"h{uuid.uuid4().hex[:6]}")
-            sub_task = asyncio.create_task(
-                _submit_all(s, hub.url, tokens["sys-a"], pkgs, 256, rate=half)
-            )
-            await asyncio.gather(
-                _consume(s, hub.url, tokens["sys-b"], len(pkgs)),
-                _consume(s, hub.url, tokens["sys-x"], len(pkgs)),
-            )
-            lat = await sub_task
+            submitting = _submit_all(s, hub.url, tokens["sys-a"], pkgs, 256, rate=half)
+            lat = await _round(s, hub.url, tokens, submitting, len(pkgs))
             print(
                 f"   10 KB at half the max e2e rate ({half:.0f}/s, open loop, {len(pkgs)} pkgs): "
                 f"p50 {_pct(lat, 0.5):.1f} ms, p99 {_pct(lat, 0.99):.1f} ms, "
@@ -209,17 +215,11 @@ async def _memory(
             # thread, its malloc arena, lazy imports) are not counted as growth.
             tag = f"m{uuid.uuid4().hex[:6]}"
             warm = _packages(root, 10240, 8, tag) + _packages(root, 2 << 20, 2, tag + "L")
-            await _submit_all(s, hub.url, tokens["sys-a"], warm, 2)
-            await asyncio.gather(
-                _consume(s, hub.url, tokens["sys-b"], 10), _consume(s, hub.url, tokens["sys-x"], 10)
-            )
+            await _round(s, hub.url, tokens, _submit_all(s, hub.url, tokens["sys-a"], warm, 2), 10)
             pkgs = _packages(root, 20 << 20, n, f"M{uuid.uuid4().hex[:6]}")
             before = _proc_kb(hub.proc.pid, "VmRSS:")
-            sub = asyncio.create_task(_submit_all(s, hub.url, tokens["sys-a"], pkgs, conc))
-            await asyncio.gather(
-                _consume(s, hub.url, tokens["sys-b"], n), _consume(s, hub.url, tokens["sys-x"], n)
-            )
-            await sub
+            submitting = _submit_all(s, hub.url, tokens["sys-a"], pkgs, conc)
+            await _round(s, hub.url, tokens, submitting, n)
             growth = (_proc_kb(hub.proc.pid, "VmHWM:") - before) * 1024
         print(
             f"   peak memory, fresh hub process, {n} x 20 MB package(s), {conc} in flight, "

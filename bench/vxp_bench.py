@@ -95,9 +95,10 @@ async def _single_hub() -> None:
         async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=600)) as s:
             pkgs = _packages(root, N_PKGS, f"n{uuid.uuid4().hex[:6]}")
             t0 = time.perf_counter()
-            sub = asyncio.create_task(_submit_all(s, hub.url, tokens["sys-a"], pkgs, CONC))
-            await _consume(s, hub.url, tokens["sys-b"], len(pkgs))
-            lat = await sub
+            async with asyncio.TaskGroup() as tg:  # a refused submission ends the run
+                sub = tg.create_task(_submit_all(s, hub.url, tokens["sys-a"], pkgs, CONC))
+                tg.create_task(_consume(s, hub.url, tokens["sys-b"], len(pkgs)))
+            lat = sub.result()
             _row("native API (bearer token)", len(pkgs), time.perf_counter() - t0, lat)
 
         endpoint = hub.url + cfg.vxp.base_path
@@ -134,11 +135,12 @@ async def _federation(national_backend: str) -> None:
             await topology.wait_synced(fed, s)
             pkgs = _packages(root, n, f"f{uuid.uuid4().hex[:6]}", topology.A1, topology.B1)
             t0 = time.perf_counter()
-            sub = asyncio.create_task(
-                _submit_all(s, fed.a.proc.url, fed.a.tokens["sys-a"], pkgs, CONC)
-            )
-            await _consume(s, fed.b.proc.url, fed.b.tokens["sys-b"], n)
-            lat = await sub
+            async with asyncio.TaskGroup() as tg:
+                sub = tg.create_task(
+                    _submit_all(s, fed.a.proc.url, fed.a.tokens["sys-a"], pkgs, CONC)
+                )
+                tg.create_task(_consume(s, fed.b.proc.url, fed.b.tokens["sys-b"], n))
+            lat = sub.result()
             backend = (
                 "national on PostgreSQL + RabbitMQ"
                 if national_backend == "scaled"

@@ -272,6 +272,32 @@ async def test_a_volume_that_cannot_be_looked_at_is_logged_once_per_change(
     assert len(failed) == 2 and failed[0]["errno"] == "ENOENT"
 
 
+async def test_a_volume_back_from_failing_but_low_is_logged_low(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A volume that failed and comes back short of its reserve says so (it had not
+    been logged low before it failed, so nothing else would)."""
+    import structlog  # noqa: PLC0415
+
+    from adapters import blobs as blobs_module  # noqa: PLC0415
+
+    monkeypatch.setattr(blobs_module, "_ROOM_CHECK_S", 0.0)
+    blobs = FileBlobStore(tmp_path / "vol")
+    blobs.min_free_bytes = blobs.free_bytes() * 4
+    with structlog.testing.capture_logs() as logs:
+        os.rmdir(tmp_path / "vol")
+        with pytest.raises(Unavailable) as err:
+            blobs.check_room()
+        assert err.value.error_code == "blob_store_unavailable"
+        (tmp_path / "vol").mkdir()
+        for _ in range(3):
+            with pytest.raises(Unavailable) as err:
+                blobs.check_room()
+            assert err.value.error_code == "blob_store_full"
+    events = [e["event"] for e in logs]
+    assert events == ["blob_store_failed", "blob_store_low"]
+
+
 async def test_a_volume_that_fails_otherwise_is_unavailable(tmp_path: Path) -> None:
     blobs = FileBlobStore(tmp_path / "gone")
     os.rmdir(tmp_path / "gone")  # the mount went away under the hub
