@@ -9,6 +9,7 @@ and cached. Connection failures become ``Unavailable`` (HTTP 503) at this seam.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import dataclasses
 import re
@@ -32,7 +33,7 @@ from adapters.sql.rows import (
     outbox_values,
     package_values,
 )
-from adapters.sql.schema import MIGRATIONS, statements
+from adapters.sql.schema import MIGRATIONS, OnlineIndex, online_indexes, statements
 from adapters.sql.store import SqlStore, _with_deliveries
 from adapters.sql.tx import Row, Tx
 from hub.errors import Unavailable
@@ -43,6 +44,10 @@ T = TypeVar("T")
 log = structlog.get_logger(__name__)
 
 _MIGRATION_LOCK = 0x6C69656E  # advisory lock id ("lien") held while migrating
+_MIGRATION_POLL_S = 0.2  # how often a process waiting for another's migration asks again
+# An index built online on a large table takes as long as it takes: not the 30 s allowed
+# each statement (cut short, it would leave an invalid index behind, at every start).
+_ONLINE_INDEX_S = 24 * 3600.0
 _SEAL_LOCK = 0x6C740001  # held by the one process sealing the ledger
 # Every write transaction holds this lock shared; the sealer takes it exclusively for an
 # instant, so that no transaction that drew an event sequence number is still open when it
@@ -180,6 +185,8 @@ class PostgresStore(SqlStore):
                 conn = await asyncpg.connect(self._dsn)
                 try:
                     await conn.execute(f"CREATE SCHEMA IF NOT EXISTS {self.schema}")
+                except asyncpg.UniqueViolationError:
+                    pass  # made by another process at the same instant: IF NOT EXISTS races
                 finally:
                     await conn.close()
             self._pool = await self._create_pool(self._min, self._max)
@@ -191,19 +198,52 @@ class PostgresStore(SqlStore):
                 self._pool.terminate()
                 self._pool = None
             raise Unavailable(f"PostgreSQL unreachable: {exc}", code="store_unavailable") from exc
-        async with self._pool.acquire() as conn, conn.transaction():
-            await conn.execute("SELECT pg_advisory_xact_lock($1)", _MIGRATION_LOCK)
-            await conn.execute(
-                "CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)"
-            )
-            current = await conn.fetchval("SELECT COALESCE(MAX(version), 0) FROM schema_version")
-            for version, migration in enumerate(MIGRATIONS, start=1):
-                if version <= current:
-                    continue
-                for sql in statements("postgres", migration):
-                    await conn.execute(sql)
+        # The migration lock is asked for again and again, never waited for: building an
+        # index online waits for every transaction older than the build, and a process
+        # waiting in pg_advisory_lock is in one, itself waiting for the build's process.
+        while True:
+            take = "SELECT pg_try_advisory_lock($1)"
+            async with self._session_lock(take, _MIGRATION_LOCK) as (conn, got):
+                if got:
+                    await self._migrate(conn)
+                    return
+            await asyncio.sleep(_MIGRATION_POLL_S)
+
+    async def _migrate(self, conn: Any) -> None:
+        """The migrations not applied yet, each committed with its version (a failure
+        leaves the ones before it applied; the next start goes on from there)."""
+        await conn.execute("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)")
+        current = await conn.fetchval("SELECT COALESCE(MAX(version), 0) FROM schema_version")
+        for version, migration in enumerate(MIGRATIONS, start=1):
+            if version <= current:
+                continue
+            online = online_indexes(migration)
+            if online:
+                for index in online:
+                    await self._build_online(conn, index)
                 await conn.execute("INSERT INTO schema_version (version) VALUES ($1)", version)
-                log.info("store_migrated", store="postgres", version=version)
+            else:
+                async with conn.transaction():
+                    for sql in statements("postgres", migration):
+                        await conn.execute(sql)
+                    await conn.execute("INSERT INTO schema_version (version) VALUES ($1)", version)
+            log.info("store_migrated", store="postgres", version=version)
+
+    async def _build_online(self, conn: Any, index: OnlineIndex) -> None:
+        """``CREATE INDEX CONCURRENTLY``: writes go on while it is built. One that was
+        interrupted (the process stopped, the server restarted) left the index behind
+        marked invalid: unused by queries, yet kept up by every write; it is dropped and
+        built again."""
+        valid = await conn.fetchval(
+            "SELECT i.indisvalid FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid "
+            "WHERE c.relname = $1 AND c.relnamespace = current_schema()::regnamespace",
+            index.name,
+        )
+        if valid is False:
+            log.warning("store_index_rebuilt", store="postgres", index=index.name)
+            await conn.execute(f"DROP INDEX CONCURRENTLY {index.name}", timeout=_ONLINE_INDEX_S)
+        (sql,) = statements("postgres", (index,))
+        await conn.execute(sql, timeout=_ONLINE_INDEX_S)
 
     async def close(self) -> None:
         await self._transitions.close()

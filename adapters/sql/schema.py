@@ -1,8 +1,9 @@
 """Schema migrations, one list for both SQL stores.
 
-Each migration is applied once, in order, inside a transaction, and recorded in
-``schema_version``. The few dialect differences are tokens: ``{serial_pk}`` (a
-never-reused integer key) and ``{bool}``.
+Each migration is applied once, in order, inside a transaction of its own, and
+recorded in ``schema_version``; on PostgreSQL an index on a busy table is built online
+instead (``OnlineIndex``). The few dialect differences are tokens: ``{serial_pk}`` (a
+never-reused integer key), ``{bool}``, ``{blob}`` and ``{online}``.
 """
 
 from __future__ import annotations
@@ -17,16 +18,36 @@ class PostgresOnly(str):
     a hot path; SQLite runs the same steps in-process, where a round trip costs nothing)."""
 
 
+class OnlineIndex(str):
+    """``CREATE INDEX`` that PostgreSQL builds ``CONCURRENTLY``, outside any transaction:
+    writes to the table go on while it is built, where a plain ``CREATE INDEX`` holds them
+    back until it ends (minutes, on a large table of a hub being upgraded). A migration
+    holding one holds nothing else: what ran before it in a transaction could not run
+    again after a failure in between. SQLite builds it plainly, in the migration's
+    transaction (one process owns the file; it builds before it serves)."""
+
+    name: str
+
+    def __new__(cls, name: str, definition: str) -> OnlineIndex:
+        made = super().__new__(cls, f"CREATE INDEX {{online}}{name} {definition}")
+        made.name = name
+        return made
+
+
 _TOKENS: dict[Dialect, dict[str, str]] = {
     "sqlite": {
         "serial_pk": "INTEGER PRIMARY KEY AUTOINCREMENT",
         "bool": "INTEGER",
         "blob": "BLOB",
+        "online": "",
     },
     "postgres": {
         "serial_pk": "BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY",
         "bool": "INTEGER",
         "blob": "BYTEA",
+        # A build interrupted before (a crash, a timeout) left an invalid index of that
+        # name: the PostgreSQL store drops it first (``_build_online``).
+        "online": "CONCURRENTLY IF NOT EXISTS ",
     },
 }
 
@@ -241,11 +262,24 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
     # delivery was read and sorted for each page). Its terms are repeated word for word
     # by the inbox queries (``IN_INBOX_TERMS`` in ``adapters/sql/store.py``): both engines use a
     # partial index only for queries whose own terms imply its WHERE.
+    # Built online: the table is the hub's busiest.
     (
-        "CREATE INDEX deliveries_waiting ON deliveries (recipient, seq) "
-        "WHERE state IN ('available', 'fetched') AND route = 'local'",
+        OnlineIndex(
+            "deliveries_waiting",
+            "ON deliveries (recipient, seq) "
+            "WHERE state IN ('available', 'fetched') AND route = 'local'",
+        ),
     ),
 )
+
+
+def online_indexes(migration: tuple[str, ...]) -> list[OnlineIndex]:
+    """The migration's indexes built online; a migration has these or other statements,
+    never both."""
+    online = [s for s in migration if isinstance(s, OnlineIndex)]
+    if online and len(online) != len(migration):
+        raise ValueError("a migration with an online index holds nothing else")
+    return online
 
 
 def statements(dialect: Dialect, migration: tuple[str, ...]) -> list[str]:
