@@ -138,26 +138,45 @@ class DirectoryAdmin:
         )
         return organ, event
 
-    async def _held_push_urls(self, organs: Sequence[Organ]) -> dict[str, str | None]:
-        if not any(o.push_url for o in organs):
-            return {}
-        return {o.organ_id: o.push_url for o in (await self.store.directory()).organs.values()}
+    async def _organ_changes(self, organs: Sequence[Organ]) -> list[tuple[Organ, Event] | HubError]:
+        """Each organ's change, or why it is refused. The directory is read from the store
+        (not a process's cache, which may not yet have a system another process just
+        saved) only when an organ names a system or a push endpoint."""
+        directory = (
+            await self.store.directory() if any(o.system_id or o.push_url for o in organs) else None
+        )
+        changes: list[tuple[Organ, Event] | HubError] = []
+        for organ in organs:
+            try:
+                if directory is not None and organ.system_id not in (None, *directory.systems):
+                    raise InputError(
+                        f"organ {organ.organ_id}: no system {organ.system_id}",
+                        code="unknown_system",
+                        details={"system_id": organ.system_id},
+                    )
+                held = directory.organs.get(organ.organ_id) if directory is not None else None
+                changes.append(self._organ_change(organ, held.push_url if held else None))
+            except HubError as exc:
+                changes.append(exc)
+        return changes
 
     async def put_organ(self, organ: Organ) -> None:
-        held = await self._held_push_urls([organ])
-        await self.store.put_organ(*self._organ_change(organ, held.get(organ.organ_id)))
+        """Save an organ; 400 ``unknown_system`` when it names a system there is not."""
+        (change,) = await self._organ_changes([organ])
+        if isinstance(change, HubError):
+            raise change
+        await self.store.put_organ(*change)
 
     async def put_organs(self, organs: Iterable[Organ]) -> list[tuple[str, str]]:
         """Save many organs in one transaction; return (organ id, error code) of those refused."""
         organs = list(organs)
-        held = await self._held_push_urls(organs)
         changes: list[tuple[Organ, Event]] = []
         refused: list[tuple[str, str]] = []
-        for organ in organs:
-            try:
-                changes.append(self._organ_change(organ, held.get(organ.organ_id)))
-            except HubError as exc:
-                refused.append((organ.organ_id, exc.error_code))
+        for organ, change in zip(organs, await self._organ_changes(organs), strict=True):
+            if isinstance(change, HubError):
+                refused.append((organ.organ_id, change.error_code))
+            else:
+                changes.append(change)
         await self.store.put_organs(changes)
         return refused
 

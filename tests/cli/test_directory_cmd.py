@@ -78,6 +78,8 @@ def test_directory_commands_manage_and_audit(
     assert token.split(".")[1] not in json.dumps(listing), "the secret is never stored or shown"
     assert main(["directory", "organ", "bad id!", "--name", "x"]) == 1
     assert "bad_organ_id" in capsys.readouterr().err
+    assert main(["directory", "organ", "000.00.02.H22", "--name", "x", "--system", "nobody"]) == 1
+    assert "unknown_system" in capsys.readouterr().err
     # Revoked at once, by id or by the whole token (its secret never echoed), audited.
     token_id = token.split(".")[0]
     assert main(["directory", "revoke-token", token]) == 0

@@ -332,6 +332,25 @@ async def test_administrators_manage_the_directory_and_credentials_auditors_cann
         headers=hut.auth("admin"),
     )
     assert bad.status == 400 and (await bad.json())["error"]["code"] == "bad_organ_id"
+    # A system named in the body that is not there is bad input; one in the path, a
+    # resource that is not there. Both found in the store, not this process's cache.
+    orphan = await hut.client.post(
+        "/api/v1/admin/organs",
+        json={"organ_id": "000.00.12.H53", "name": "x", "system_id": "sys-nobody"},
+        headers=hut.auth("admin"),
+    )
+    err = (await orphan.json())["error"]
+    assert (orphan.status, err["code"], err["details"]) == (
+        400,
+        "unknown_system",
+        {"system_id": "sys-nobody"},
+    )
+    assert "000.00.12.H53" not in (await hut.hub.store.directory()).organs
+    for path in ("tokens", "vxp-secret"):
+        r = await hut.client.post(
+            f"/api/v1/admin/systems/sys-nobody/{path}", json={}, headers=hut.auth("admin")
+        )
+        assert r.status == 404 and (await r.json())["error"]["code"] == "system_not_found", path
     token_id = token.split(".")[0]
     denied = await hut.client.post(
         f"/api/v1/admin/tokens/{token_id}/revoke", headers=hut.auth("auditor")
