@@ -201,12 +201,18 @@ class PostgresStore(SqlStore):
         # The migration lock is asked for again and again, never waited for: building an
         # index online waits for every transaction older than the build, and a process
         # waiting in pg_advisory_lock is in one, itself waiting for the build's process.
+        # Said once, so that a start held up by another process's long index build (it
+        # waits as long as that takes) is not a silent hang.
+        waited = False
         while True:
             take = "SELECT pg_try_advisory_lock($1)"
             async with self._session_lock(take, _MIGRATION_LOCK) as (conn, got):
                 if got:
                     await self._migrate(conn)
                     return
+            if not waited:
+                log.info("store_migration_waiting", store="postgres", schema=self.schema)
+                waited = True
             await asyncio.sleep(_MIGRATION_POLL_S)
 
     async def _migrate(self, conn: Any) -> None:

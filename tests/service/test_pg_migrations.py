@@ -117,13 +117,34 @@ async def test_an_interrupted_build_is_dropped_and_built_again(
             await conn.close()
 
 
-async def test_processes_starting_together_migrate_once() -> None:
+async def test_processes_starting_together_migrate_once(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """While one process migrates (here: holds the lock), the others wait for it and say
+    so; then one migrates and the rest find nothing to do."""
+    said: list[str] = []
+
+    class _Log:
+        def info(self, event: str, **kw: Any) -> None:
+            said.append(event)
+
+    monkeypatch.setattr(postgres_store, "log", _Log())
     stores = [harness.pg_store() for _ in range(3)]
     schema = stores[0].schema
     for s in stores[1:]:
         s.schema = schema
+    holder = await asyncpg.connect(harness.PG_DSN)  # the lock, as a migrating process has it
     try:
-        await asyncio.gather(*(s.open() for s in stores))
+        await holder.execute("SELECT pg_advisory_lock($1)", postgres_store._MIGRATION_LOCK)
+        opening = asyncio.gather(*(s.open() for s in stores))
+        for _ in range(200):
+            if said.count("store_migration_waiting") == len(stores) or opening.done():
+                break
+            await asyncio.sleep(0.05)
+        assert said == ["store_migration_waiting"] * len(stores)
+        await holder.execute("SELECT pg_advisory_unlock($1)", postgres_store._MIGRATION_LOCK)
+        await asyncio.wait_for(opening, 60)
+        assert said.count("store_migrated") == len(MIGRATIONS)
         conn = await _connect(stores[0])
         try:
             assert await _versions(conn) == list(range(1, len(MIGRATIONS) + 1))
@@ -131,6 +152,7 @@ async def test_processes_starting_together_migrate_once() -> None:
         finally:
             await conn.close()
     finally:
+        await holder.close()
         for s in stores:
             await s.close()
         await stores[0].drop_schema()
