@@ -113,7 +113,17 @@ class DirectoryAdmin:
             ),
         )
 
-    def _organ_change(self, organ: Organ, held_url: str | None = None) -> tuple[Organ, Event]:
+    def _organ_change(self, organ: Organ, directory: Directory | None) -> tuple[Organ, Event]:
+        """The organ as saved and its event; refused (``unknown_system``, ``bad_organ_id``,
+        ...) as the ``directory`` read for it stands (``_directory_for``)."""
+        if directory is not None and organ.system_id not in (None, *directory.systems):
+            raise InputError(
+                f"organ {organ.organ_id}: no system {organ.system_id}",
+                code="unknown_system",
+                details={"system_id": organ.system_id},
+            )
+        held = directory.organs.get(organ.organ_id) if directory is not None else None
+        held_url = held.push_url if held is not None else None
         try:
             classify(organ.organ_id)
         except ValueError as exc:
@@ -138,47 +148,39 @@ class DirectoryAdmin:
         )
         return organ, event
 
-    async def _organ_changes(self, organs: Sequence[Organ]) -> list[tuple[Organ, Event] | HubError]:
-        """Each organ's change, or why it is refused. The directory is read from the store
-        (not a process's cache, which may not yet have a system another process just
-        saved) only when an organ names a system or a push endpoint."""
-        directory = (
-            await self.store.directory() if any(o.system_id or o.push_url for o in organs) else None
-        )
-        changes: list[tuple[Organ, Event] | HubError] = []
-        for organ in organs:
-            try:
-                if directory is not None and organ.system_id not in (None, *directory.systems):
-                    raise InputError(
-                        f"organ {organ.organ_id}: no system {organ.system_id}",
-                        code="unknown_system",
-                        details={"system_id": organ.system_id},
-                    )
-                held = directory.organs.get(organ.organ_id) if directory is not None else None
-                changes.append(self._organ_change(organ, held.push_url if held else None))
-            except HubError as exc:
-                changes.append(exc)
-        return changes
+    async def _directory_for(self, organs: Sequence[Organ]) -> Directory | None:
+        """The directory the organs are checked against: read from the store (not a
+        process's cache, which may not yet have a system another process just saved), once
+        for them all, and only when one names a system or a push endpoint."""
+        if any(o.system_id or o.push_url for o in organs):
+            return await self.store.directory()
+        return None
 
     async def put_organ(self, organ: Organ) -> None:
         """Save an organ; 400 ``unknown_system`` when it names a system there is not."""
-        (change,) = await self._organ_changes([organ])
-        if isinstance(change, HubError):
-            raise change
-        await self.store.put_organ(*change)
+        directory = await self._directory_for([organ])
+        await self.store.put_organ(*self._organ_change(organ, directory))
 
     async def put_organs(self, organs: Iterable[Organ]) -> list[tuple[str, str]]:
         """Save many organs in one transaction; return (organ id, error code) of those refused."""
         organs = list(organs)
+        directory = await self._directory_for(organs)
         changes: list[tuple[Organ, Event]] = []
         refused: list[tuple[str, str]] = []
-        for organ, change in zip(organs, await self._organ_changes(organs), strict=True):
-            if isinstance(change, HubError):
-                refused.append((organ.organ_id, change.error_code))
-            else:
-                changes.append(change)
+        for organ in organs:
+            try:
+                changes.append(self._organ_change(organ, directory))
+            except HubError as exc:
+                refused.append((organ.organ_id, exc.error_code))
         await self.store.put_organs(changes)
         return refused
+
+    async def _put_each(self, organs: Iterable[Organ], directory: Directory | None) -> None:
+        """Save organs one by one, in order, the first refusal raised (those before it stay
+        saved), all checked against one read of the directory (an import of thousands of
+        organs reads it once, not once per organ)."""
+        for organ in organs:
+            await self.store.put_organ(*self._organ_change(organ, directory))
 
     async def issue_token(self, system_id: str, days: int | None = None) -> tuple[str, Credential]:
         """A new bearer token for ``system_id``, valid ``days`` days (``[auth] token_days``
@@ -223,8 +225,7 @@ class DirectoryAdmin:
             raise InputError("no VXP key file configured", code="vxp_key_missing")
         overlap = days_us(overlap_days, "the overlap")
         directory = await self.store.directory()
-        if system_id not in directory.systems:
-            raise NotFound(f"no system {system_id}", code="system_not_found")
+        _system(directory, system_id)
         had = system_id in directory.vxp_secrets
         until = self.clock.now_us() + overlap if overlap and had else None
         secret = new_secret()
@@ -285,10 +286,7 @@ class DirectoryAdmin:
         return changed, moved
 
     async def _known(self, system_id: str) -> System:
-        system = (await self.store.directory()).systems.get(system_id)
-        if system is None:
-            raise NotFound(f"no system {system_id}", code="system_not_found")
-        return system
+        return _system(await self.store.directory(), system_id)
 
     async def add_client_cert(self, system_id: str, pem: bytes) -> str:
         """Let a TLS client certificate authenticate ``system_id`` (mTLS); returns its
@@ -327,8 +325,8 @@ class DirectoryAdmin:
         systems = list(systems)
         for s in systems:
             await self.put_system(s)
-        for o in organs:
-            await self.put_organ(o)
+        organs = list(organs)
+        await self._put_each(organs, await self._directory_for(organs))
         for organ, fp in bindings.items():
             await self.bind(fp, organ)
         return {s.system_id: (await self.issue_token(s.system_id))[0] for s in systems}
@@ -356,9 +354,18 @@ class DirectoryAdmin:
                     networks=tuple(str(n) for n in networks),
                 )
             )
-        for row in organs:
-            await self.put_organ(organ_from(row))
+        # Each row read as its turn comes: a row that does not read stops the import there.
+        directory = await self.store.directory() if organs else None
+        await self._put_each(map(organ_from, organs), directory)
         return {"systems": len(systems), "organs": len(organs)}
+
+
+def _system(directory: Directory, system_id: str) -> System:
+    """``system_id``'s system; ``system_not_found`` when there is none."""
+    system = directory.systems.get(system_id)
+    if system is None:
+        raise NotFound(f"no system {system_id}", code="system_not_found")
+    return system
 
 
 def organ_from(row: dict[str, Any]) -> Organ:
