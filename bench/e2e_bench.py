@@ -90,19 +90,24 @@ async def _consume(s: aiohttp.ClientSession, url: str, token: str, n: int) -> No
 
 async def _round(
     s: aiohttp.ClientSession,
-    url: str,
-    tokens: dict[str, str],
     submitting: Coroutine[Any, Any, list[float]],
+    consumers: list[tuple[str, str]],
     n: int,
 ) -> list[float]:
-    """Submit, while both recipients fetch and acknowledge ``n`` packages each; the
-    submit latencies. A refused submission ends the round (and the run) with its error
-    at once: the consumers would otherwise wait for packages that never come."""
+    """Submit, while each recipient (hub URL, token) fetches and acknowledges ``n``
+    packages; the submit latencies. A refused submission ends the round (and the run)
+    with its error at once: the consumers would otherwise wait for packages that never
+    come."""
     async with asyncio.TaskGroup() as tg:
         sub = tg.create_task(submitting)
-        tg.create_task(_consume(s, url, tokens["sys-b"], n))
-        tg.create_task(_consume(s, url, tokens["sys-x"], n))
+        for url, token in consumers:
+            tg.create_task(_consume(s, url, token, n))
     return sub.result()
+
+
+def _both(url: str, tokens: dict[str, str]) -> list[tuple[str, str]]:
+    """The two local recipients of this benchmark's packages."""
+    return [(url, tokens["sys-b"]), (url, tokens["sys-x"])]
 
 
 async def _submit_all(
@@ -168,13 +173,14 @@ async def _backend(backend: str, workers: int = 1) -> None:
         async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=600)) as s:
             # warm-up
             warm = _packages(root, 10240, 50, "w")
-            await _round(s, hub.url, tokens, _submit_all(s, hub.url, tokens["sys-a"], warm, 16), 50)
+            submitting = _submit_all(s, hub.url, tokens["sys-a"], warm, 16)
+            await _round(s, submitting, _both(hub.url, tokens), 50)
             max_rate = 0.0
             for label, size, n, conc in SIZES if workers == 1 else SIZES[:1]:
                 pkgs = _packages(root, size, n, f"{label[:2].strip()}{uuid.uuid4().hex[:6]}")
                 t0 = time.perf_counter()
                 submitting = _submit_all(s, hub.url, tokens["sys-a"], pkgs, conc)
-                lat = await _round(s, hub.url, tokens, submitting, n)
+                lat = await _round(s, submitting, _both(hub.url, tokens), n)
                 e2e = n / (time.perf_counter() - t0)
                 submit_rate = n / sum(lat) * conc if lat else 0.0
                 if size == 10 * 1024:
@@ -186,7 +192,7 @@ async def _backend(backend: str, workers: int = 1) -> None:
             half = max_rate / 2
             pkgs = _packages(root, 10 * 1024, int(half * 5), f"h{uuid.uuid4().hex[:6]}")
             submitting = _submit_all(s, hub.url, tokens["sys-a"], pkgs, 256, rate=half)
-            lat = await _round(s, hub.url, tokens, submitting, len(pkgs))
+            lat = await _round(s, submitting, _both(hub.url, tokens), len(pkgs))
             print(
                 f"   10 KB at half the max e2e rate ({half:.0f}/s, open loop, {len(pkgs)} pkgs): "
                 f"p50 {_pct(lat, 0.5):.1f} ms, p99 {_pct(lat, 0.99):.1f} ms, "
@@ -215,11 +221,12 @@ async def _memory(
             # thread, its malloc arena, lazy imports) are not counted as growth.
             tag = f"m{uuid.uuid4().hex[:6]}"
             warm = _packages(root, 10240, 8, tag) + _packages(root, 2 << 20, 2, tag + "L")
-            await _round(s, hub.url, tokens, _submit_all(s, hub.url, tokens["sys-a"], warm, 2), 10)
+            submitting = _submit_all(s, hub.url, tokens["sys-a"], warm, 2)
+            await _round(s, submitting, _both(hub.url, tokens), 10)
             pkgs = _packages(root, 20 << 20, n, f"M{uuid.uuid4().hex[:6]}")
             before = _proc_kb(hub.proc.pid, "VmRSS:")
             submitting = _submit_all(s, hub.url, tokens["sys-a"], pkgs, conc)
-            await _round(s, hub.url, tokens, submitting, n)
+            await _round(s, submitting, _both(hub.url, tokens), n)
             growth = (_proc_kb(hub.proc.pid, "VmHWM:") - before) * 1024
         print(
             f"   peak memory, fresh hub process, {n} x 20 MB package(s), {conc} in flight, "

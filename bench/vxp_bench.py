@@ -15,7 +15,7 @@ from pathlib import Path
 import aiohttp
 
 from adapters.vxp_client import VxpClient
-from bench.e2e_bench import _consume, _pct, _submit_all
+from bench.e2e_bench import _pct, _round, _submit_all
 from hub.edxml import demo
 from tests.federation import topology
 from tests.service import harness
@@ -95,10 +95,8 @@ async def _single_hub() -> None:
         async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=600)) as s:
             pkgs = _packages(root, N_PKGS, f"n{uuid.uuid4().hex[:6]}")
             t0 = time.perf_counter()
-            async with asyncio.TaskGroup() as tg:  # a refused submission ends the run
-                sub = tg.create_task(_submit_all(s, hub.url, tokens["sys-a"], pkgs, CONC))
-                tg.create_task(_consume(s, hub.url, tokens["sys-b"], len(pkgs)))
-            lat = sub.result()
+            submitting = _submit_all(s, hub.url, tokens["sys-a"], pkgs, CONC)
+            lat = await _round(s, submitting, [(hub.url, tokens["sys-b"])], len(pkgs))
             _row("native API (bearer token)", len(pkgs), time.perf_counter() - t0, lat)
 
         endpoint = hub.url + cfg.vxp.base_path
@@ -110,9 +108,10 @@ async def _single_hub() -> None:
             b = VxpClient(endpoint, "sys-b", tokens["vxp:sys-b"], sdk=sdk)
             pkgs = _packages(root, N_PKGS, f"v{uuid.uuid4().hex[:6]}")
             t0 = time.perf_counter()
-            sub2 = asyncio.create_task(_vxp_send(a, pkgs))
-            await _vxp_receive(b, len(pkgs))
-            lat = await sub2
+            async with asyncio.TaskGroup() as tg:  # a refused send ends the run, as _round
+                sent = tg.create_task(_vxp_send(a, pkgs))
+                tg.create_task(_vxp_receive(b, len(pkgs)))
+            lat = sent.result()
             _row(label, len(pkgs), time.perf_counter() - t0, lat)
             await a.close()
             await b.close()
@@ -135,12 +134,8 @@ async def _federation(national_backend: str) -> None:
             await topology.wait_synced(fed, s)
             pkgs = _packages(root, n, f"f{uuid.uuid4().hex[:6]}", topology.A1, topology.B1)
             t0 = time.perf_counter()
-            async with asyncio.TaskGroup() as tg:
-                sub = tg.create_task(
-                    _submit_all(s, fed.a.proc.url, fed.a.tokens["sys-a"], pkgs, CONC)
-                )
-                tg.create_task(_consume(s, fed.b.proc.url, fed.b.tokens["sys-b"], n))
-            lat = sub.result()
+            submitting = _submit_all(s, fed.a.proc.url, fed.a.tokens["sys-a"], pkgs, CONC)
+            lat = await _round(s, submitting, [(fed.b.proc.url, fed.b.tokens["sys-b"])], n)
             backend = (
                 "national on PostgreSQL + RabbitMQ"
                 if national_backend == "scaled"
