@@ -129,9 +129,10 @@ OVERDUE_COUNT = (
 # INBOX_STATES as the partial index ``deliveries_waiting`` says them, word for word
 # (migration 12): an engine uses that index only for a query with these very terms.
 IN_INBOX_TERMS = "d.state IN ('available', 'fetched') AND d.route = 'local'"
-# Up to this many organs, a page of waiting deliveries is one index range per organ; a
-# system serving more pages through the general query (each waiting delivery read, sorted).
-INBOX_ARMS = 32
+# Up to this many index ranges (one per organ for the waiting deliveries, one per organ
+# and state for others), a page is read range by range, each no further than the page; a
+# query needing more goes through the general one (each match read, then sorted).
+INBOX_ARMS = 64
 _FROM_INBOX = f"SELECT {_INBOX_COLS} FROM deliveries d JOIN packages p ON p.id = d.package_id"
 
 
@@ -174,20 +175,28 @@ def _inbox_page(
 ) -> tuple[str, list[Any]]:
     """One page of an inbox in delivery order: the query and its arguments.
 
-    The waiting deliveries (the default) come from ``deliveries_waiting``, one organ's in
-    order at a time, each read no further than the page (a UNION ALL, one arm per organ, is
-    what lets both engines stop early: an ``IN`` over organs makes them read every match
-    and sort it). Other states go through the general query."""
+    Read as index ranges in delivery order, each no further than the page, merged (a
+    UNION ALL, one arm per range, is what lets both engines stop early: an ``IN`` over
+    organs or states makes them read every match and sort it). The waiting deliveries
+    (the default) are one range per organ of ``deliveries_waiting``; other states, one
+    per organ and state of ``deliveries_inbox`` (``state=all``: a page of a long history
+    reads the page, not the history). Past ``INBOX_ARMS`` ranges, the general query."""
     extra = "".join(f" AND {f}" for f in filters)
-    if states != INBOX_STATES or len(organs) > INBOX_ARMS:
+    keys: list[tuple[str, ...]]
+    if states == INBOX_STATES:
+        terms, keys = f"d.recipient = ? AND {IN_INBOX_TERMS}", [(o,) for o in organs]
+    else:
+        terms = "d.recipient = ? AND d.state = ? AND d.route = 'local'"
+        keys = [(o, str(s)) for o in organs for s in sorted(states)]
+    if len(keys) > INBOX_ARMS:
         where, args = _inbox_where(organs, states)
         sql = f"{_FROM_INBOX} WHERE {' AND '.join(where)}{extra} ORDER BY d.seq LIMIT ?"
         return sql, [*args, *params, limit]
-    arm = f"{_FROM_INBOX} WHERE d.recipient = ? AND {IN_INBOX_TERMS}{extra} ORDER BY d.seq LIMIT ?"
-    if len(organs) == 1:
-        return arm, [organs[0], *params, limit]
-    sql = " UNION ALL ".join(f"SELECT * FROM ({arm}) AS a{i}" for i in range(len(organs)))
-    args = [a for organ in organs for a in (organ, *params, limit)]
+    arm = f"{_FROM_INBOX} WHERE {terms}{extra} ORDER BY d.seq LIMIT ?"
+    if len(keys) == 1:
+        return arm, [*keys[0], *params, limit]
+    sql = " UNION ALL ".join(f"SELECT * FROM ({arm}) AS a{i}" for i in range(len(keys)))
+    args = [a for key in keys for a in (*key, *params, limit)]
     return f"{sql} ORDER BY d_seq LIMIT ?", [*args, limit]
 
 

@@ -104,27 +104,35 @@ async def test_every_page_holds_the_right_deliveries_in_order(store: SqlStore) -
         assert got == want, (organs, sorted(states), kind, since_us, limit)
     # A system with more organs than one query has arms: the general query, same answer.
     many = [f"000.00.{i:02d}.X99" for i in range(INBOX_ARMS)] + list(ORGANS)
-    want = [r[1] for r in every if r[5] in INBOX_STATES]
-    assert await _pages(store, many, INBOX_STATES, None, None, 5) == want
+    for states in (INBOX_STATES, frozenset(State)):
+        assert "UNION ALL" not in _inbox_page(many, states, [], [], 5)[0]
+        want = [r[1] for r in every if r[5] in states]
+        assert await _pages(store, many, states, None, None, 5) == want
 
 
-async def test_a_page_of_waiting_deliveries_reads_its_own_rows_only(tmp_path: Path) -> None:
+async def test_a_page_reads_its_own_rows_only(tmp_path: Path) -> None:
     db = tmp_path / "hub.db"
     async with harness.opened(SqliteStore(db)):
         pass  # the schema, as migrations leave it
     con = sqlite3.connect(db)
     try:
-        for organs in ([ORGANS[0]], list(ORGANS)):
-            for filters, params in (([], []), (["p.kind = ?", "d.seq > ?"], ["edoc", 5])):
-                sql, args = _inbox_page(organs, INBOX_STATES, filters, params, 100)
-                plan = [str(r[-1]) for r in con.execute("EXPLAIN QUERY PLAN " + sql, args)]
-                searches = [s for s in plan if s.startswith("SEARCH d")]
-                # One index range per organ, in delivery order, stopped by the page's limit:
-                # the only sorts left are of each organ's page (the arms' merge).
-                assert len(searches) == len(organs), plan
-                assert all("USING INDEX deliveries_waiting (recipient=?" in s for s in searches)
-                assert not any(s.startswith("SCAN d") or s.startswith("SCAN p") for s in plan)
-                if len(organs) == 1:
-                    assert not any("TEMP B-TREE" in s for s in plan), plan
+        # The waiting deliveries, one range per organ; the whole history (``state=all``),
+        # one per organ and state.
+        for states, index, per_organ in (
+            (INBOX_STATES, "deliveries_waiting (recipient=?", 1),
+            (frozenset(State), "deliveries_inbox (recipient=? AND state=?", len(State)),
+        ):
+            for organs in ([ORGANS[0]], list(ORGANS)):
+                for filters, params in (([], []), (["p.kind = ?", "d.seq > ?"], ["edoc", 5])):
+                    sql, args = _inbox_page(organs, states, filters, params, 100)
+                    plan = [str(r[-1]) for r in con.execute("EXPLAIN QUERY PLAN " + sql, args)]
+                    searches = [s for s in plan if s.startswith("SEARCH d")]
+                    # One index range each, in delivery order, stopped by the page's limit:
+                    # the only sorts left are of each range's page (the arms' merge).
+                    assert len(searches) == len(organs) * per_organ, plan
+                    assert all(f"USING INDEX {index}" in s for s in searches), plan
+                    assert not any(s.startswith("SCAN d") or s.startswith("SCAN p") for s in plan)
+                    if len(organs) * per_organ == 1:
+                        assert not any("TEMP B-TREE" in s for s in plan), plan
     finally:
         con.close()

@@ -17,7 +17,7 @@ from adapters import postgres_store
 from adapters.postgres_store import PostgresStore
 from adapters.sql.store import _inbox_page
 from hub.errors import Unavailable
-from hub.records import INBOX_STATES
+from hub.records import INBOX_STATES, State
 from tests.service import harness
 
 PACKAGES = 20_000
@@ -154,31 +154,37 @@ async def test_a_store_whose_package_connections_cannot_open_is_not_left_half_op
     assert len(opened) == 1 and opened[0]._closed  # the first pool's connections are gone
 
 
-async def test_an_inbox_page_reads_the_waiting_deliveries_of_its_organs_in_order(
+async def test_an_inbox_page_reads_its_own_rows_of_its_organs_in_order(
     pg: PostgresStore,
 ) -> None:
     # 20,000 waiting deliveries for each of two organs, no statistics: a page of 100 is
-    # read from the waiting deliveries' index, in order, not sorted out of all of them.
+    # read from an index, in order, not sorted out of all of them: the waiting deliveries'
+    # for the default inbox; one range per organ and state for the whole history (the
+    # waiting states' from either index: PostgreSQL plans with the state given).
     organs_cases = (["000.00.00.H53"], ["000.00.00.H53", "000.00.00.X01"])
-    for organs in organs_cases:
-        sql, args = _inbox_page(organs, INBOX_STATES, ["d.seq > ?"], [10], 100)
-        async with pg._connection() as conn:
-            answer = await conn.fetchval(
-                "EXPLAIN (FORMAT JSON, ANALYZE) " + postgres_store._pg(sql), *args
+    for states, indexes in (
+        (INBOX_STATES, {"deliveries_waiting"}),
+        (frozenset(State), {"deliveries_inbox", "deliveries_waiting"}),
+    ):
+        for organs in organs_cases:
+            sql, args = _inbox_page(organs, states, ["d.seq > ?"], [10], 100)
+            async with pg._connection() as conn:
+                answer = await conn.fetchval(
+                    "EXPLAIN (FORMAT JSON, ANALYZE) " + postgres_store._pg(sql), *args
+                )
+            plan = orjson.loads(answer)[0]["Plan"]
+            nodes = _nodes(plan)
+            assert ("Seq Scan", "deliveries") not in nodes, nodes
+            assert ("Sort", None) not in nodes or len(args) > 3, nodes
+            scans = _scans(plan, "deliveries")
+            assert scans and all(s.get("Index Name") in indexes for s in scans), scans
+            # Each range is read no further than the page.
+            assert all(s["Actual Rows"] <= 100 for s in scans), scans
+            page = await pg.inbox(
+                organs, kind=None, since_us=None, after_seq=10, limit=100, states=states
             )
-        plan = orjson.loads(answer)[0]["Plan"]
-        nodes = _nodes(plan)
-        assert ("Seq Scan", "deliveries") not in nodes, nodes
-        assert ("Sort", None) not in nodes or len(organs) > 1, nodes
-        scans = _scans(plan, "deliveries")
-        assert scans and all(s.get("Index Name") == "deliveries_waiting" for s in scans), scans
-        # Each organ's range is read no further than the page.
-        assert all(s["Actual Rows"] <= 100 for s in scans), scans
-        page = await pg.inbox(
-            organs, kind=None, since_us=None, after_seq=10, limit=100, states=INBOX_STATES
-        )
-        seqs = [i.delivery.seq for i in page]
-        assert len(seqs) == 100 and seqs == sorted(seqs) and seqs[0] > 10
+            seqs = [i.delivery.seq for i in page]
+            assert len(seqs) == 100 and seqs == sorted(seqs) and seqs[0] > 10
 
 
 def _scans(plan: dict[str, Any], relation: str) -> list[dict[str, Any]]:
