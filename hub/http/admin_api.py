@@ -15,7 +15,7 @@ from aiohttp import web
 
 from hub.errors import InputError
 from hub.http.app import json_answer
-from hub.http.native import _caller, json_object
+from hub.http.native import authenticated, json_object
 from hub.records import Organ, System
 from hub.service.audit import iso
 from hub.service.directory_admin import DirectoryAdmin, directory_json
@@ -23,7 +23,7 @@ from hub.service.hub import Hub
 
 
 async def _admin(request: web.Request) -> tuple[Hub, DirectoryAdmin, dict[str, Any]]:
-    hub, caller = _caller(request)
+    hub, caller = authenticated(request)
     caller.require_role("admin")
     body = await json_object(request)
     admin = hub.directory_admin(caller.actor)
@@ -139,7 +139,7 @@ async def remove_client_cert(request: web.Request) -> web.Response:
 async def directory(request: web.Request) -> web.Response:
     """The directory as ``lienthong directory list`` prints it (no secrets); administrators
     and auditors, as the console's directory page."""
-    hub, caller = _caller(request)
+    hub, caller = authenticated(request)
     caller.require_role("admin", "auditor")
     return json_answer(directory_json(hub.directory.current))
 

@@ -10,7 +10,7 @@ from prometheus_client import CONTENT_TYPE_LATEST
 
 from hub.errors import HubError
 from hub.http.app import HUB, json_answer
-from hub.http.native import _caller
+from hub.http.native import authenticated
 from hub.service.metrics import exposition
 
 
@@ -27,7 +27,7 @@ async def readyz(request: web.Request) -> web.Response:
 
 
 async def metrics_handler(request: web.Request) -> web.Response:
-    hub, caller = _caller(request)  # as every authenticated route
+    hub, caller = authenticated(request)  # as every authenticated route
     caller.require_role("admin", "auditor")
     with contextlib.suppress(HubError):  # store down: serve the last values; /readyz says why
         await hub.update_gauges()

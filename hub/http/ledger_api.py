@@ -14,7 +14,7 @@ from aiohttp import web
 
 from hub.errors import InputError
 from hub.http.app import HUB, json_answer, send_stream
-from hub.http.native import _caller, _delivery_json, _int, _package_json, json_object
+from hub.http.native import authenticated, delivery_json, int_query, json_object, package_json
 from hub.ledger import evidence, proofs
 from hub.records import AuditQuery, AuditRow, LedgerEvent
 from hub.service import audit
@@ -27,10 +27,10 @@ _READERS = ("admin", "auditor")
 
 def audit_json(row: AuditRow) -> dict[str, Any]:
     return {
-        **_package_json(row.package),
+        **package_json(row.package),
         "purged_at": iso(row.package.purged_us),
         "legal_hold": row.held,
-        "deliveries": [_delivery_json(d) for d in row.deliveries],
+        "deliveries": [delivery_json(d) for d in row.deliveries],
     }
 
 
@@ -47,7 +47,7 @@ def event_json(e: LedgerEvent) -> dict[str, Any]:
 
 
 async def checkpoint(request: web.Request) -> web.Response:
-    hub, _ = _caller(request)  # any authenticated system may see the signed tree head
+    hub, _ = authenticated(request)  # any authenticated system may see the signed tree head
     cp = await hub.store.latest_checkpoint()
     if cp is None:
         return json_answer({"checkpoint": None})
@@ -57,28 +57,30 @@ async def checkpoint(request: web.Request) -> web.Response:
 
 
 def _required_int(request: web.Request, name: str) -> int:
-    value = _int(request, name)
+    value = int_query(request, name)
     if value is None:
         raise InputError(f"{name} is required", code="bad_parameter")
     return value
 
 
 async def inclusion(request: web.Request) -> web.Response:
-    hub, caller = _caller(request)
+    hub, caller = authenticated(request)
     caller.require_role(*_READERS)
     seq = _required_int(request, "seq")
-    return json_answer((await proofs.inclusion(hub.store, seq, _int(request, "size"))).as_dict())
+    return json_answer(
+        (await proofs.inclusion(hub.store, seq, int_query(request, "size"))).as_dict()
+    )
 
 
 async def consistency(request: web.Request) -> web.Response:
-    hub, caller = _caller(request)
+    hub, caller = authenticated(request)
     caller.require_role(*_READERS)
     old = _required_int(request, "old")
-    return json_answer(await proofs.consistency(hub.store, old, _int(request, "new")))
+    return json_answer(await proofs.consistency(hub.store, old, int_query(request, "new")))
 
 
 async def events(request: web.Request) -> web.Response:
-    hub, caller = _caller(request)
+    hub, caller = authenticated(request)
     caller.require_role(*_READERS)
     rows = await hub.store.package_ledger_events(request.match_info["id"])
     return json_answer(
@@ -87,7 +89,7 @@ async def events(request: web.Request) -> web.Response:
 
 
 async def evidence_bundle(request: web.Request) -> web.StreamResponse:
-    hub, caller = _caller(request)
+    hub, caller = authenticated(request)
     caller.require_role(*_READERS)
     return await send_evidence(request, hub, caller, request.match_info["id"])
 
@@ -111,9 +113,9 @@ async def send_evidence(
 
 
 async def audit_packages(request: web.Request) -> web.Response:
-    _, caller = _caller(request)
+    _, caller = authenticated(request)
     caller.require_role(*_READERS)
-    limit = max(1, min(_int(request, "limit", 100) or 100, 1000))
+    limit = max(1, min(int_query(request, "limit", 100) or 100, 1000))
     rows, nxt = await audit_page(request, caller, request.query, limit)
     return json_answer({"items": [audit_json(r) for r in rows], "next": nxt})
 
@@ -158,13 +160,13 @@ async def stream_export(
 
 
 async def audit_export(request: web.Request) -> web.StreamResponse:
-    _, caller = _caller(request)
+    _, caller = authenticated(request)
     caller.require_role(*_READERS)
     return await stream_export(request, caller, request.query, "audit")
 
 
 async def hold(request: web.Request) -> web.Response:
-    hub, caller = _caller(request)
+    hub, caller = authenticated(request)
     caller.require_role("admin")
     pid = request.match_info["id"]
     reason = None

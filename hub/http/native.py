@@ -44,7 +44,7 @@ OPENAPI = Path(__file__).resolve().parents[2] / "schemas" / "openapi.json"
 _CHUNK = 256 * 1024
 
 
-def _caller(request: web.Request) -> tuple[Hub, Caller]:
+def authenticated(request: web.Request) -> tuple[Hub, Caller]:
     hub = request.app[HUB]
     caller = authenticate(
         hub.directory.current,
@@ -154,7 +154,7 @@ async def receive(
     return Received(body, None, digest.hexdigest(), trimmed)
 
 
-def _delivery_json(d: DeliveryRow) -> dict[str, Any]:
+def delivery_json(d: DeliveryRow) -> dict[str, Any]:
     return {
         "delivery_id": d.id,
         "recipient": d.recipient,
@@ -169,7 +169,7 @@ def _delivery_json(d: DeliveryRow) -> dict[str, Any]:
     }
 
 
-def _package_json(p: PackageRow) -> dict[str, Any]:
+def package_json(p: PackageRow) -> dict[str, Any]:
     return {
         "id": p.id,
         "kind": p.kind,
@@ -190,8 +190,8 @@ def _package_json(p: PackageRow) -> dict[str, Any]:
 
 def _inbox_json(item: InboxItem) -> dict[str, Any]:
     return {
-        **_package_json(item.package),
-        **_delivery_json(item.delivery),
+        **package_json(item.package),
+        **delivery_json(item.delivery),
         "seq": item.delivery.seq,
     }
 
@@ -214,7 +214,7 @@ async def _access(
 
 async def submit(request: web.Request) -> web.Response:
     started = time.perf_counter()
-    hub, caller = _caller(request)
+    hub, caller = authenticated(request)
     kind = request.query.get("kind")
     with contextlib.ExitStack() as held:  # the upload slot and the body, until answered
         try:
@@ -256,7 +256,7 @@ async def json_object(request: web.Request) -> dict[str, Any]:
     return body
 
 
-def _int(request: web.Request, name: str, default: int | None = None) -> int | None:
+def int_query(request: web.Request, name: str, default: int | None = None) -> int | None:
     raw = request.query.get(name)
     if raw is None:
         return default
@@ -264,7 +264,7 @@ def _int(request: web.Request, name: str, default: int | None = None) -> int | N
 
 
 async def inbox(request: web.Request) -> web.Response:
-    hub, caller = _caller(request)
+    hub, caller = authenticated(request)
     organ = request.query.get("organ")
     if organ:
         caller.require_organ(organ, action="read the inbox")
@@ -280,7 +280,7 @@ async def inbox(request: web.Request) -> web.Response:
     kind = request.query.get("kind")
     if kind not in (None, "edoc", "status"):
         raise InputError("kind must be edoc or status", code="bad_parameter")
-    limit = max(1, min(_int(request, "limit", 100) or 100, 1000))
+    limit = max(1, min(int_query(request, "limit", 100) or 100, 1000))
     states = INBOX_STATES
     if request.query.get("state") == "all":
         states = frozenset(State)
@@ -288,7 +288,7 @@ async def inbox(request: web.Request) -> web.Response:
         organs,
         kind=kind,
         since_us=since_us,
-        after_seq=_int(request, "after"),
+        after_seq=int_query(request, "after"),
         limit=limit,
         states=states,
     )
@@ -300,7 +300,7 @@ async def inbox(request: web.Request) -> web.Response:
 
 
 async def fetch(request: web.Request) -> web.StreamResponse:
-    hub, caller = _caller(request)
+    hub, caller = authenticated(request)
     p, ds = await _access(hub, caller, request.match_info["id"])
     if p.purged_us is not None:
         raise Gone(
@@ -351,25 +351,25 @@ async def _summary(hub: Hub, p: PackageRow) -> dict[str, Any]:
 
 
 async def metadata(request: web.Request) -> web.Response:
-    hub, caller = _caller(request)
+    hub, caller = authenticated(request)
     p, ds = await _access(hub, caller, request.match_info["id"])
     body = {
-        **_package_json(p),
+        **package_json(p),
         "summary": await _summary(hub, p),
-        "deliveries": [_delivery_json(d) for d in ds],
+        "deliveries": [delivery_json(d) for d in ds],
     }
     return json_answer(body)
 
 
 async def deliveries(request: web.Request) -> web.Response:
-    hub, caller = _caller(request)
+    hub, caller = authenticated(request)
     p, ds = await _access(hub, caller, request.match_info["id"])
     # A document's notice of receipt is due by the end of a working day (Decree 30/2020).
     due = hub.calendar.due_us(p.received_us) if p.kind == "edoc" else None
     now = hub.clock.now_us()
     items = [
         {
-            **_delivery_json(d),
+            **delivery_json(d),
             "acknowledgement_overdue": due is not None
             and due <= now
             and unanswered(p.kind, d.business_status, str(d.state)),
@@ -382,7 +382,7 @@ async def deliveries(request: web.Request) -> web.Response:
 
 
 async def ack(request: web.Request) -> web.Response:
-    hub, caller = _caller(request)
+    hub, caller = authenticated(request)
     body = await _json_body(request)
     if not isinstance(body, dict) or body.get("result") not in ("done", "fail"):
         raise InputError('result must be "done" or "fail"', code="bad_ack")
@@ -406,11 +406,11 @@ async def ack(request: web.Request) -> web.Response:
         )
         for d in mine
     ]
-    return json_answer({"package_id": p.id, "deliveries": [_delivery_json(d) for d in out]})
+    return json_answer({"package_id": p.id, "deliveries": [delivery_json(d) for d in out]})
 
 
 async def organs(request: web.Request) -> web.Response:
-    hub, _ = _caller(request)
+    hub, _ = authenticated(request)
     d = hub.directory.current
     items = [
         {
@@ -428,7 +428,7 @@ async def organs(request: web.Request) -> web.Response:
 
 
 async def resend(request: web.Request) -> web.Response:
-    hub, caller = _caller(request)
+    hub, caller = authenticated(request)
     caller.require_role("admin")
     body = await json_object(request)
     reason = str(body.get("reason") or "resent by an administrator")
@@ -436,11 +436,11 @@ async def resend(request: web.Request) -> web.Response:
     hub.relay.kick([item])
     d = await hub.store.delivery(request.match_info["id"])
     assert d is not None
-    return json_answer(_delivery_json(d), status=202)
+    return json_answer(delivery_json(d), status=202)
 
 
 async def openapi(request: web.Request) -> web.FileResponse:
-    _caller(request)
+    authenticated(request)
     return web.FileResponse(OPENAPI, headers={"Content-Type": "application/json"})
 
 
