@@ -450,6 +450,8 @@ class Intake:
         existing = await self.store.package(dup.existing_id) if dup.existing_id else None
         if existing is None:  # pragma: no cover - the key's row vanished: never deleted
             raise Conflict("duplicate package", code="duplicate_package")
+        if dup.key == "same_key":
+            await self._drop_bytes(row.sha256)
         if dup.key == "same_key" and row.kind == "edoc":
             raise Conflict(
                 f"document {row.document_id!r} from {row.sender_organ} was already received "
@@ -460,6 +462,18 @@ class Intake:
             )
         data = {"key": dup.key, "sha256": row.sha256, "kind": row.kind}
         return await self._answer_duplicate(existing, actor, data, organ=row.sender_organ)
+
+    async def _drop_bytes(self, sha256: str) -> None:
+        """The bytes just written were not taken (another package holds their document's
+        key): unless some package holds these very bytes, they go, as a refused package's
+        never come. An agency's DMS that resends a document re-signed (new bytes, same key)
+        would otherwise leave a file behind at each try. Checked as retention checks before
+        it deletes; a failure to delete is logged, the answer stands."""
+        try:
+            if not await self.store.sha256_in_use(sha256):
+                await self.blobs.delete(sha256)
+        except (HubError, OSError) as exc:
+            log.warning("refused_bytes_kept", sha256=sha256, error=str(exc))
 
     async def _answer_duplicate(
         self, existing: PackageRow, actor: str, data: dict[str, Any], *, organ: str | None = None

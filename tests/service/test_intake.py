@@ -9,11 +9,14 @@ import time
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from hub.edxml import demo
 from hub.edxml.builder import build
 from hub.edxml.model import Business, BusinessDocType
 from hub.errors import HubError
 from hub.records import Organ, System
+from hub.service import intake as intake_module
 from hub.service.auth import authenticate
 from hub.service.directory_admin import DirectoryAdmin
 from hub.service.intake import Intake, Submission
@@ -153,10 +156,17 @@ async def test_same_bytes_twice_is_one_package(hut: HubUnderTest) -> None:
 
 
 async def test_same_document_id_with_other_bytes_is_a_conflict(hut: HubUnderTest) -> None:
-    await hut.submit("sys-a", demo.document_bytes(sender=A, to=(B,)))
+    first = demo.document_bytes(sender=A, to=(B,))
+    await hut.submit("sys-a", first)
     other = demo.document_bytes(sender=A, to=(B,), payload=b"%PDF different")
-    r = await hut.submit("sys-a", other)
-    assert await _error(r) == (409, "duplicate_document")
+    for _ in range(2):  # a DMS that tries again: each try refused, its bytes not kept
+        r = await hut.submit("sys-a", other)
+        assert await _error(r) == (409, "duplicate_document")
+        assert not await hut.hub.blobs.exists(hashlib.sha256(other).hexdigest())
+    assert await hut.hub.blobs.exists(hashlib.sha256(first).hexdigest())
+    # Bytes that some package holds stay, whichever submission was refused for its key.
+    await hut.hub.intake._drop_bytes(hashlib.sha256(first).hexdigest())
+    assert await hut.hub.blobs.exists(hashlib.sha256(first).hexdigest())
 
 
 async def test_replacement_reuses_the_document_id_and_links_to_it(hut: HubUnderTest) -> None:
@@ -181,6 +191,34 @@ async def test_replacement_reuses_the_document_id_and_links_to_it(hut: HubUnderT
     assert meta["related_package_id"] == first["id"] and meta["business_type"] == 3
 
 
+async def test_refused_bytes_that_cannot_be_removed_leave_the_answer_as_it_was(
+    hut: HubUnderTest, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    await hut.submit("sys-a", demo.document_bytes(sender=A, to=(B,)))
+    other = demo.document_bytes(sender=A, to=(B,), payload=b"%PDF different")
+    seen: list[tuple[str, dict[str, Any]]] = []
+
+    class _Log:  # the intake's logger, its warnings kept
+        def bind(self, **kw: Any) -> _Log:
+            return self
+
+        def info(self, event: str, **kw: Any) -> None:
+            pass
+
+        def warning(self, event: str, **kw: Any) -> None:
+            seen.append((event, kw))
+
+    async def broken(sha256: str) -> None:
+        raise OSError(errno.EIO, "I/O error")
+
+    monkeypatch.setattr(intake_module, "log", _Log())
+    monkeypatch.setattr(hut.hub.blobs, "delete", broken)
+    r = await hut.submit("sys-a", other)
+    assert await _error(r) == (409, "duplicate_document")
+    sha = hashlib.sha256(other).hexdigest()
+    assert seen == [("refused_bytes_kept", {"sha256": sha, "error": "[Errno 5] I/O error"})]
+
+
 async def test_duplicate_status_is_dropped_but_05_repeats(hut: HubUnderTest) -> None:
     await hut.submit("sys-a", demo.document_bytes(sender=A, to=(B,)))
     st = build(demo.status("03", addressee=A, sender=B))
@@ -195,6 +233,9 @@ async def test_duplicate_status_is_dropped_but_05_repeats(hut: HubUnderTest) -> 
     )
     r = await hut.submit("sys-b", again)
     assert r.status == 200 and (await r.json())["duplicate"] is True
+    # Answered as the status already held: the repeat's own bytes are not kept.
+    assert not await hut.hub.blobs.exists(hashlib.sha256(again).hexdigest())
+    assert await hut.hub.blobs.exists(hashlib.sha256(st).hexdigest())
     for minute in (1, 2):
         p = build(
             demo.status(
