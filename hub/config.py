@@ -115,6 +115,11 @@ class IntakeConfig:
     # the event loop: -1 is one when the machine has more than one core; 0 examines them
     # on the event loop.
     examiners: int = -1
+    # Each examiner process's address space (MB; 0: uncapped): a package that makes a
+    # native library allocate without end fails in its examiner (503 examiner_failed)
+    # instead of taking the machine's memory. An idle examiner maps ~70 MB; a batch of
+    # 64 packages of 512 KB needs ~200 MB more.
+    examiner_memory_mb: int = 1024
 
 
 @dataclass
@@ -293,6 +298,19 @@ def load(path: Path | None = None, env: Mapping[str, str] | None = None) -> Conf
     return cfg
 
 
+def _check_examiners(intake: IntakeConfig) -> None:
+    if not -1 <= intake.examiners <= 64:
+        raise ConfigError(
+            "[intake] examiners must be -1 (one when there is a core to spare), 0 (none: "
+            "the event loop examines) or a number of processes up to 64"
+        )
+    if intake.examiner_memory_mb != 0 and intake.examiner_memory_mb < 256:
+        raise ConfigError(
+            "[intake] examiner_memory_mb must be 0 (no cap) or at least 256 (an idle examiner "
+            "process maps ~70 MB; a full batch of small packages needs ~200 MB more)"
+        )
+
+
 def _check(cfg: Config) -> None:
     allowed = {
         ("store", "kind"): ("sqlite", "postgres"),
@@ -325,11 +343,7 @@ def _check(cfg: Config) -> None:
             raise ConfigError(f"[{section}] {key} must be at least 1")
     if cfg.blobs.min_free_mb < 0:
         raise ConfigError("[blobs] min_free_mb must be 0 (no reserve) or more")
-    if not -1 <= cfg.intake.examiners <= 64:
-        raise ConfigError(
-            "[intake] examiners must be -1 (one when there is a core to spare), 0 (none: "
-            "the event loop examines) or a number of processes up to 64"
-        )
+    _check_examiners(cfg.intake)
     if cfg.server.workers > 1 and (cfg.store.kind, cfg.broker.kind) != ("postgres", "rabbitmq"):
         raise ConfigError(
             "[server] workers > 1 needs store kind = postgres and broker kind = rabbitmq "

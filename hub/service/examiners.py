@@ -13,7 +13,11 @@ What needs the hub's state stays on the loop afterwards: authorisation, routing 
 the trust decision on the signer (the trust store, reloaded while the hub runs, lives
 here). A child that dies (a crash in a native library on hostile input, the kernel's
 OOM killer) fails only the examinations it held, with 503 ``examiner_failed`` (the
-clients send again), and is replaced at the next batch.
+clients send again), and is replaced at the next batch. Each child caps its own address
+space (``[intake] examiner_memory_mb``, ``RLIMIT_AS``): a package that makes a native
+library allocate without end fails in that child, as an allocation that failed, before
+the machine's memory (and the OOM killer's choice among the hub, PostgreSQL and
+RabbitMQ) is at stake.
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ import dataclasses
 import json
 import os
 import pickle
+import resource
 import signal
 import struct
 import sys
@@ -65,9 +70,12 @@ def _failed(message: str) -> Unavailable:
 class _Child:
     """One examiner process and the examinations it owes, in the order it was sent them."""
 
-    def __init__(self, settings: ExamineSettings, metrics: Metrics | None) -> None:
+    def __init__(
+        self, settings: ExamineSettings, metrics: Metrics | None, memory_mb: int = 0
+    ) -> None:
         self._settings = settings
         self._metrics = metrics
+        self._memory_mb = memory_mb
         self._proc: asyncio.subprocess.Process | None = None
         self._waiting: list[bytes] = []  # frames sent before the process was up
         # seq -> the examination owed and when it was sent (answered in that order)
@@ -113,6 +121,7 @@ class _Child:
                 "-m",
                 "hub.service.examiners",
                 _settings_arg(self._settings),
+                str(self._memory_mb),
                 stdin=asyncio.subprocess.PIPE,
                 stdout=asyncio.subprocess.PIPE,
             )
@@ -211,11 +220,19 @@ class _Child:
 class ProcessExaminers:
     """A few examiner processes; each batch goes to the one owing the fewest."""
 
-    def __init__(self, count: int, settings: ExamineSettings, metrics: Metrics | None) -> None:
+    def __init__(
+        self,
+        count: int,
+        settings: ExamineSettings,
+        metrics: Metrics | None,
+        *,
+        memory_mb: int = 0,
+    ) -> None:
         if count < 1:
             raise ValueError("ProcessExaminers needs at least one process")
         self.count = count
         self.settings = settings
+        self.memory_mb = memory_mb  # each child's address space; 0: not capped
         self._metrics = metrics
         self._children: list[_Child] = []
         self._respawned = 0.0
@@ -237,7 +254,7 @@ class ProcessExaminers:
                     child.kill()
 
     def _spawn(self) -> _Child:
-        child = _Child(self.settings, self._metrics)
+        child = _Child(self.settings, self._metrics, self.memory_mb)
         child.start()
         self._children.append(child)
         return child
@@ -301,6 +318,11 @@ def _examine_one(r: ExamineRequest, settings: ExamineSettings) -> tuple[bool, An
         return True, examine(r, settings)
     except HubError as exc:
         return False, exc
+    except MemoryError:  # over the cap: this package's own allocations are freed again
+        return False, _failed(
+            "examining this package needed more memory than an examiner process may use; "
+            "if it is a genuine package, tell the hub's operator"
+        )
     except Exception:  # noqa: BLE001 - reported to the parent as a 500, the child goes on
         return False, traceback.format_exc(limit=8)
 
@@ -325,9 +347,17 @@ def serve(inp: BinaryIO, out: BinaryIO, settings: ExamineSettings) -> None:
         out.flush()
 
 
+def cap_memory(memory_mb: int) -> None:
+    """Cap this process's address space (``RLIMIT_AS``) at ``memory_mb``; 0 leaves it."""
+    if memory_mb > 0:
+        limit = memory_mb * 1024 * 1024
+        resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+
+
 def main(argv: Sequence[str]) -> int:
     # Ctrl-C in a terminal reaches the whole process group: the hub stops its children.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    cap_memory(int(argv[1]) if len(argv) > 1 else 0)
     tune_allocator()
     tune_gc()
     # The replies own stdout; anything a library prints goes to stderr (the hub's log).

@@ -148,7 +148,13 @@ class Hub:
             default_policy=SignaturePolicy(cfg.intake.default_policy),
             on_commit=self.relay.kick,
             large_examinations=cfg.intake.large_examinations,
-            examiners=ProcessExaminers(examiners, settings, self.metrics) if examiners else None,
+            examiners=(
+                ProcessExaminers(
+                    examiners, settings, self.metrics, memory_mb=cfg.intake.examiner_memory_mb
+                )
+                if examiners
+                else None
+            ),
             ocsp=(
                 OcspChecker.configured(
                     cfg.trust, parts.ocsp_source, self.trust_reloader.ocsp_answers, self.metrics

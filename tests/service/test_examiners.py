@@ -118,6 +118,56 @@ async def test_a_child_that_dies_fails_what_it_held_and_is_replaced(
     assert pool.pids() and pool.pids() != [pid]
 
 
+async def test_each_child_caps_its_memory_and_a_package_past_it_fails_alone(
+    pki_dir: tuple[Path, dict[str, str]],
+) -> None:
+    # Two million elements (allowed here): ~20 MB of bytes, several hundred MB of tree,
+    # past a 150 MB cap. libxml2's allocation fails, the package is refused as what it
+    # is, and the child goes on examining.
+    pool = ProcessExaminers(
+        1, ExamineSettings(XmlLimits(max_elements=10_000_000)), Metrics(), memory_mb=150
+    )
+    await pool.start()
+    try:
+        root, _ = pki_dir
+        data = signed(root, A, demo.document_bytes(sender=A, to=(B,)))
+        await asyncio.gather(*pool.examine_many([_request(data)]))  # the child is up
+        [pid] = pool.pids()
+        limits = (await asyncio.to_thread(Path(f"/proc/{pid}/limits").read_text)).splitlines()
+        [line] = [x for x in limits if x.startswith("Max address space")]
+        assert line.split()[3:5] == [str(150 << 20)] * 2, line
+        huge = b"<a>" + b"<b x='1'/>" * 2_000_000 + b"</a>"
+        [refused] = await asyncio.gather(
+            *pool.examine_many([_request(huge, check=False)]), return_exceptions=True
+        )
+        # Uncapped, the same bytes parse, and are refused for their root (``not_edxml``).
+        assert isinstance(refused, MalformedXml) and refused.error_code == "not_well_formed"
+        after = await asyncio.gather(*pool.examine_many([_request(data)]))
+        assert after[0].kind == "edoc" and pool.pids() == [pid]
+    finally:
+        await pool.stop()
+
+
+def test_an_examination_out_of_memory_is_a_503_and_the_child_goes_on(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    def exhausted(r: ExamineRequest, settings: ExamineSettings) -> None:
+        raise MemoryError
+
+    monkeypatch.setattr(ex_mod, "examine", exhausted)
+    ok, error = ex_mod._examine_one(_request(b"<a/>"), SETTINGS)
+    assert not ok and isinstance(error, Unavailable)
+    assert (error.error_code, error.http_status) == ("examiner_failed", 503)
+    assert "more memory" in str(error)
+
+
+def test_the_examiner_memory_cap_is_configured() -> None:
+    assert load(env={}).intake.examiner_memory_mb == 1024
+    assert load(env={"LIENTHONG_INTAKE_EXAMINER_MEMORY_MB": "0"}).intake.examiner_memory_mb == 0
+    with pytest.raises(ConfigError, match="examiner_memory_mb"):
+        load(env={"LIENTHONG_INTAKE_EXAMINER_MEMORY_MB": "100"})
+
+
 async def test_stopping_ends_the_children_and_fails_nothing_silently(
     pki_dir: tuple[Path, dict[str, str]],
 ) -> None:
