@@ -11,6 +11,7 @@ import pytest
 from adapters.sql.store import SqlStore
 from adapters.sqlite_store import SqliteStore
 from hub.http import app
+from tests.logged import record_logs
 from tests.service import harness
 from tests.service.harness import HubUnderTest
 
@@ -62,14 +63,5 @@ async def pushed(
 
 @pytest.fixture
 def http_warnings(monkeypatch: pytest.MonkeyPatch) -> list[dict[str, Any]]:
-    """What the HTTP layer logs as warnings, as event dicts. Its logger is replaced for
-    the test: structlog caches loggers on first use, so a capture configured later (as
-    ``structlog.testing.capture_logs`` does) depends on which test used it first."""
-    seen: list[dict[str, Any]] = []
-
-    class _Log:
-        def warning(self, event: str, **kw: Any) -> None:
-            seen.append({"event": event, **kw})
-
-    monkeypatch.setattr(app, "log", _Log())
-    return seen
+    """What the HTTP layer logs as warnings, as event dicts (``tests/logged.py``)."""
+    return record_logs(monkeypatch, app).by_level["warning"]

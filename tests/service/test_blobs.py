@@ -19,6 +19,7 @@ import pytest
 from adapters.blobs import FileBlobStore, FlushGroup
 from hub.config import load
 from hub.errors import ConfigError, NotFound, Unavailable
+from tests.logged import record_logs
 
 
 async def test_a_spool_becomes_the_blob_and_a_duplicate_spool_disappears(tmp_path: Path) -> None:
@@ -251,24 +252,22 @@ async def test_a_volume_that_cannot_be_looked_at_is_logged_once_per_change(
     """Every put looks at the volume (here at once, not a second apart): a volume that
     keeps failing is one log line, not one per look; it is logged again once it has
     come back and failed anew."""
-    import structlog  # noqa: PLC0415
-
     from adapters import blobs as blobs_module  # noqa: PLC0415
 
     monkeypatch.setattr(blobs_module, "_ROOM_CHECK_S", 0.0)
     blobs = FileBlobStore(tmp_path / "vol")
-    with structlog.testing.capture_logs() as logs:
-        os.rmdir(tmp_path / "vol")
-        for _ in range(5):
-            with pytest.raises(Unavailable) as err:
-                blobs.check_room()
-            assert err.value.error_code == "blob_store_unavailable"
-        (tmp_path / "vol").mkdir()
-        blobs.check_room()  # back: room again
-        os.rmdir(tmp_path / "vol")
-        with pytest.raises(Unavailable):
+    logged = record_logs(monkeypatch, blobs_module)
+    os.rmdir(tmp_path / "vol")
+    for _ in range(5):
+        with pytest.raises(Unavailable) as err:
             blobs.check_room()
-    failed = [e for e in logs if e["event"] == "blob_store_failed"]
+        assert err.value.error_code == "blob_store_unavailable"
+    (tmp_path / "vol").mkdir()
+    blobs.check_room()  # back: room again
+    os.rmdir(tmp_path / "vol")
+    with pytest.raises(Unavailable):
+        blobs.check_room()
+    failed = [e for e in logged.by_level["warning"] if e["event"] == "blob_store_failed"]
     assert len(failed) == 2 and failed[0]["errno"] == "ENOENT"
 
 
@@ -277,24 +276,22 @@ async def test_a_volume_back_from_failing_but_low_is_logged_low(
 ) -> None:
     """A volume that failed and comes back short of its reserve says so (it had not
     been logged low before it failed, so nothing else would)."""
-    import structlog  # noqa: PLC0415
-
     from adapters import blobs as blobs_module  # noqa: PLC0415
 
     monkeypatch.setattr(blobs_module, "_ROOM_CHECK_S", 0.0)
     blobs = FileBlobStore(tmp_path / "vol")
     blobs.min_free_bytes = blobs.free_bytes() * 4
-    with structlog.testing.capture_logs() as logs:
-        os.rmdir(tmp_path / "vol")
+    logged = record_logs(monkeypatch, blobs_module)
+    os.rmdir(tmp_path / "vol")
+    with pytest.raises(Unavailable) as err:
+        blobs.check_room()
+    assert err.value.error_code == "blob_store_unavailable"
+    (tmp_path / "vol").mkdir()
+    for _ in range(3):
         with pytest.raises(Unavailable) as err:
             blobs.check_room()
-        assert err.value.error_code == "blob_store_unavailable"
-        (tmp_path / "vol").mkdir()
-        for _ in range(3):
-            with pytest.raises(Unavailable) as err:
-                blobs.check_room()
-            assert err.value.error_code == "blob_store_full"
-    events = [e["event"] for e in logs]
+        assert err.value.error_code == "blob_store_full"
+    events = [e["event"] for e in logged.events]
     assert events == ["blob_store_failed", "blob_store_low"]
 
 

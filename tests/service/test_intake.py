@@ -20,6 +20,7 @@ from hub.service import intake as intake_module
 from hub.service.auth import authenticate
 from hub.service.directory_admin import DirectoryAdmin
 from hub.service.intake import Intake, Submission
+from tests.logged import record_logs
 from tests.service.harness import A, B, HubUnderTest, eventually, signed
 
 
@@ -196,27 +197,18 @@ async def test_refused_bytes_that_cannot_be_removed_leave_the_answer_as_it_was(
 ) -> None:
     await hut.submit("sys-a", demo.document_bytes(sender=A, to=(B,)))
     other = demo.document_bytes(sender=A, to=(B,), payload=b"%PDF different")
-    seen: list[tuple[str, dict[str, Any]]] = []
-
-    class _Log:  # the intake's logger, its warnings kept
-        def bind(self, **kw: Any) -> _Log:
-            return self
-
-        def info(self, event: str, **kw: Any) -> None:
-            pass
-
-        def warning(self, event: str, **kw: Any) -> None:
-            seen.append((event, kw))
 
     async def broken(sha256: str) -> None:
         raise OSError(errno.EIO, "I/O error")
 
-    monkeypatch.setattr(intake_module, "log", _Log())
+    logged = record_logs(monkeypatch, intake_module)
     monkeypatch.setattr(hut.hub.blobs, "delete", broken)
     r = await hut.submit("sys-a", other)
     assert await _error(r) == (409, "duplicate_document")
     sha = hashlib.sha256(other).hexdigest()
-    assert seen == [("refused_bytes_kept", {"sha256": sha, "error": "[Errno 5] I/O error"})]
+    assert logged.by_level["warning"] == [
+        {"event": "refused_bytes_kept", "sha256": sha, "error": "[Errno 5] I/O error"}
+    ]
 
 
 async def test_duplicate_status_is_dropped_but_05_repeats(hut: HubUnderTest) -> None:

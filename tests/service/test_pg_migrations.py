@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import AsyncIterator
-from typing import Any
 
 import asyncpg
 import pytest
@@ -14,6 +13,7 @@ import pytest
 from adapters import postgres_store
 from adapters.postgres_store import PostgresStore
 from adapters.sql.schema import MIGRATIONS, OnlineIndex, online_indexes, statements
+from tests.logged import record_logs
 from tests.service import harness
 
 ONLINE = next(v for v, m in enumerate(MIGRATIONS, start=1) if online_indexes(m))
@@ -98,21 +98,12 @@ async def test_an_interrupted_build_is_dropped_and_built_again(
             with pytest.raises(asyncpg.UniqueViolationError):
                 await conn.execute(f"CREATE UNIQUE INDEX CONCURRENTLY {INDEX} ON leftover (x)")
             assert await _index(conn) == (False, "leftover")
-            # The module's logger replaced: structlog caches loggers on first use, so a
-            # capture set up later sees them or not depending on the tests before.
-            warned: list[tuple[str, dict[str, Any]]] = []
-
-            class _Log:
-                def warning(self, event: str, **kw: Any) -> None:
-                    warned.append((event, kw))
-
-                def info(self, event: str, **kw: Any) -> None:
-                    """store_migrated: not what this test looks at."""
-
-            monkeypatch.setattr(postgres_store, "log", _Log())
+            logged = record_logs(monkeypatch, postgres_store)
             await store.open()
             assert await _index(conn) == (True, "deliveries")
-            assert warned == [("store_index_rebuilt", {"store": "postgres", "index": INDEX})]
+            assert logged.by_level["warning"] == [
+                {"event": "store_index_rebuilt", "store": "postgres", "index": INDEX}
+            ]
         finally:
             await conn.close()
 
@@ -122,13 +113,11 @@ async def test_processes_starting_together_migrate_once(
 ) -> None:
     """While one process migrates (here: holds the lock), the others wait for it and say
     so; then one migrates and the rest find nothing to do."""
-    said: list[str] = []
+    logged = record_logs(monkeypatch, postgres_store).by_level["info"]
 
-    class _Log:
-        def info(self, event: str, **kw: Any) -> None:
-            said.append(event)
+    def said() -> list[str]:
+        return [e["event"] for e in logged]
 
-    monkeypatch.setattr(postgres_store, "log", _Log())
     stores = [harness.pg_store() for _ in range(3)]
     schema = stores[0].schema
     for s in stores[1:]:
@@ -138,13 +127,13 @@ async def test_processes_starting_together_migrate_once(
         await holder.execute("SELECT pg_advisory_lock($1)", postgres_store._MIGRATION_LOCK)
         opening = asyncio.gather(*(s.open() for s in stores))
         for _ in range(200):
-            if said.count("store_migration_waiting") == len(stores) or opening.done():
+            if said().count("store_migration_waiting") == len(stores) or opening.done():
                 break
             await asyncio.sleep(0.05)
-        assert said == ["store_migration_waiting"] * len(stores)
+        assert said() == ["store_migration_waiting"] * len(stores)
         await holder.execute("SELECT pg_advisory_unlock($1)", postgres_store._MIGRATION_LOCK)
         await asyncio.wait_for(opening, 60)
-        assert said.count("store_migrated") == len(MIGRATIONS)
+        assert said().count("store_migrated") == len(MIGRATIONS)
         conn = await _connect(stores[0])
         try:
             assert await _versions(conn) == list(range(1, len(MIGRATIONS) + 1))
