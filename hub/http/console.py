@@ -312,11 +312,11 @@ async def ledger_verify(request: web.Request) -> web.Response:
     if not state.running:
         state.running = True
         state.by = caller.system_id
-        state.task = asyncio.create_task(_verify(hub, state, caller.system_id))
+        state.task = asyncio.create_task(_verify(hub, state, caller.actor))
     raise web.HTTPSeeOther("/admin/ledger")
 
 
-async def _verify(hub: Hub, state: VerifyState, system_id: str) -> None:
+async def _verify(hub: Hub, state: VerifyState, actor: str) -> None:
     anchors = list(hub.signer.chain[1:]) or list(hub.signer.chain[:1])
     started = time.time()
     try:
@@ -327,7 +327,7 @@ async def _verify(hub: Hub, state: VerifyState, system_id: str) -> None:
                 Event(
                     "ledger_verified",
                     at_us,
-                    actor=f"system:{system_id}",
+                    actor=actor,
                     data={
                         "ok": r.ok,
                         "leaves": r.leaves,

@@ -44,6 +44,7 @@ from hub.service.examination import Examination, ExamineRequest, ExamineSettings
 from hub.service.examiners import ProcessExaminers
 from hub.service.metrics import Metrics
 from hub.service.ocsp_check import OcspChecker
+from hub.service.retention import drop_unheld
 from hub.service.routing import Target, dedupe_key, targets
 from hub.signature.policy import SignatureChecker, SignaturePolicy, SignatureRecord, enforce
 from hub.signature.trust import TrustStore
@@ -452,14 +453,14 @@ class Intake:
             raise Conflict("duplicate package", code="duplicate_package")
         if dup.key == "same_key":
             await self._drop_bytes(row.sha256)
-        if dup.key == "same_key" and row.kind == "edoc":
-            raise Conflict(
-                f"document {row.document_id!r} from {row.sender_organ} was already received "
-                f"as package {existing.id} with different content; send an update (business "
-                "type 2) or a replacement (3) instead",
-                code="duplicate_document",
-                details={"existing_id": existing.id},
-            )
+            if row.kind == "edoc":
+                raise Conflict(
+                    f"document {row.document_id!r} from {row.sender_organ} was already "
+                    f"received as package {existing.id} with different content; send an "
+                    "update (business type 2) or a replacement (3) instead",
+                    code="duplicate_document",
+                    details={"existing_id": existing.id},
+                )
         data = {"key": dup.key, "sha256": row.sha256, "kind": row.kind}
         return await self._answer_duplicate(existing, actor, data, organ=row.sender_organ)
 
@@ -467,11 +468,10 @@ class Intake:
         """The bytes just written were not taken (another package holds their document's
         key): unless some package holds these very bytes, they go, as a refused package's
         never come. An agency's DMS that resends a document re-signed (new bytes, same key)
-        would otherwise leave a file behind at each try. Checked as retention checks before
-        it deletes; a failure to delete is logged, the answer stands."""
+        would otherwise leave a file behind at each try. Retention's rule
+        (``drop_unheld``); a failure to delete is logged, the answer stands."""
         try:
-            if not await self.store.sha256_in_use(sha256):
-                await self.blobs.delete(sha256)
+            await drop_unheld(self.store, self.blobs, sha256)
         except (HubError, OSError) as exc:
             log.warning("refused_bytes_kept", sha256=sha256, error=str(exc))
 

@@ -23,6 +23,13 @@ log = structlog.get_logger(__name__)
 _DAY_US = 86_400 * 1_000_000
 
 
+async def drop_unheld(store: Store, blobs: BlobStore, sha256: str) -> None:
+    """Delete the bytes ``sha256`` unless some package not purged holds them (the one
+    rule for removing a package file: a purge, and intake's bytes refused for their key)."""
+    if not await store.sha256_in_use(sha256):
+        await blobs.delete(sha256)
+
+
 class Retention:
     def __init__(
         self,
@@ -63,8 +70,7 @@ class Retention:
             )
             if not await self.store.mark_purged(p.id, event):
                 continue  # put on hold meanwhile
-            if not await self.store.sha256_in_use(p.sha256):
-                await self.blobs.delete(p.sha256)
+            await drop_unheld(self.store, self.blobs, p.sha256)
             done += 1
         if done:
             self.metrics.purged.inc(done)
